@@ -1,0 +1,145 @@
+"""The backend contract: what every adapter, built-in or third-party, implements.
+
+A backend is a small object:
+
+- ``name``, ``install_hint``, ``devices``
+- ``available() -> str | None``: ``None`` when usable, else the reason with the install hint
+  (never raises, never imports the framework when it can avoid it)
+- ``versions() -> dict[str, str]``
+- ``strategies``: a sequence of :class:`Strategy` descriptors
+- ``configure(threads, device) -> dict``: called once per worker process before anything
+  else, so the backend sets its thread pools before its framework starts; returns facts to
+  record (the default does nothing)
+- ``prepare(problem, arrays, strategy, device, mode) -> Callable[[], outputs]``: moves the
+  canonical NumPy arrays to the device in the strategy's input layout, builds / traces /
+  compiles, and returns a zero-argument callable. Calling it runs one forward pass (or one
+  forward and backward pass in train mode) and returns a tuple of framework arrays:
+  ``(y,)`` in forward mode, ``(y, dx, dw)`` or ``(y, dx, dw, db)`` in train mode.
+- ``synchronize(outputs)``: blocks until the device has finished computing ``outputs``
+- ``to_numpy(outputs) -> tuple[np.ndarray, ...]``: host copies in the strategy's declared
+  layouts (``y`` in ``output_layout``, ``dx`` in ``input_layout``, ``dw (N, KH, KW)``,
+  ``db (N,)``). The harness turns them into the canonical layout with
+  :func:`sharedconv.backends.layouts.to_canonical`, so a layout declaration that does not
+  match reality shows up as a shape or value mismatch rather than being hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .layouts import validate_layout
+from .problem import ConvProblem
+
+Mode = Literal["forward", "train"]
+MODES: tuple[str, ...] = ("forward", "train")
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+
+SupportsFn = Callable[[ConvProblem, str, str], "str | None"]
+
+
+def supports_everything(problem: ConvProblem, device: str, mode: str) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way of computing the operation, described without running it.
+
+    ``supports(problem, device, mode)`` returns ``None`` or the reason it cannot compute
+    that problem correctly; the reason is shown to users, so make it specific.
+    ``timed`` says what one call of the prepared callable does, for the record of what is
+    inside the timed region.
+    """
+
+    name: str
+    description: str
+    input_layout: str = "BCHW"
+    output_layout: str = "BCNHW"
+    differentiable: bool = True
+    seed_option: int | None = None
+    timed: str = ""
+    supports_fn: SupportsFn = field(default=supports_everything, repr=False, compare=False)
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"strategy name must be letters, digits, '_' or '-', got {self.name!r}")
+        validate_layout(self.input_layout, "BCHW", f"strategy {self.name!r} input_layout")
+        validate_layout(self.output_layout, "BCNHW", f"strategy {self.name!r} output_layout")
+        if self.seed_option not in (None, 1, 2, 3):
+            raise ValueError(f"strategy {self.name!r}: seed_option must be 1, 2, 3 or None")
+
+    def supports(self, problem: ConvProblem, device: str, mode: str) -> str | None:
+        if mode == "train" and not self.differentiable:
+            return f"{self.name} is not differentiable (forward only)"
+        return self.supports_fn(problem, device, mode)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_layout": self.input_layout,
+            "output_layout": self.output_layout,
+            "differentiable": self.differentiable,
+            "seed_option": self.seed_option,
+            "timed": self.timed,
+            "tags": list(self.tags),
+        }
+
+
+class Backend:
+    """Base class with the defaults; subclass it or implement the same attributes."""
+
+    name: str = ""
+    install_hint: str = ""
+    devices: tuple[str, ...] = ("cpu",)
+    strategies: Sequence[Strategy] = ()
+
+    def available(self) -> str | None:
+        return None
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def configure(self, threads: int, device: str) -> dict[str, Any]:
+        return {}
+
+    def strategy(self, name: str) -> Strategy:
+        for s in self.strategies:
+            if s.name == name:
+                return s
+        valid = ", ".join(s.name for s in self.strategies)
+        raise KeyError(f"backend {self.name!r} has no strategy {name!r}; valid: {valid}")
+
+    def supports(self, problem: ConvProblem, strategy: Strategy, device: str, mode: str) -> str | None:
+        """Device check plus the strategy's own answer."""
+        if device not in self.devices:
+            return f"{self.name} runs on {', '.join(self.devices)}, not {device}"
+        return strategy.supports(problem, device, mode)
+
+    def prepare(
+        self,
+        problem: ConvProblem,
+        arrays: dict[str, np.ndarray],
+        strategy: Strategy,
+        device: str,
+        mode: str,
+    ) -> Callable[[], tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def synchronize(self, outputs: tuple[Any, ...]) -> None:
+        return None
+
+    def to_numpy(self, outputs: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(np.asarray(o) for o in outputs)
+
+
+def output_names(problem: ConvProblem, mode: str) -> tuple[str, ...]:
+    """The names of a prepared call's outputs, in order."""
+    if mode != "train":
+        return ("y",)
+    return ("y", "dx", "dw", "db") if problem.bias else ("y", "dx", "dw")

@@ -1,0 +1,81 @@
+"""The ``numpy`` backend: the oracle's algorithm as a backend, in float64 and in float32.
+
+It is registered first so that everything (verify, run, the dashboard) works with no
+deep-learning framework installed, and it is the simplest example of the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import oracle
+from .contract import Backend, Strategy
+from .problem import ConvProblem, round_to_dtype, storage_dtype
+
+
+def _refuse_float64(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if problem.dtype == "float64":
+        return "computes in float32, which cannot meet the float64 error bound"
+    return None
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    install_hint = "pip install sharedconv"
+    devices = ("cpu",)
+    strategies = (
+        Strategy(
+            "oracle64",
+            "the oracle: patch matrix times filters (BLAS), computed in float64, rounded to the dtype",
+            timed="float64 patch-matrix matmul over chunks of B*C images, cast to the problem dtype",
+        ),
+        Strategy(
+            "oracle32",
+            "the oracle's algorithm computed in float32 (float16/bfloat16 problems round the result)",
+            timed="float32 patch-matrix matmul over chunks of B*C images, cast to the problem dtype",
+            supports_fn=_refuse_float64,
+        ),
+    )
+
+    def versions(self) -> dict[str, str]:
+        return {"numpy": np.__version__}
+
+    def configure(self, threads: int, device: str) -> dict[str, Any]:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+        return {"blas_threads": threads}
+
+    def prepare(
+        self,
+        problem: ConvProblem,
+        arrays: dict[str, np.ndarray],
+        strategy: Strategy,
+        device: str,
+        mode: str,
+    ) -> Callable[[], tuple[Any, ...]]:
+        compute = np.float64 if strategy.name == "oracle64" else np.float32
+        x = arrays["x"].astype(compute)
+        w = arrays["w"].astype(compute)
+        b = arrays["b"].astype(compute) if problem.bias else None
+        dy = arrays["dy"].astype(compute) if mode == "train" else None
+        store = storage_dtype(problem.dtype)
+
+        def finish(a: np.ndarray) -> np.ndarray:
+            # Round to the problem's dtype, as a framework computing in it would return.
+            return round_to_dtype(a, problem.dtype).astype(store, copy=False)
+
+        def call() -> tuple[np.ndarray, ...]:
+            y = oracle.forward(problem, x, w, b, compute_dtype=compute)
+            if mode != "train":
+                return (finish(y),)
+            g = oracle.gradients(problem, x, w, dy, compute_dtype=compute)
+            out = [finish(y), finish(g["dx"]), finish(g["dw"])]
+            if problem.bias:
+                out.append(finish(g["db"]))
+            return tuple(out)
+
+        return call

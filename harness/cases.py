@@ -1,0 +1,105 @@
+"""One case inside a worker: prepare, first call, verify against the oracle, then time.
+
+Everything crosses the process boundary as plain data: the request names the backend,
+strategy, problem (as a dict), mode, device, seed and the folder of the oracle's arrays;
+the answer is a JSON-able record.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sharedconv.backends.agreement import BOUNDS, agrees, describe_failure, output_error
+from sharedconv.backends.contract import Backend, output_names
+from sharedconv.backends.layouts import to_canonical
+from sharedconv.backends.problem import ConvProblem, make_inputs
+
+_INPUT_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
+
+
+def cached_inputs(problem: ConvProblem, seed: int, mode: str) -> dict[str, np.ndarray]:
+    """The seeded inputs, kept for the next strategy on the same problem (one entry)."""
+    key = (problem, seed, mode)
+    if key not in _INPUT_CACHE:
+        _INPUT_CACHE.clear()
+        _INPUT_CACHE[key] = make_inputs(problem, seed, mode)
+    return _INPUT_CACHE[key]
+
+
+def canonical_outputs(strategy, problem: ConvProblem, mode: str, arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """Name a backend's host outputs and transpose them from the declared layouts."""
+    names = output_names(problem, mode)
+    if len(arrays) != len(names):
+        raise ValueError(
+            f"{strategy.name} returned {len(arrays)} outputs in {mode} mode; expected {len(names)} "
+            f"({', '.join(names)})"
+        )
+    out = {}
+    for name, a in zip(names, arrays, strict=True):
+        a = np.asarray(a)
+        if name == "y":
+            a = to_canonical(a, strategy.output_layout) if a.ndim == 5 else a
+        elif name == "dx":
+            a = to_canonical(a, strategy.input_layout) if a.ndim == 4 else a
+        out[name] = a
+    return out
+
+
+def compare(problem: ConvProblem, got: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Errors of every output, and whether all agree within the dtype's bound."""
+    errors: dict[str, Any] = {}
+    failures = []
+    for name, ref in reference.items():
+        if name not in got:
+            continue
+        err = output_error(got[name], ref)
+        errors[name] = err.to_dict()
+        if not agrees(err, problem.dtype):
+            failures.append(describe_failure(name, err, problem.dtype, ref.shape, got[name].shape))
+    return {"errors": errors, "bound": BOUNDS[problem.dtype], "failures": failures}
+
+
+def load_reference(folder: str, mode: str, problem: ConvProblem) -> dict[str, np.ndarray]:
+    names = output_names(problem, mode)
+    return {n: np.load(Path(folder) / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in names}
+
+
+def execute_case(backend: Backend, request: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    problem = ConvProblem.from_dict(request["problem"])
+    mode = request["mode"]
+    device = request.get("device", context.get("device", "cpu"))
+    strategy = backend.strategy(request["strategy"])
+    record: dict[str, Any] = {"timed_region": strategy.timed}
+    reason = backend.supports(problem, strategy, device, mode)
+    if reason:
+        return {**record, "status": "skipped", "reason": reason}
+
+    arrays = cached_inputs(problem, int(request.get("seed", 0)), mode)
+    t0 = time.perf_counter()
+    fn = backend.prepare(problem, arrays, strategy, device, mode)
+    t1 = time.perf_counter()
+    outputs = fn()
+    backend.synchronize(outputs)
+    t2 = time.perf_counter()
+    record["setup_s"] = t1 - t0
+    record["first_call_s"] = t2 - t1
+
+    if request.get("oracle"):
+        got = canonical_outputs(strategy, problem, mode, backend.to_numpy(outputs))
+        verdict = compare(problem, got, load_reference(request["oracle"], mode, problem))
+        record["verify"] = verdict
+        record["status"] = "pass" if not verdict["failures"] else "mismatch"
+        if verdict["failures"]:
+            record["reason"] = "; ".join(verdict["failures"])
+    else:
+        record["status"] = "unverified"
+    del outputs
+    timing = request.get("timing")
+    if timing and (record["status"] == "pass" or timing.get("time_anyway")):
+        from .timing import measure
+
+        record.update(measure(backend, fn, timing))
+    return record

@@ -1,0 +1,205 @@
+"""Run backends x strategies x problems x modes through worker processes.
+
+The plan is built in this process from the strategy descriptors alone (no framework is
+imported here), so skip reasons and unavailable backends are known before any worker
+starts. The oracle is computed once per problem and shared with the workers as ``.npy``
+files. Every case ends as one record, whatever happens to its worker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sharedconv.backends import oracle
+from sharedconv.backends.problem import ConvProblem, make_inputs
+from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
+
+from .worker import WorkerFault, WorkerProcess, default_threads
+
+RECORD_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class CaseKey:
+    backend: str
+    strategy: str
+    problem: ConvProblem
+    mode: str
+    device: str
+
+    def ident(self) -> str:
+        return f"{self.backend}/{self.strategy}/{self.problem.slug()}/{self.mode}/{self.device}"
+
+
+@dataclass
+class Plan:
+    backends: list[str]
+    problems: list[ConvProblem]
+    modes: list[str]
+    strategies: list[str] | None = None  # None: all of each backend's strategies
+    device: str = "cpu"
+    threads: int = field(default_factory=default_threads)
+    seed: int = 0
+    timeout: float = 120.0
+    timing: dict[str, Any] | None = None  # None: verify only
+    verbose: bool = False
+
+
+class OracleStore:
+    """The oracle's arrays, computed once per (problem, seed) and saved for the workers."""
+
+    def __init__(self, folder: Path | None = None):
+        self._own = folder is None
+        self.folder = Path(folder or tempfile.mkdtemp(prefix="sharedconv-oracle-"))
+        self._done: dict[tuple, Path] = {}
+        self.seconds = 0.0
+
+    def path(self, problem: ConvProblem, seed: int, mode: str) -> Path:
+        # Train-mode inputs extend forward ones (same x, w, b), so one train oracle serves both.
+        key = (problem, seed, mode)
+        if key in self._done:
+            return self._done[key]
+        t0 = time.perf_counter()
+        target = self.folder / f"{problem.slug()}-seed{seed}-{mode}"
+        target.mkdir(parents=True, exist_ok=True)
+        arrays = make_inputs(problem, seed, mode)
+        for name, a in oracle.reference(problem, arrays, mode).items():
+            np.save(target / f"{name}.npy", a, allow_pickle=False)
+        self._done[key] = target
+        self.seconds += time.perf_counter() - t0
+        return target
+
+    def drop(self, problem: ConvProblem) -> None:
+        for key in [k for k in self._done if k[0] == problem]:
+            shutil.rmtree(self._done.pop(key), ignore_errors=True)
+
+    def close(self) -> None:
+        if self._own:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def base_record(key: CaseKey, threads: int) -> dict[str, Any]:
+    p = key.problem
+    return {
+        "schema": RECORD_SCHEMA,
+        "case": key.ident(),
+        "backend": key.backend,
+        "strategy": key.strategy,
+        "problem": p.to_text(),
+        "params": p.to_dict(),
+        "mode": key.mode,
+        "device": key.device,
+        "dtype": p.dtype,
+        "threads": threads,
+        "flops": p.flops_for(key.mode),
+        "fewest_bytes": p.fewest_bytes(key.mode),
+    }
+
+
+def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None]]:
+    """Every case in order, with a finished record for those decided without a worker
+    (unavailable backend, unknown strategy, unsupported problem)."""
+    for name in plan.backends:
+        spec = get_spec(name)
+        try:
+            backend = load_backend(name)
+            missing = backend.available()
+        except BackendLoadError as e:
+            backend, missing = None, str(e)
+        names = [s.name for s in backend.strategies] if backend is not None else ["*"]
+        if plan.strategies:
+            names = [n for n in names if n in plan.strategies] if backend is not None else ["*"]
+        for problem in plan.problems:
+            for mode in plan.modes:
+                for sname in names:
+                    key = CaseKey(name, sname, problem, mode, plan.device)
+                    if backend is None or missing:
+                        hint = backend.install_hint if backend is not None else spec.install_hint
+                        reason = missing or "unavailable"
+                        if hint and hint not in reason:
+                            reason = f"{reason} (install: {hint})"
+                        yield key, {"status": "unavailable", "reason": reason}
+                        continue
+                    strategy = backend.strategy(sname)
+                    why = backend.supports(problem, strategy, plan.device, mode)
+                    if why:
+                        yield key, {"status": "skipped", "reason": why, "timed_region": strategy.timed}
+                    else:
+                        yield key, None
+
+
+def execute(
+    plan: Plan,
+    on_record: Callable[[dict[str, Any]], None],
+    skip: Iterable[str] = (),
+    oracle_store: OracleStore | None = None,
+    on_worker: Callable[[str, dict[str, Any]], None] | None = None,
+) -> None:
+    """Run every case of ``plan``; ``on_record`` receives each finished record in order.
+
+    ``skip`` holds case idents already done (``--resume``). ``on_worker`` receives each
+    backend's hello (versions and thread facts) once.
+    """
+    done = set(skip)
+    store = oracle_store or OracleStore()
+    workers: dict[str, WorkerProcess] = {}
+    seen_hello: set[str] = set()
+    try:
+        # plan_cases is backend-major: one framework is alive at a time.
+        for key, decided in plan_cases(plan):
+            if key.ident() in done:
+                continue
+            record = base_record(key, plan.threads)
+            if decided is not None:
+                on_record({**record, **decided})
+                continue
+            worker = workers.get(key.backend)
+            if worker is None:
+                # close the previous backend's worker: one framework in memory at a time
+                for other in list(workers):
+                    workers.pop(other).close()
+                worker = workers[key.backend] = WorkerProcess(
+                    key.backend, plan.threads, plan.device, verbose=plan.verbose
+                )
+            t0 = time.perf_counter()
+            try:
+                hello = worker.ensure()
+                if key.backend not in seen_hello:
+                    seen_hello.add(key.backend)
+                    if on_worker is not None:
+                        on_worker(key.backend, hello)
+                if hello.get("available"):
+                    on_record({**record, "status": "unavailable", "reason": hello["available"]})
+                    continue
+                oracle_mode = "train" if "train" in plan.modes else "forward"
+                folder = store.path(key.problem, plan.seed, oracle_mode)
+                request = {
+                    "op": "case",
+                    "backend": key.backend,
+                    "strategy": key.strategy,
+                    "problem": key.problem.to_dict(),
+                    "mode": key.mode,
+                    "device": key.device,
+                    "seed": plan.seed,
+                    "oracle": str(folder),
+                    "timing": plan.timing,
+                }
+                answer = worker.call(request, plan.timeout)
+                answer.pop("op", None)
+                record.update(answer)
+            except WorkerFault as fault:
+                record.update(fault.record())
+            record["wall_s"] = time.perf_counter() - t0
+            on_record(record)
+    finally:
+        for w in workers.values():
+            w.close()
+        if oracle_store is None:
+            store.close()
