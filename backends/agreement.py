@@ -34,7 +34,12 @@ class OutputError:
         return max(self.rel_fro, self.max_norm)
 
     def to_dict(self) -> dict[str, float | bool]:
-        return {"rel_fro": self.rel_fro, "max_norm": self.max_norm, "shape_ok": self.shape_ok, "finite": self.finite}
+        return {
+            "rel_fro": self.rel_fro,
+            "max_norm": self.max_norm,
+            "shape_ok": self.shape_ok,
+            "finite": self.finite,
+        }
 
 
 def output_error(got: np.ndarray, ref: np.ndarray) -> OutputError:
@@ -65,7 +70,13 @@ def agrees(error: OutputError, dtype: str) -> bool:
     return error.shape_ok and error.finite and error.worst <= BOUNDS[dtype]
 
 
-def describe_failure(name: str, error: OutputError, dtype: str, expected_shape: tuple[int, ...] | None = None, got_shape: tuple[int, ...] | None = None) -> str:
+def describe_failure(
+    name: str,
+    error: OutputError,
+    dtype: str,
+    expected_shape: tuple[int, ...] | None = None,
+    got_shape: tuple[int, ...] | None = None,
+) -> str:
     if not error.shape_ok:
         return f"{name}: shape {got_shape} but the oracle's is {expected_shape} (is the declared layout right?)"
     if not error.finite:

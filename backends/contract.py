@@ -67,7 +67,9 @@ class Strategy:
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"strategy name must be letters, digits, '_' or '-', got {self.name!r}")
+            raise ValueError(
+                f"strategy name must be letters, digits, '_' or '-', got {self.name!r}"
+            )
         validate_layout(self.input_layout, "BCHW", f"strategy {self.name!r} input_layout")
         validate_layout(self.output_layout, "BCNHW", f"strategy {self.name!r} output_layout")
         if self.seed_option not in (None, 1, 2, 3):
@@ -115,7 +117,9 @@ class Backend:
         valid = ", ".join(s.name for s in self.strategies)
         raise KeyError(f"backend {self.name!r} has no strategy {name!r}; valid: {valid}")
 
-    def supports(self, problem: ConvProblem, strategy: Strategy, device: str, mode: str) -> str | None:
+    def supports(
+        self, problem: ConvProblem, strategy: Strategy, device: str, mode: str
+    ) -> str | None:
         """Device check plus the strategy's own answer."""
         if device not in self.devices:
             return f"{self.name} runs on {', '.join(self.devices)}, not {device}"

@@ -106,9 +106,9 @@ def gradients(
         for p in range(problem.KH):
             for q in range(problem.KW):
                 r0, c0 = p * dh, q * dwl
-                dxpad[:, r0 : r0 + (ho - 1) * sh + 1 : sh, c0 : c0 + (wo - 1) * sw + 1 : sw] += dpatch[
-                    :, :, :, p, q
-                ]
+                dxpad[:, r0 : r0 + (ho - 1) * sh + 1 : sh, c0 : c0 + (wo - 1) * sw + 1 : sw] += (
+                    dpatch[:, :, :, p, q]
+                )
         dx[start:stop] = dxpad[:, pt : pt + H, pl : pl + W]
     grads = {"dx": dx.reshape(problem.x_shape), "dw": dw_acc.reshape(problem.w_shape)}
     if problem.bias:
@@ -124,7 +124,13 @@ def reference(
     compute_dtype: type = np.float64,
 ) -> dict[str, np.ndarray]:
     """Every output of ``mode`` for canonical ``arrays``: ``y`` and, in train mode, the gradients."""
-    out = {"y": forward(problem, arrays["x"], arrays["w"], arrays.get("b"), compute_dtype=compute_dtype)}
+    out = {
+        "y": forward(
+            problem, arrays["x"], arrays["w"], arrays.get("b"), compute_dtype=compute_dtype
+        )
+    }
     if mode == "train":
-        out.update(gradients(problem, arrays["x"], arrays["w"], arrays["dy"], compute_dtype=compute_dtype))
+        out.update(
+            gradients(problem, arrays["x"], arrays["w"], arrays["dy"], compute_dtype=compute_dtype)
+        )
     return out

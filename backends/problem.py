@@ -209,7 +209,9 @@ class ConvProblem:
             parts.append(f"d{_pair_text(self.dilation)}")
         if self.padding != "valid":
             parts.append(
-                f"p{self.padding}" if isinstance(self.padding, str) else f"p{_pair_text(self.padding)}"
+                f"p{self.padding}"
+                if isinstance(self.padding, str)
+                else f"p{_pair_text(self.padding)}"
             )
         if not self.bias:
             parts.append("nobias")
@@ -275,7 +277,9 @@ def _parse_int(key: str, text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ProblemError(f"{key} must be an integer, got {text!r} (example: {_EXAMPLE})") from None
+        raise ProblemError(
+            f"{key} must be an integer, got {text!r} (example: {_EXAMPLE})"
+        ) from None
 
 
 def _parse_pair_text(key: str, text: str) -> tuple[int, int]:
@@ -379,7 +383,9 @@ def _build(values: dict[str, str], text: str) -> ConvProblem:
         KH=kh,
         KW=kw,
         stride=_parse_pair_text("stride", values["stride"]) if "stride" in values else (1, 1),
-        dilation=_parse_pair_text("dilation", values["dilation"]) if "dilation" in values else (1, 1),
+        dilation=_parse_pair_text("dilation", values["dilation"])
+        if "dilation" in values
+        else (1, 1),
         padding=padding,
         bias=bias,
         dtype=values.get("dtype", "float32").lower(),
@@ -438,10 +444,14 @@ def storage_dtype(dtype: str) -> np.dtype:
     NumPy has no bfloat16, so bfloat16 inputs travel as float32 arrays holding exactly
     representable bfloat16 values; a backend casts them to its own bfloat16 type.
     """
-    return np.dtype({"float64": np.float64, "float32": np.float32, "float16": np.float16}.get(dtype, np.float32))
+    return np.dtype(
+        {"float64": np.float64, "float32": np.float32, "float16": np.float16}.get(dtype, np.float32)
+    )
 
 
-def make_inputs(problem: ConvProblem, seed: int = 0, mode: str = "forward") -> dict[str, np.ndarray]:
+def make_inputs(
+    problem: ConvProblem, seed: int = 0, mode: str = "forward"
+) -> dict[str, np.ndarray]:
     """Seeded random canonical inputs: ``x``, ``w``, ``b`` (when bias) and ``dy`` (train).
 
     Values are standard normal (filters scaled by 1/sqrt(KH*KW) so outputs stay near unit

@@ -86,7 +86,9 @@ def _distribution_name(ep: metadata.EntryPoint) -> str:
 
 @lru_cache(maxsize=1)
 def _specs() -> tuple[BackendSpec, ...]:
-    specs = [BackendSpec(name, target, "built-in", hint) for name, (target, hint) in BUILTINS.items()]
+    specs = [
+        BackendSpec(name, target, "built-in", hint) for name, (target, hint) in BUILTINS.items()
+    ]
     seen = {s.name: s for s in specs}
     for ep in _entry_points():
         origin = _distribution_name(ep)
@@ -141,10 +143,14 @@ def validate_backend(obj: Any, spec: BackendSpec) -> Backend:
         try:
             obj = obj()
         except Exception as e:
-            raise BackendLoadError(f"{where}: constructing it failed: {type(e).__name__}: {e}") from e
+            raise BackendLoadError(
+                f"{where}: constructing it failed: {type(e).__name__}: {e}"
+            ) from e
     missing = [m for m in _REQUIRED_METHODS if not callable(getattr(obj, m, None))]
     if missing:
-        raise BackendLoadError(f"{where} lacks the method(s) {', '.join(missing)} of the backend contract")
+        raise BackendLoadError(
+            f"{where} lacks the method(s) {', '.join(missing)} of the backend contract"
+        )
     name = getattr(obj, "name", None)
     if name != spec.name:
         raise BackendLoadError(f"{where} calls itself {name!r}; its name must be {spec.name!r}")

@@ -39,7 +39,17 @@ def _files() -> dict[str, str]:
 
 
 def suite_names() -> list[str]:
-    order = ["smoke", "seed", "channels", "spatial", "filters", "kernel", "batch", "conformance", "full"]
+    order = [
+        "smoke",
+        "seed",
+        "channels",
+        "spatial",
+        "filters",
+        "kernel",
+        "batch",
+        "conformance",
+        "full",
+    ]
     names = list(_files())
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
 
@@ -57,7 +67,9 @@ def load_suite(name: str, dtype: str | None = None, _seen: tuple[str, ...] = ())
         problems.extend(load_suite(other, dtype, (*_seen, name)).problems)
     for text in data.get("problems", []):
         try:
-            expanded = parse_problems(text if dtype is None or "dtype=" in text else f"{text},dtype={dtype}")
+            expanded = parse_problems(
+                text if dtype is None or "dtype=" in text else f"{text},dtype={dtype}"
+            )
         except ProblemError as e:
             raise SuiteError(f"suite {name!r}: {e}") from e
         problems.extend(expanded)

@@ -29,7 +29,9 @@ def cached_inputs(problem: ConvProblem, seed: int, mode: str) -> dict[str, np.nd
     return _INPUT_CACHE[key]
 
 
-def canonical_outputs(strategy, problem: ConvProblem, mode: str, arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+def canonical_outputs(
+    strategy, problem: ConvProblem, mode: str, arrays: tuple[np.ndarray, ...]
+) -> dict[str, np.ndarray]:
     """Name a backend's host outputs and transpose them from the declared layouts."""
     names = output_names(problem, mode)
     if len(arrays) != len(names):
@@ -48,7 +50,9 @@ def canonical_outputs(strategy, problem: ConvProblem, mode: str, arrays: tuple[n
     return out
 
 
-def compare(problem: ConvProblem, got: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, Any]:
+def compare(
+    problem: ConvProblem, got: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """Errors of every output, and whether all agree within the dtype's bound."""
     errors: dict[str, Any] = {}
     failures = []
@@ -67,7 +71,9 @@ def load_reference(folder: str, mode: str, problem: ConvProblem) -> dict[str, np
     return {n: np.load(Path(folder) / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in names}
 
 
-def execute_case(backend: Backend, request: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+def execute_case(
+    backend: Backend, request: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any]:
     problem = ConvProblem.from_dict(request["problem"])
     mode = request["mode"]
     device = request.get("device", context.get("device", "cpu"))

@@ -28,7 +28,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 # ---- shared option parsing ----------------------------------------------------------------
-def problems_from(shapes: tuple[str, ...], suite: str | None, dtype: str | None, default_suite: str) -> list[ConvProblem]:
+def problems_from(
+    shapes: tuple[str, ...], suite: str | None, dtype: str | None, default_suite: str
+) -> list[ConvProblem]:
     if shapes and suite:
         raise click.UsageError("give either --shape or --suite, not both")
     problems: list[ConvProblem] = []
@@ -95,8 +97,18 @@ def selection_options(default_suite: str):
     def decorate(f):
         for option in reversed(
             [
-                click.option("--backends", "-b", metavar="LIST", help="Comma-separated backend names (default: all registered)."),
-                click.option("--strategies", "-s", metavar="LIST", help="Comma-separated strategy names (default: all)."),
+                click.option(
+                    "--backends",
+                    "-b",
+                    metavar="LIST",
+                    help="Comma-separated backend names (default: all registered).",
+                ),
+                click.option(
+                    "--strategies",
+                    "-s",
+                    metavar="LIST",
+                    help="Comma-separated strategy names (default: all).",
+                ),
                 click.option(
                     "--shape",
                     "shapes",
@@ -104,14 +116,53 @@ def selection_options(default_suite: str):
                     metavar="TEXT",
                     help="A problem or grid, e.g. 'B=10,C=3,H=200,W=200,N=20,K=5' or 'C=1..128:x2,H=64,N=16,K=3,5'. Repeatable.",
                 ),
-                click.option("--suite", metavar="NAME", help=f"A named suite (default: {default_suite}); see `sharedconv suites`."),
-                click.option("--mode", type=click.Choice(["forward", "train", "both"]), default="both", show_default=True),
-                click.option("--dtype", type=click.Choice(DTYPES), help="Dtype for problems that do not fix their own (default float32)."),
-                click.option("--device", type=click.Choice([*DEVICES, "gpu"]), default="cpu", show_default=True),
-                click.option("--threads", type=int, help="Threads for every framework (default: the cores this process may use)."),
-                click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs."),
-                click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds one case may take before its worker is killed."),
-                click.option("--verbose", "-v", is_flag=True, help="Show every case, and let frameworks print their logs."),
+                click.option(
+                    "--suite",
+                    metavar="NAME",
+                    help=f"A named suite (default: {default_suite}); see `sharedconv suites`.",
+                ),
+                click.option(
+                    "--mode",
+                    type=click.Choice(["forward", "train", "both"]),
+                    default="both",
+                    show_default=True,
+                ),
+                click.option(
+                    "--dtype",
+                    type=click.Choice(DTYPES),
+                    help="Dtype for problems that do not fix their own (default float32).",
+                ),
+                click.option(
+                    "--device",
+                    type=click.Choice([*DEVICES, "gpu"]),
+                    default="cpu",
+                    show_default=True,
+                ),
+                click.option(
+                    "--threads",
+                    type=int,
+                    help="Threads for every framework (default: the cores this process may use).",
+                ),
+                click.option(
+                    "--seed",
+                    type=int,
+                    default=0,
+                    show_default=True,
+                    help="Seed of the random inputs.",
+                ),
+                click.option(
+                    "--timeout",
+                    type=float,
+                    default=120.0,
+                    show_default=True,
+                    help="Seconds one case may take before its worker is killed.",
+                ),
+                click.option(
+                    "--verbose",
+                    "-v",
+                    is_flag=True,
+                    help="Show every case, and let frameworks print their logs.",
+                ),
             ]
         ):
             f = option(f)
@@ -162,7 +213,9 @@ def backends_cmd(as_json: bool) -> None:
     for col in ("backend", "status", "versions", "strategies", "from"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        status = {"available": "[green]available[/]", "unavailable": "[yellow]unavailable[/]"}.get(row["status"], "[red]error[/]")
+        status = {"available": "[green]available[/]", "unavailable": "[yellow]unavailable[/]"}.get(
+            row["status"], "[red]error[/]"
+        )
         if row.get("reason"):
             status += f"\n{row['reason']}"
         table.add_row(
@@ -184,14 +237,22 @@ def suites_cmd() -> None:
 
 
 @cli.command("strategies")
-@click.option("--backends", "-b", metavar="LIST", help="Comma-separated backend names (default: all).")
+@click.option(
+    "--backends", "-b", metavar="LIST", help="Comma-separated backend names (default: all)."
+)
 def strategies_cmd(backends: str | None) -> None:
     """Describe every strategy: layouts, seed option and what its timed call contains."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Strategies", title_justify="left")
-    for col in ("backend/strategy", "layouts in -> out", "seed option", "description", "timed call"):
+    for col in (
+        "backend/strategy",
+        "layouts in -> out",
+        "seed option",
+        "description",
+        "timed call",
+    ):
         table.add_column(col, overflow="fold")
     for name in backends_from(backends):
         try:
@@ -213,7 +274,9 @@ def strategies_cmd(backends: str | None) -> None:
 # ---- verify -------------------------------------------------------------------------------
 @cli.command("verify")
 @selection_options(default_suite="conformance")
-@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON instead of tables.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the records as JSON instead of tables."
+)
 def verify_cmd(
     backends: str | None,
     strategies: str | None,
@@ -261,7 +324,9 @@ def verify_cmd(
         print_tables(verify_table(records, detailed=verbose or len(records) <= 60))
         n_bad = len(failed(records))
         n_pass = sum(r["status"] == "pass" for r in records)
-        click.echo(f"{n_pass} passed, {n_bad} failed, {len(records) - n_pass - n_bad} skipped or unavailable")
+        click.echo(
+            f"{n_pass} passed, {n_bad} failed, {len(records) - n_pass - n_bad} skipped or unavailable"
+        )
     sys.exit(1 if failed(records) else 0)
 
 

@@ -130,7 +130,10 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None]]:
                     strategy = backend.strategy(sname)
                     why = backend.supports(problem, strategy, plan.device, mode)
                     if why:
-                        yield key, {"status": "skipped", "reason": why, "timed_region": strategy.timed}
+                        yield (
+                            key,
+                            {"status": "skipped", "reason": why, "timed_region": strategy.timed},
+                        )
                     else:
                         yield key, None
 

@@ -67,7 +67,9 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
     for name, rs in groups.items():
         counts = Counter(r["status"] for r in rs)
         ratios = [
-            (worst_error(r) or 0.0) / r["verify"]["bound"] for r in rs if r.get("verify") and worst_error(r) is not None
+            (worst_error(r) or 0.0) / r["verify"]["bound"]
+            for r in rs
+            if r.get("verify") and worst_error(r) is not None
         ]
         other = sum(v for k, v in counts.items() if k not in ("pass", "mismatch", "skipped"))
         other_kinds = ", ".join(k for k in counts if k not in ("pass", "mismatch", "skipped"))
@@ -87,13 +89,21 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
         for col in ("backend/strategy", "problem", "mode", "status", "why"):
             f.add_column(col, overflow="fold")
         for r in bad:
-            f.add_row(f"{r['backend']}/{r['strategy']}", r["problem"], r["mode"], STATUS_STYLE[r["status"]], r.get("reason", ""))
+            f.add_row(
+                f"{r['backend']}/{r['strategy']}",
+                r["problem"],
+                r["mode"],
+                STATUS_STYLE[r["status"]],
+                r.get("reason", ""),
+            )
         tables.append(f)
 
     reasons: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in records:
         if r["status"] in ("skipped", "unavailable"):
-            reasons[(f"{r['backend']}/{r['strategy']}", r.get("reason", ""))].append(f"{r['problem']} {r['mode']}")
+            reasons[(f"{r['backend']}/{r['strategy']}", r.get("reason", ""))].append(
+                f"{r['problem']} {r['mode']}"
+            )
     if reasons:
         s = Table(title="Skipped and unavailable, with the reason", title_justify="left")
         s.add_column("backend/strategy")

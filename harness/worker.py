@@ -10,6 +10,7 @@ Run as ``python -m sharedconv.harness.worker``; the parent side is :class:`Worke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -55,7 +56,9 @@ def thread_env(threads: int, verbose: bool = False) -> dict[str, str]:
 class WorkerFault(RuntimeError):
     """The worker died or hung; ``status`` is ``crashed`` or ``timeout``."""
 
-    def __init__(self, status: str, reason: str, stderr_tail: str = "", signal_name: str | None = None):
+    def __init__(
+        self, status: str, reason: str, stderr_tail: str = "", signal_name: str | None = None
+    ):
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -93,7 +96,9 @@ class WorkerProcess:
         env = dict(os.environ)
         env.update(thread_env(self.threads, self.verbose))
         env.update(self.extra_env)
-        self._stderr = tempfile.TemporaryFile(prefix=f"sharedconv-{self.backend}-", suffix=".err")
+        # lives as long as the worker; closed in close()
+        # lives as long as the worker; closed in close()
+        self._stderr = tempfile.TemporaryFile(prefix=f"sharedconv-{self.backend}-", suffix=".err")  # noqa: SIM115  # noqa: SIM115
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "sharedconv.harness.worker"],
             stdin=subprocess.PIPE,
@@ -105,7 +110,12 @@ class WorkerProcess:
         self._buffer = b""
         self.starts += 1
         self.hello = self._exchange(
-            {"op": "hello", "backend": self.backend, "threads": self.threads, "device": self.device},
+            {
+                "op": "hello",
+                "backend": self.backend,
+                "threads": self.threads,
+                "device": self.device,
+            },
             self.startup_timeout,
         )
         return self.hello
@@ -127,10 +137,8 @@ class WorkerProcess:
                 self._kill(proc)
         if proc is not None:
             for stream in (proc.stdin, proc.stdout):
-                try:
+                with contextlib.suppress(Exception):
                     stream.close()
-                except Exception:
-                    pass
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -215,14 +223,10 @@ class WorkerProcess:
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            pass
 
 
 # ---- the child side ---------------------------------------------------------------------
@@ -277,7 +281,11 @@ def _serve() -> None:
                     "facts": facts,
                     "strategies": [s.describe() for s in backend.strategies],
                 }
-                context = {"threads": int(message["threads"]), "device": message["device"], "facts": facts}
+                context = {
+                    "threads": int(message["threads"]),
+                    "device": message["device"],
+                    "facts": facts,
+                }
             elif op == "case":
                 if backend is None:
                     raise RuntimeError("case before hello")
