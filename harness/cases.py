@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sharedconv.backends.agreement import BOUNDS, agrees, describe_failure, output_error
+from sharedconv.backends.agreement import (
+    agrees,
+    bound_for,
+    describe_failure,
+    output_error,
+    reduction_terms,
+)
 from sharedconv.backends.contract import Backend, output_names
 from sharedconv.backends.layouts import to_canonical
 from sharedconv.backends.problem import ConvProblem, make_inputs
@@ -55,15 +61,20 @@ def compare(
 ) -> dict[str, Any]:
     """Errors of every output, and whether all agree within the dtype's bound."""
     errors: dict[str, Any] = {}
+    bounds: dict[str, float] = {}
     failures = []
     for name, ref in reference.items():
         if name not in got:
+            failures.append(f"{name}: missing from the outputs")
             continue
         err = output_error(got[name], ref)
-        errors[name] = err.to_dict()
-        if not agrees(err, problem.dtype):
-            failures.append(describe_failure(name, err, problem.dtype, ref.shape, got[name].shape))
-    return {"errors": errors, "bound": BOUNDS[problem.dtype], "failures": failures}
+        bound = bounds[name] = bound_for(problem.dtype, reduction_terms(problem, name))
+        errors[name] = {**err.to_dict(), "bound": bound}
+        if not agrees(err, bound):
+            failures.append(
+                describe_failure(name, err, bound, problem.dtype, ref.shape, got[name].shape)
+            )
+    return {"errors": errors, "bound": min(bounds.values(), default=0.0), "failures": failures}
 
 
 def load_reference(folder: str, mode: str, problem: ConvProblem) -> dict[str, np.ndarray]:

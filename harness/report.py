@@ -28,12 +28,20 @@ def worst_error(record: dict[str, Any]) -> float | None:
     return max(values) if values else None
 
 
+def worst_ratio(record: dict[str, Any]) -> float | None:
+    """The largest error over its bound, across the outputs (1.0 is the limit)."""
+    errors = (record.get("verify") or {}).get("errors") or {}
+    values = [
+        max(e["rel_fro"], e["max_norm"]) / e["bound"] for e in errors.values() if e.get("bound")
+    ]
+    return max(values) if values else None
+
+
 def error_text(record: dict[str, Any]) -> str:
-    worst = worst_error(record)
-    if worst is None:
+    worst, ratio = worst_error(record), worst_ratio(record)
+    if worst is None or ratio is None:
         return ""
-    bound = record["verify"]["bound"]
-    return f"{worst:.1e} / {bound:.0e}"
+    return f"{worst:.1e} ({ratio:.2f}x bound)"
 
 
 def failed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -44,7 +52,7 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
     tables = []
     if detailed:
         t = Table(title="Agreement with the float64 oracle", title_justify="left")
-        for col in ("backend/strategy", "problem", "mode", "status", "error / bound", "note"):
+        for col in ("backend/strategy", "problem", "mode", "status", "error (of bound)", "note"):
             t.add_column(col, overflow="fold")
         for r in records:
             t.add_row(
@@ -59,18 +67,14 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
         return tables
 
     t = Table(title="Agreement with the float64 oracle (summary)", title_justify="left")
-    for col in ("backend/strategy", "pass", "FAIL", "skipped", "other", "worst error / bound"):
+    for col in ("backend/strategy", "pass", "FAIL", "skipped", "other", "worst error (of bound)"):
         t.add_column(col, justify="right" if col not in ("backend/strategy",) else "left")
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[f"{r['backend']}/{r['strategy']}"].append(r)
     for name, rs in groups.items():
         counts = Counter(r["status"] for r in rs)
-        ratios = [
-            (worst_error(r) or 0.0) / r["verify"]["bound"]
-            for r in rs
-            if r.get("verify") and worst_error(r) is not None
-        ]
+        ratios = [x for x in (worst_ratio(r) for r in rs) if x is not None]
         other = sum(v for k, v in counts.items() if k not in ("pass", "mismatch", "skipped"))
         other_kinds = ", ".join(k for k in counts if k not in ("pass", "mismatch", "skipped"))
         t.add_row(
