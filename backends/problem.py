@@ -367,7 +367,15 @@ def _build(values: dict[str, str], text: str) -> ConvProblem:
     padding: Padding = "valid"
     if "padding" in values:
         pad_text = values["padding"].lower()
-        padding = pad_text if pad_text in PADDINGS else _parse_pair_text("padding", pad_text)
+        if pad_text in PADDINGS:
+            padding = pad_text
+        else:
+            try:
+                padding = _parse_pair_text("padding", pad_text)
+            except ProblemError:
+                raise ProblemError(
+                    f"padding must be 'valid', 'same', N or AxB (e.g. padding=2x1); got {values['padding']!r}"
+                ) from None
     bias = True
     if "bias" in values:
         bias_text = values["bias"].lower()

@@ -63,10 +63,12 @@ class BackendSpec:
     error: str | None = None  # a registration problem found while listing (e.g. a duplicate name)
 
 
-def _split_target(target: str) -> tuple[str, str]:
-    module, _, attr = target.partition(":")
+def _split_target(spec: BackendSpec) -> tuple[str, str]:
+    module, _, attr = spec.target.partition(":")
     if not module or not attr:
-        raise BackendLoadError(f"backend target must be 'module:attribute', got {target!r}")
+        raise BackendLoadError(
+            f"backend {spec.name!r} from {spec.origin}: its target must be 'module:attribute', got {spec.target!r}"
+        )
     return module, attr
 
 
@@ -184,7 +186,7 @@ def load_backend(name: str) -> Backend:
     spec = get_spec(name)
     if spec.error:
         raise BackendLoadError(spec.error)
-    module_name, attr = _split_target(spec.target)
+    module_name, attr = _split_target(spec)
     try:
         module = importlib.import_module(module_name)
     except Exception as e:

@@ -216,8 +216,6 @@ def backends_cmd(as_json: bool) -> None:
         status = {"available": "[green]available[/]", "unavailable": "[yellow]unavailable[/]"}.get(
             row["status"], "[red]error[/]"
         )
-        if row.get("reason"):
-            status += f"\n{row['reason']}"
         table.add_row(
             row["name"],
             status,
@@ -225,7 +223,14 @@ def backends_cmd(as_json: bool) -> None:
             ", ".join(s["name"] for s in row["strategies"]),
             row["origin"],
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    # Reasons go below the table, whole, so a long install hint or error is not folded.
+    for row in rows:
+        if row.get("reason"):
+            console.print(
+                f"{row['name']}: {row['reason']}", soft_wrap=True, highlight=False, markup=False
+            )
 
 
 @cli.command("suites")

@@ -1,0 +1,134 @@
+"""Every command: bad input gives a clear message and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from sharedconv.harness.cli import cli
+
+BAD = [
+    (["verify", "--shape", "B=0,C=3,H=8,N=2,K=3"], "B must be a positive integer"),
+    (["verify", "--shape", "C=3,H=8,N=2,K=20"], "larger than the padded input"),
+    (["verify", "--shape", "C=3,H=8,N=2"], "lacks K"),
+    (["verify", "--shape", "C=3,H=8,N=2,K=3,flavour=1"], "unknown key 'flavour'"),
+    (["verify", "--backends", "numpy,nope"], "unknown backend(s) nope"),
+    (
+        ["verify", "--backends", "numpy", "--strategies", "nope"],
+        "no selected backend has strategy nope",
+    ),
+    (["verify", "--suite", "nope"], "unknown suite 'nope'; valid suites: smoke"),
+    (["verify", "--suite", "smoke", "--shape", "C=1,H=8,N=1,K=1"], "either --shape or --suite"),
+    (["verify", "--mode", "sideways"], "'sideways' is not one of"),
+    (["verify", "--dtype", "int8"], "'int8' is not one of"),
+    (["verify", "--threads", "0", "--backends", "numpy"], "must be >= 1"),
+    (["backends", "--nope"], "No such option"),
+    (["strategies", "--backends", "nope"], "unknown backend"),
+    (["suites", "extra"], "unexpected extra argument"),
+]
+
+
+@pytest.mark.parametrize("args, needle", BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
+def test_bad_input_is_a_clear_message_and_exit_2(args, needle):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_every_command_has_help():
+    for command in cli.commands:
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Usage:" in result.output
+
+
+def test_real_process_bad_input_has_no_traceback():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sharedconv.harness.cli",
+            "verify",
+            "--shape",
+            "C=3,H=8,N=2,K=3,padding=full",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "padding must be 'valid', 'same'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_backends_table_and_json():
+    result = CliRunner().invoke(cli, ["backends", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    numpy_row = next(r for r in rows if r["name"] == "numpy")
+    assert numpy_row["status"] == "available"
+    assert [s["name"] for s in numpy_row["strategies"]] == ["oracle64", "oracle32"]
+    assert CliRunner().invoke(cli, ["backends"]).exit_code == 0
+
+
+def test_suites_lists_every_suite():
+    result = CliRunner().invoke(cli, ["suites"])
+    assert result.exit_code == 0
+    for name in ("smoke", "seed", "channels", "conformance", "full"):
+        assert f"{name} (" in result.output
+
+
+def test_verify_numpy_conformance_both_modes_passes():
+    result = CliRunner().invoke(
+        cli, ["verify", "--backends", "numpy", "--mode", "both", "--suite", "conformance"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "66 passed, 0 failed, 2 skipped" in result.output
+    assert "computes in float32, which cannot meet the float64 error bound" in result.output
+
+
+def test_verify_exit_code_is_1_on_a_failure(test_plugins):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "verify",
+            "--backends",
+            "faulty",
+            "--strategies",
+            "ok,wrong",
+            "--shape",
+            "B=1,C=2,H=8,N=2,K=3",
+            "--mode",
+            "forward",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "1 passed, 1 failed" in result.output
+    assert "FAIL" in result.output
+
+
+def test_verify_json_records():
+    result = CliRunner().invoke(
+        cli,
+        [
+            "verify",
+            "--backends",
+            "numpy",
+            "--shape",
+            "B=1,C=2,H=8,N=2,K=3",
+            "--mode",
+            "train",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0
+    records = json.loads(result.output)
+    assert {r["strategy"] for r in records} == {"oracle64", "oracle32"}
+    errors = records[0]["verify"]["errors"]
+    assert set(errors) == {"y", "dx", "dw", "db"}
+    assert all(e["rel_fro"] <= e["bound"] for e in errors.values())

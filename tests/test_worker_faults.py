@@ -1,0 +1,72 @@
+"""A crash, a hang or an error in one case is that case's outcome; the others go on."""
+
+from __future__ import annotations
+
+import pytest
+from sharedconv.backends.problem import parse_problem
+from sharedconv.harness.execute import Plan, execute
+
+PROBLEM = parse_problem("B=2,C=3,H=10,N=2,K=3")
+
+
+def run(strategies, modes=("forward",), timeout=20.0):
+    records = []
+    plan = Plan(
+        backends=["faulty"],
+        problems=[PROBLEM],
+        modes=list(modes),
+        strategies=list(strategies),
+        threads=1,
+        timeout=timeout,
+    )
+    execute(plan, records.append)
+    return {r["strategy"]: r for r in records}
+
+
+def test_crash_hang_and_raise_are_recorded_and_the_run_goes_on(test_plugins):
+    got = run(["ok", "segfault", "ok", "hang", "raise", "wrong", "wrong_layout"], timeout=8.0)
+    # plan order follows the backend's declaration; every case has a record
+    assert got["segfault"]["status"] == "crashed"
+    assert got["segfault"]["signal"] == "SIGSEGV"
+    assert "SIGSEGV" in got["segfault"]["reason"]
+    assert got["hang"]["status"] == "timeout"
+    assert "killed" in got["hang"]["reason"]
+    assert got["raise"]["status"] == "error"
+    assert "always fails to prepare" in got["raise"]["reason"]
+    assert got["wrong"]["status"] == "mismatch"
+    assert "y: rel. Frobenius error" in got["wrong"]["reason"]
+    assert got["wrong_layout"]["status"] == "mismatch"
+    assert "is the declared layout right?" in got["wrong_layout"]["reason"]
+    assert got["ok"]["status"] == "pass"
+
+
+def test_a_worker_crash_keeps_later_cases(test_plugins):
+    records = []
+    plan = Plan(
+        backends=["faulty"],
+        problems=[PROBLEM, PROBLEM.with_(C=2)],
+        modes=["forward", "train"],
+        strategies=["segfault", "ok"],
+        threads=1,
+        timeout=20.0,
+    )
+    execute(plan, records.append)
+    assert len(records) == 8
+    assert [r["status"] for r in records if r["strategy"] == "ok"] == ["pass"] * 4
+    assert [r["status"] for r in records if r["strategy"] == "segfault"] == ["crashed"] * 4
+
+
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_unavailable_backend_is_reported_with_install_hint(monkeypatch, mode):
+    from sharedconv.backends import registry
+
+    backend = registry.load_backend("numpy")
+    monkeypatch.setattr(
+        type(backend),
+        "available",
+        lambda self: "numpy is not installed; install it with: pip install numpy",
+    )
+    records = []
+    execute(Plan(backends=["numpy"], problems=[PROBLEM], modes=[mode], threads=1), records.append)
+    assert {r["status"] for r in records} == {"unavailable"}
+    assert "pip install" in records[0]["reason"]
