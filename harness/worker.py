@@ -229,6 +229,25 @@ class WorkerProcess:
             proc.wait(timeout=10)
 
 
+def short_error(e: BaseException, limit: int = 400) -> str:
+    """The line of an exception that says what went wrong.
+
+    Framework errors (TensorFlow's especially) wrap the real message in pages of stack; the
+    last line that is not part of a stack trace is the one a person needs.
+    """
+    lines = [line.rstrip() for line in str(e).strip().splitlines() if line.strip()]
+    if len(lines) > 2:
+        plain = [
+            line
+            for line in lines
+            if not line.startswith((" ", "\t", "File ", "[[", "Detected at node", "Traceback"))
+            and not line.endswith(":")
+        ]
+        lines = plain[-1:] or lines[-1:]
+    text = " ".join(lines)
+    return f"{type(e).__name__}: {text[:limit]}"
+
+
 # ---- the child side ---------------------------------------------------------------------
 def _pin(threads: int) -> list[int] | None:
     """Pin this process to ``threads`` cores when it may use more (for frameworks that ignore
@@ -296,7 +315,7 @@ def _serve() -> None:
             answer = {
                 "op": "fatal" if op == "hello" else "case",
                 "status": "error",
-                "reason": f"{type(e).__name__}: {e}",
+                "reason": short_error(e),
                 "traceback": traceback.format_exc(limit=8)[-3000:],
             }
         proto.write(json.dumps(answer) + "\n")

@@ -1,0 +1,324 @@
+"""The JAX backend: every strategy under ``jax.jit``, compiled ahead of time in ``prepare``.
+
+``jax`` is imported inside the functions that need it. float64 needs ``jax_enable_x64``,
+which :meth:`JaxBackend.configure` sets in the worker before any array exists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._common import dist_version, missing_module, refuse_low_precision_fft, tap_slices
+from .contract import Backend, Strategy
+from .layouts import from_canonical
+from .problem import ConvProblem
+
+HINT = "pip install 'sharedconv[jax]'"
+
+
+def _low_precision_training(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if mode == "train" and device == "cpu" and problem.dtype in ("float16", "bfloat16"):
+        return (
+            f"XLA:CPU sums the dw/db reductions in {problem.dtype} itself (bias-gradient error about "
+            f"{'9e-3' if problem.dtype == 'float16' else '4e-2'} of max, above the bound); train in float32"
+        )
+    return None
+
+
+def _no_fft_low_precision(problem: ConvProblem, device: str, mode: str) -> str | None:
+    return refuse_low_precision_fft(problem, "jnp.fft") or _low_precision_training(
+        problem, device, mode
+    )
+
+
+STRATEGIES = (
+    Strategy(
+        "fold",
+        "channels folded into the batch: conv_general_dilated on (B*C, 1, H, W), NCHW dimension numbers",
+        timed="reshape, conv (NCHW), reshape: one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("conv",),
+    ),
+    Strategy(
+        "fold_nhwc",
+        "channels folded into the batch with NHWC dimension numbers: (B*C, H, W, 1) -> (B*C, H', W', N)",
+        output_layout="BCHWN",
+        timed="reshape, conv (NHWC), reshape: one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("conv",),
+    ),
+    Strategy(
+        "conv3d",
+        "a 3-D conv_general_dilated on (B, 1, C, H, W) with a (1, KH, KW) window",
+        output_layout="BNCHW",
+        seed_option=1,
+        timed="expand dims, 3-D conv: one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("conv",),
+    ),
+    Strategy(
+        "vmap",
+        "jax.vmap of the one-channel conv over the channel axis (TimeDistributed)",
+        seed_option=2,
+        timed="vmap over C of a one-channel conv: one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("conv", "map"),
+    ),
+    Strategy(
+        "lax_map",
+        "lax.map over channels: one channel at a time (sequential, lower memory)",
+        input_layout="CBHW",
+        output_layout="CBNHW",
+        timed="a compiled loop over C of a one-channel conv",
+        supports_fn=_low_precision_training,
+        tags=("conv", "map"),
+    ),
+    Strategy(
+        "split",
+        "a Python loop of one shared conv per channel inside jit, stacked",
+        seed_option=3,
+        timed="C convs and a stack in one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("conv", "map"),
+    ),
+    Strategy(
+        "grouped",
+        "feature_group_count=C with the filters tiled C times (depthwise, multiplier N)",
+        timed="tile filters, grouped conv, reshape: one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("conv",),
+    ),
+    Strategy(
+        "patches_einsum",
+        "lax.conv_general_dilated_patches then an einsum with the filters (precision HIGHEST)",
+        timed="patch extraction (K*K copies), einsum: one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("patches",),
+    ),
+    Strategy(
+        "fft",
+        "cross-correlation through jnp.fft.rfft2 / irfft2 (padding honoured, stride by subsampling)",
+        timed="pad, rfft2 of input and dilated filters, product, irfft2, crop: one compiled XLA executable",
+        supports_fn=_no_fft_low_precision,
+        tags=("fft",),
+    ),
+    Strategy(
+        "shift_add",
+        "the sum of KH*KW shifted input slices times the filter taps",
+        timed="pad and KH*KW multiply-adds, fused by XLA: one compiled XLA executable",
+        supports_fn=_low_precision_training,
+        tags=("elementwise",),
+    ),
+)
+
+
+def _builders(jax: Any, problem: ConvProblem, precision: Any) -> dict[str, Callable]:
+    jnp, lax = jax.numpy, jax.lax
+    B, C, H, W = problem.x_shape
+    N, KH, KW = problem.w_shape
+    ho, wo = problem.out_hw
+    pads = [tuple(p) for p in problem.pads]
+
+    def conv(x4: Any, w: Any, b: Any, dn: tuple[str, str, str] = ("NCHW", "OIHW", "NCHW")) -> Any:
+        kernel = w[:, None] if dn[1] == "OIHW" else jnp.transpose(w, (1, 2, 0))[:, :, None, :]
+        y = lax.conv_general_dilated(
+            x4,
+            kernel,
+            window_strides=problem.stride,
+            padding=pads,
+            rhs_dilation=problem.dilation,
+            dimension_numbers=dn,
+            precision=precision,
+        )
+        if b is not None:
+            y = y + (b[:, None, None] if dn[2] == "NCHW" else b)
+        return y
+
+    def fold(x: Any, w: Any, b: Any) -> Any:
+        return conv(x.reshape(B * C, 1, H, W), w, b).reshape(B, C, N, ho, wo)
+
+    def fold_nhwc(x: Any, w: Any, b: Any) -> Any:
+        y = conv(x.reshape(B * C, H, W, 1), w, b, ("NHWC", "HWIO", "NHWC"))
+        return y.reshape(B, C, ho, wo, N)
+
+    def conv3d(x: Any, w: Any, b: Any) -> Any:
+        y = lax.conv_general_dilated(
+            x[:, None],
+            w[:, None, None],
+            window_strides=(1, *problem.stride),
+            padding=[(0, 0), *pads],
+            rhs_dilation=(1, *problem.dilation),
+            dimension_numbers=("NCDHW", "OIDHW", "NCDHW"),
+            precision=precision,
+        )
+        return y + b[:, None, None, None] if b is not None else y
+
+    def vmap(x: Any, w: Any, b: Any) -> Any:
+        return jax.vmap(lambda xc: conv(xc[:, None], w, b), in_axes=1, out_axes=1)(x)
+
+    def lax_map(x: Any, w: Any, b: Any) -> Any:  # x is (C, B, H, W)
+        return lax.map(lambda xc: conv(xc[:, None], w, b), x)
+
+    def split(x: Any, w: Any, b: Any) -> Any:
+        return jnp.stack([conv(x[:, c : c + 1], w, b) for c in range(C)], axis=1)
+
+    def grouped(x: Any, w: Any, b: Any) -> Any:
+        y = lax.conv_general_dilated(
+            x,
+            jnp.tile(w[:, None], (C, 1, 1, 1)),
+            window_strides=problem.stride,
+            padding=pads,
+            rhs_dilation=problem.dilation,
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            feature_group_count=C,
+            precision=precision,
+        )
+        if b is not None:
+            y = y + jnp.tile(b, C)[:, None, None]
+        return y.reshape(B, C, N, ho, wo)
+
+    def patches_einsum(x: Any, w: Any, b: Any) -> Any:
+        cols = lax.conv_general_dilated_patches(
+            x.reshape(B * C, 1, H, W),
+            filter_shape=(KH, KW),
+            window_strides=problem.stride,
+            padding=pads,
+            rhs_dilation=problem.dilation,
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            precision=precision,
+        )  # (B*C, KH*KW, H', W')
+        y = jnp.einsum("ikhw,nk->inhw", cols, w.reshape(N, KH * KW), precision=precision)
+        if b is not None:
+            y = y + b[:, None, None]
+        return y.reshape(B, C, N, ho, wo)
+
+    def fft(x: Any, w: Any, b: Any) -> Any:
+        xp = jnp.pad(x, [(0, 0), (0, 0), *pads])
+        hp, wp = xp.shape[-2:]
+        dh, dw = problem.dilation
+        wd = jnp.zeros((N, dh * (KH - 1) + 1, dw * (KW - 1) + 1), x.dtype).at[:, ::dh, ::dw].set(w)
+        xf = jnp.fft.rfft2(xp, s=(hp, wp))
+        wf = jnp.fft.rfft2(wd, s=(hp, wp))
+        full = jnp.fft.irfft2(xf[:, :, None] * jnp.conj(wf), s=(hp, wp)).astype(x.dtype)
+        sh, sw = problem.stride
+        y = full[..., : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
+        return y + b[:, None, None] if b is not None else y
+
+    def shift_add(x: Any, w: Any, b: Any) -> Any:
+        xp = jnp.pad(x, [(0, 0), (0, 0), *pads])[:, :, None]
+        y = (
+            jnp.zeros((B, C, N, ho, wo), x.dtype)
+            if b is None
+            else jnp.broadcast_to(b[:, None, None], (B, C, N, ho, wo))
+        )
+        for p in range(KH):
+            for q in range(KW):
+                rows, cols = tap_slices(problem, p, q)
+                y = y + xp[..., rows, cols] * w[:, p, q][:, None, None]
+        return y
+
+    return {
+        "fold": fold,
+        "fold_nhwc": fold_nhwc,
+        "conv3d": conv3d,
+        "vmap": vmap,
+        "lax_map": lax_map,
+        "split": split,
+        "grouped": grouped,
+        "patches_einsum": patches_einsum,
+        "fft": fft,
+        "shift_add": shift_add,
+    }
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    install_hint = HINT
+    devices = ("cpu", "cuda")
+    strategies = STRATEGIES
+
+    def available(self) -> str | None:
+        return missing_module("jax", HINT)
+
+    def versions(self) -> dict[str, str]:
+        return dist_version("jax", "jaxlib")
+
+    def configure(self, threads: int, device: str) -> dict[str, Any]:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if threads == 1:
+            flags = os.environ.get("XLA_FLAGS", "")
+            os.environ["XLA_FLAGS"] = (
+                f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+            )
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        tf32 = os.environ.get("SHAREDCONV_TF32", "0") == "1"
+        facts: dict[str, Any] = {
+            "x64": True,
+            "precision": "default (TF32 allowed)" if tf32 else "HIGHEST",
+            "threads_enforced_by": "CPU affinity (XLA's CPU client has no thread-count setting)",
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        }
+        if device == "cuda":
+            facts["gpu"] = str(jax.devices("gpu")[0].device_kind)
+            facts["tf32"] = tf32
+        return facts
+
+    def prepare(
+        self,
+        problem: ConvProblem,
+        arrays: dict[str, np.ndarray],
+        strategy: Strategy,
+        device: str,
+        mode: str,
+    ) -> Callable[[], tuple[Any, ...]]:
+        import jax
+        import jax.numpy as jnp
+
+        dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+        dtype = jnp.dtype(problem.dtype)
+        tf32 = os.environ.get("SHAREDCONV_TF32", "0") == "1"
+        precision = jax.lax.Precision.DEFAULT if tf32 else jax.lax.Precision.HIGHEST
+        fn = _builders(jax, problem, precision)[strategy.name]
+
+        def put(a: np.ndarray) -> Any:
+            return jax.device_put(jnp.asarray(np.ascontiguousarray(a), dtype=dtype), dev)
+
+        x = put(from_canonical(arrays["x"], strategy.input_layout))
+        w = put(arrays["w"])
+        b = put(arrays["b"]) if problem.bias else None
+
+        if mode != "train":
+            compiled = jax.jit(fn).lower(x, w, b).compile()
+            return lambda: (compiled(x, w, b),)
+
+        dy = put(from_canonical(arrays["dy"], strategy.output_layout))
+
+        def step(x: Any, w: Any, b: Any, dy: Any) -> tuple[Any, ...]:
+            if b is None:
+                y, pullback = jax.vjp(lambda x, w: fn(x, w, None), x, w)
+            else:
+                y, pullback = jax.vjp(fn, x, w, b)
+            return (y, *pullback(dy))
+
+        compiled = jax.jit(step).lower(x, w, b, dy).compile()
+        return lambda: compiled(x, w, b, dy)
+
+    def synchronize(self, outputs: tuple[Any, ...]) -> None:
+        import jax
+
+        jax.block_until_ready(outputs)
+
+    def to_numpy(self, outputs: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+        out = []
+        for o in outputs:
+            a = np.asarray(o)
+            if a.dtype.name == "bfloat16":
+                a = a.astype(np.float32)
+            out.append(a)
+        return tuple(out)

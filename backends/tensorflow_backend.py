@@ -1,0 +1,393 @@
+"""The TensorFlow backend: nine strategies, each as a graph ``tf.function`` and under XLA.
+
+TensorFlow's native layout is NHWC, so every strategy takes its input as ``(B, H, W, C)``;
+a strategy that needs another order transposes inside its call, where the timer sees it.
+Tracing (and XLA compilation, on the first call) happen in preparation, with fixed input
+signatures, so nothing retraces inside the timed region.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._common import dist_version, missing_module, refuse_low_precision_fft, tap_slices
+from .contract import Backend, Strategy
+from .layouts import from_canonical
+from .problem import ConvProblem
+
+HINT = "pip install 'sharedconv[tensorflow]'"
+
+
+def _depthwise_supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if max(problem.stride) > 1 and max(problem.dilation) > 1:
+        return "tf.nn.depthwise_conv2d does not support dilation together with stride > 1"
+    return None
+
+
+def _conv3d_supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if device == "cpu" and max(problem.dilation) > 1:
+        return "tf.nn.conv3d has no dilation on CPU (its CPU kernel accepts dilation 1 only)"
+    if device == "cpu" and problem.dtype == "bfloat16" and mode == "train":
+        return "tf.nn.conv3d has no bfloat16 gradient kernels on CPU"
+    return None
+
+
+def _patches_supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if mode == "train" and problem.dtype in ("float16", "bfloat16"):
+        return f"the gradient of tf.image.extract_patches has no {problem.dtype} kernel"
+    return None
+
+
+def _fft_supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+    return refuse_low_precision_fft(problem, "tf.signal.rfft2d")
+
+
+_BASE = (
+    Strategy(
+        "fold",
+        "channels folded into the batch: tf.nn.conv2d on (B*C, H, W, 1)",
+        output_layout="BCHWN",
+        timed="transpose NHWC->NCHW, reshape, conv2d, reshape",
+        tags=("conv",),
+    ),
+    Strategy(
+        "conv3d",
+        "tf.nn.conv3d on (B, C, H, W, 1) with a [1, KH, KW, 1, N] filter",
+        output_layout="BCHWN",
+        seed_option=1,
+        timed="transpose NHWC->NCHW, expand dims, conv3d",
+        supports_fn=_conv3d_supports,
+        tags=("conv",),
+    ),
+    Strategy(
+        "depthwise",
+        "tf.nn.depthwise_conv2d with the filters tiled C times (channel multiplier N)",
+        output_layout="BHWCN",
+        timed="tile filters, depthwise_conv2d on NHWC, reshape (free)",
+        supports_fn=_depthwise_supports,
+        tags=("conv",),
+    ),
+    Strategy(
+        "map_fn",
+        "tf.map_fn of a one-channel conv2d over the channels (TimeDistributed in TF form)",
+        output_layout="CBHWN",
+        seed_option=2,
+        timed="transpose to channels-first, map_fn of conv2d over C",
+        tags=("conv", "map"),
+    ),
+    Strategy(
+        "vectorized_map",
+        "tf.vectorized_map of the one-channel conv2d over the channels",
+        output_layout="CBHWN",
+        timed="transpose to channels-first, vectorized_map (pfor) of conv2d over C",
+        tags=("conv", "map"),
+    ),
+    Strategy(
+        "split",
+        "tf.unstack the channels, one shared conv2d per channel, tf.stack",
+        output_layout="BHWCN",
+        seed_option=3,
+        timed="unstack, C conv2d calls, stack",
+        tags=("conv", "map"),
+    ),
+    Strategy(
+        "patches_einsum",
+        "tf.image.extract_patches on NHWC then tf.einsum with the filters",
+        output_layout="BHWCN",
+        timed="pad when explicit, extract_patches (K*K copies), einsum",
+        supports_fn=_patches_supports,
+        tags=("patches",),
+    ),
+    Strategy(
+        "fft",
+        "cross-correlation through tf.signal.rfft2d / irfft2d",
+        timed="transpose NHWC->NCHW, pad, rfft2d of input and dilated filters, product, irfft2d, crop",
+        supports_fn=_fft_supports,
+        tags=("fft",),
+    ),
+    Strategy(
+        "shift_add",
+        "the sum of KH*KW shifted slices of the NHWC input times the filter taps",
+        output_layout="BHWCN",
+        timed="pad, KH*KW multiply-adds",
+        tags=("elementwise",),
+    ),
+)
+
+
+# Measured on CPU (sharedconv verify --suite conformance): TensorFlow's graph-mode gradient
+# kernels accumulate dw/db in float16/bfloat16 (errors up to 3e-2, above the bounds) and have no
+# dilated Conv2DBackpropInput; XLA accumulates in float32 and handles dilation.
+_GRAPH_LOW_PRECISION_TRAIN = {"fold", "conv3d", "map_fn", "vectorized_map", "split", "shift_add"}
+_GRAPH_NO_DILATED_BACKPROP = {"fold", "map_fn", "vectorized_map", "split"}
+
+
+def _graph_supports(s: Strategy) -> Callable[[ConvProblem, str, str], str | None]:
+    def supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+        if mode == "train" and device == "cpu":
+            if s.name in _GRAPH_LOW_PRECISION_TRAIN and problem.dtype in ("float16", "bfloat16"):
+                return (
+                    f"TensorFlow's CPU graph kernels sum the dw/db gradients in {problem.dtype} "
+                    f"(error above the bound); use {s.name}_xla or float32"
+                )
+            if s.name in _GRAPH_NO_DILATED_BACKPROP and max(problem.dilation) > 1:
+                return f"TensorFlow's CPU Conv2DBackpropInput does not support dilation > 1; use {s.name}_xla"
+        return s.supports_fn(problem, device, mode)
+
+    return supports
+
+
+def _with_form(s: Strategy, xla: bool) -> Strategy:
+    if not xla:
+        return Strategy(
+            s.name,
+            s.description + " (tf.function graph)",
+            input_layout="BHWC",
+            output_layout=s.output_layout,
+            seed_option=s.seed_option,
+            timed="tf.function graph: " + s.timed,
+            supports_fn=_graph_supports(s),
+            tags=(*s.tags, "graph"),
+        )
+    return Strategy(
+        s.name + "_xla",
+        s.description + " (tf.function with jit_compile=True: XLA)",
+        input_layout="BHWC",
+        output_layout=s.output_layout,
+        seed_option=s.seed_option,
+        timed="XLA-compiled: " + s.timed,
+        supports_fn=s.supports_fn,
+        tags=(*s.tags, "xla", "compiled"),
+    )
+
+
+STRATEGIES = tuple(_with_form(s, False) for s in _BASE) + tuple(_with_form(s, True) for s in _BASE)
+
+
+def _builders(tf: Any, problem: ConvProblem) -> dict[str, Callable]:
+    B, C, H, W = problem.x_shape
+    N, KH, KW = problem.w_shape
+    ho, wo = problem.out_hw
+    (pt, pb), (pl, pr) = problem.pads
+    sh, sw = problem.stride
+    dh, dw = problem.dilation
+    explicit = [[0, 0], [pt, pb], [pl, pr], [0, 0]]
+    same = problem.padding == "same"
+
+    def hwio(w: Any) -> Any:  # (N, KH, KW) -> [KH, KW, 1, N]
+        return tf.transpose(w, (1, 2, 0))[:, :, None, :]
+
+    def conv1(x4: Any, w: Any, b: Any) -> Any:  # x4 (n, H, W, 1) -> (n, H', W', N)
+        y = tf.nn.conv2d(
+            x4, hwio(w), strides=[1, sh, sw, 1], padding=explicit, dilations=[1, dh, dw, 1]
+        )
+        return y + b if b is not None else y
+
+    def fold(x: Any, w: Any, b: Any) -> Any:
+        xc = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (B * C, H, W, 1))
+        return tf.reshape(conv1(xc, w, b), (B, C, ho, wo, N))
+
+    def conv3d(x: Any, w: Any, b: Any) -> Any:
+        x5 = tf.transpose(x, (0, 3, 1, 2))[..., None]  # (B, C, H, W, 1): "depth" is the channel
+        if not same:
+            x5 = tf.pad(x5, [[0, 0], [0, 0], [pt, pb], [pl, pr], [0, 0]])
+        y = tf.nn.conv3d(
+            x5,
+            tf.transpose(w, (1, 2, 0))[None, :, :, None, :],
+            strides=[1, 1, sh, sw, 1],
+            padding="SAME" if same else "VALID",
+            dilations=[1, 1, dh, dw, 1],
+        )
+        return y + b if b is not None else y
+
+    def depthwise(x: Any, w: Any, b: Any) -> Any:
+        kernel = tf.tile(tf.transpose(w, (1, 2, 0))[:, :, None, :], (1, 1, C, 1))  # [KH, KW, C, N]
+        y = tf.nn.depthwise_conv2d(
+            x, kernel, strides=[1, sh, sw, 1], padding=explicit, dilations=[dh, dw]
+        )  # (B, H', W', C*N), channel c owns outputs c*N .. c*N+N-1
+        y = tf.reshape(y, (B, ho, wo, C, N))
+        return y + b if b is not None else y
+
+    def channels_first(x: Any) -> Any:  # (B, H, W, C) -> (C, B, H, W, 1)
+        return tf.transpose(x, (3, 0, 1, 2))[..., None]
+
+    def map_fn(x: Any, w: Any, b: Any) -> Any:
+        return tf.map_fn(lambda xc: conv1(xc, w, b), channels_first(x))
+
+    def vectorized_map(x: Any, w: Any, b: Any) -> Any:
+        return tf.vectorized_map(lambda xc: conv1(xc, w, b), channels_first(x))
+
+    def split(x: Any, w: Any, b: Any) -> Any:
+        return tf.stack([conv1(xc[..., None], w, b) for xc in tf.unstack(x, axis=3)], axis=3)
+
+    def patches_einsum(x: Any, w: Any, b: Any) -> Any:
+        xp = x if same else tf.pad(x, explicit)
+        patches = tf.image.extract_patches(
+            xp,
+            sizes=[1, KH, KW, 1],
+            strides=[1, sh, sw, 1],
+            rates=[1, dh, dw, 1],
+            padding="SAME" if same else "VALID",
+        )  # (B, H', W', KH*KW*C), ordered (KH, KW, C)
+        patches = tf.reshape(patches, (B, ho, wo, KH * KW, C))
+        y = tf.einsum("bhwkc,nk->bhwcn", patches, tf.reshape(w, (N, KH * KW)))
+        return y + b if b is not None else y
+
+    def fft(x: Any, w: Any, b: Any) -> Any:
+        xp = tf.pad(tf.transpose(x, (0, 3, 1, 2)), [[0, 0], [0, 0], [pt, pb], [pl, pr]])
+        hp, wp = H + pt + pb, W + pl + pr
+        # dilate the filters by scattering taps into a zero kernel, then pad to the input size
+        wd = tf.reshape(
+            tf.pad(w[:, :, None, :, None], [[0, 0], [0, 0], [0, dh - 1], [0, 0], [0, dw - 1]]),
+            (N, KH * dh, KW * dw),
+        )[:, : dh * (KH - 1) + 1, : dw * (KW - 1) + 1]
+        wd = tf.pad(wd, [[0, 0], [0, hp - wd.shape[1]], [0, wp - wd.shape[2]]])
+        xf = tf.signal.rfft2d(xp)
+        wf = tf.signal.rfft2d(wd)
+        full = tf.signal.irfft2d(xf[:, :, None] * tf.math.conj(wf), fft_length=[hp, wp])
+        y = full[..., : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
+        return y + b[:, None, None] if b is not None else y
+
+    def shift_add(x: Any, w: Any, b: Any) -> Any:
+        xp = tf.pad(x, explicit)[..., None]  # (B, Hp, Wp, C, 1)
+        y = None
+        for p in range(KH):
+            for q in range(KW):
+                rows, cols = tap_slices(problem, p, q)
+                term = xp[:, rows, cols] * w[:, p, q]
+                y = term if y is None else y + term
+        return y + b if b is not None else y
+
+    return {
+        "fold": fold,
+        "conv3d": conv3d,
+        "depthwise": depthwise,
+        "map_fn": map_fn,
+        "vectorized_map": vectorized_map,
+        "split": split,
+        "patches_einsum": patches_einsum,
+        "fft": fft,
+        "shift_add": shift_add,
+    }
+
+
+class TensorflowBackend(Backend):
+    name = "tensorflow"
+    install_hint = HINT
+    devices = ("cpu", "cuda")
+    strategies = STRATEGIES
+
+    def available(self) -> str | None:
+        return missing_module("tensorflow", HINT)
+
+    def versions(self) -> dict[str, str]:
+        return dist_version("tensorflow", "tensorflow-cpu")
+
+    def configure(self, threads: int, device: str) -> dict[str, Any]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf32 = os.environ.get("SHAREDCONV_TF32", "0") == "1"
+        facts: dict[str, Any] = {
+            "intra_op_threads": threads,
+            "inter_op_threads": 1,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0",
+        }
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if device == "cuda":
+            tf.config.experimental.enable_tensor_float_32_execution(tf32)
+            facts.update(tf32=tf32, gpus=[g.name for g in gpus])
+        if not gpus:
+            tf.config.set_visible_devices([], "GPU")
+        return facts
+
+    def prepare(
+        self,
+        problem: ConvProblem,
+        arrays: dict[str, np.ndarray],
+        strategy: Strategy,
+        device: str,
+        mode: str,
+    ) -> Callable[[], tuple[Any, ...]]:
+        import tensorflow as tf
+
+        xla = strategy.name.endswith("_xla")
+        base = strategy.name.removesuffix("_xla")
+        fn = _builders(tf, problem)[base]
+        dtype = tf.as_dtype(problem.dtype)
+        where = "/GPU:0" if device == "cuda" else "/CPU:0"
+
+        with tf.device(where):
+
+            def const(a: np.ndarray) -> Any:
+                return tf.identity(tf.cast(tf.constant(np.ascontiguousarray(a)), dtype))
+
+            x = const(from_canonical(arrays["x"], strategy.input_layout))
+            w = const(arrays["w"])
+            b = const(arrays["b"]) if problem.bias else None
+            specs = [tf.TensorSpec(x.shape, dtype), tf.TensorSpec(w.shape, dtype)]
+            if b is not None:
+                specs.append(tf.TensorSpec(b.shape, dtype))
+
+            if mode != "train":
+
+                def forward(x: Any, w: Any, b: Any = None) -> Any:
+                    return fn(x, w, b)
+
+                graph = tf.function(
+                    forward, input_signature=specs, jit_compile=xla
+                ).get_concrete_function()
+                args = (x, w, b) if b is not None else (x, w)
+
+                def call() -> tuple[Any, ...]:
+                    with tf.device(where):
+                        return (graph(*args),)
+
+                return call
+
+            dy = const(from_canonical(arrays["dy"], strategy.output_layout))
+            specs.append(tf.TensorSpec(dy.shape, dtype))
+
+            def step(x: Any, w: Any, *rest: Any) -> tuple[Any, ...]:
+                b, dy = (rest[0], rest[1]) if len(rest) == 2 else (None, rest[0])
+                watched = [x, w] if b is None else [x, w, b]
+                with tf.GradientTape() as tape:
+                    tape.watch(watched)
+                    y = fn(x, w, b)
+                grads = tape.gradient(y, watched, output_gradients=dy)
+                return (y, *grads)
+
+            graph = tf.function(
+                step, input_signature=specs, jit_compile=xla
+            ).get_concrete_function()
+            args = (x, w, b, dy) if b is not None else (x, w, dy)
+
+            def train_call() -> tuple[Any, ...]:
+                with tf.device(where):
+                    return tuple(graph(*args))
+
+            return train_call
+
+    def synchronize(self, outputs: tuple[Any, ...]) -> None:
+        import tensorflow as tf
+
+        if any("GPU" in getattr(o, "device", "") for o in outputs):
+            # waits for the GPU queues without copying the outputs to the host
+            tf.test.experimental.sync_devices()
+        # On CPU, TensorFlow's eager call returns when the kernels have finished.
+
+    def to_numpy(self, outputs: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+        import tensorflow as tf
+
+        return tuple(
+            (tf.cast(o, tf.float32) if o.dtype == tf.bfloat16 else o).numpy() for o in outputs
+        )
