@@ -1,0 +1,427 @@
+"""Keras 3 on each of its backends: the seed question's three options and two more.
+
+The Keras backend is fixed per worker process through ``KERAS_BACKEND`` before Keras is
+imported (Keras reads it once per process), so ``keras-tensorflow``, ``keras-jax`` and
+``keras-torch`` are three backends of one adapter. Every strategy is a Keras model built from
+the canonical filters (one shared set of weights), in two call paths:
+
+- ``<option>``: the model called under the backend's own compiled function (``tf.function``
+  for TensorFlow, ``jax.jit`` of ``stateless_call`` for JAX, an eager call under
+  ``torch.no_grad`` for PyTorch, which Keras does not compile by default);
+- ``<option>_predict``: ``model.predict(x, batch_size=B)``, what the original experiment timed;
+  it adds Keras's data-adapter and batching overhead and returns host arrays (forward only).
+
+Train mode computes ``dx``, ``dw``, ``db`` with the backend's own autodiff on the model (one
+training-step gradient, no optimizer); gradients of tied copies (tiled depthwise filters) are
+summed back onto the shared filters inside the timed call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._common import dist_version, missing_module
+from .contract import Backend, Strategy
+from .layouts import from_canonical
+from .problem import ConvProblem
+
+
+def _keras_layer_supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if max(problem.stride) > 1 and max(problem.dilation) > 1:
+        return "Keras convolution layers refuse strides > 1 together with dilation_rate > 1"
+    return None
+
+
+_OPTIONS = (
+    (
+        "conv3d",
+        "Conv3D with a (1, KH, KW) kernel on (B, C, H, W, 1) (the seed's option 1)",
+        "BCHW",
+        "BCHWN",
+        1,
+    ),
+    (
+        "time_distributed",
+        "TimeDistributed(Conv2D) with the channels as 'time' on (B, C, H, W, 1) (the seed's option 2)",
+        "BCHW",
+        "BCHWN",
+        2,
+    ),
+    (
+        "functional_split",
+        "functional API: slice each channel of (B, H, W, C), one shared Conv2D, stack (the seed's option 3)",
+        "BHWC",
+        "BHWCN",
+        3,
+    ),
+    (
+        "depthwise_tied",
+        "DepthwiseConv2D(depth_multiplier=N) with the filters tiled C times on (B, H, W, C)",
+        "BHWC",
+        "BHWCN",
+        None,
+    ),
+    (
+        "fold",
+        "Reshape the channels into the batch, one Conv2D on (B*C, H, W, 1)",
+        "BCHW",
+        "BCHWN",
+        None,
+    ),
+)
+
+
+def _strategies(call_path: str) -> tuple[Strategy, ...]:
+    out = []
+    for name, description, in_layout, out_layout, seed in _OPTIONS:
+        out.append(
+            Strategy(
+                name,
+                description,
+                input_layout=in_layout,
+                output_layout=out_layout,
+                seed_option=seed,
+                timed=f"the Keras model called through {call_path}",
+                supports_fn=_keras_layer_supports,
+                tags=("keras",),
+            )
+        )
+        out.append(
+            Strategy(
+                name + "_predict",
+                description + "; timed through model.predict",
+                input_layout=in_layout,
+                output_layout=out_layout,
+                seed_option=seed,
+                differentiable=False,
+                timed="model.predict(x, batch_size=B, verbose=0): data adapter, one batch, host copy of the output",
+                supports_fn=_keras_layer_supports,
+                tags=("keras", "predict"),
+            )
+        )
+    return tuple(out)
+
+
+def _build_model(
+    keras: Any, problem: ConvProblem, option: str, arrays: dict[str, np.ndarray]
+) -> tuple[Any, Callable]:
+    """The Keras model of ``option`` with the canonical filters loaded, and a function that
+    turns the gradients of its (kernel, bias) variables into canonical ``(dw, db)``."""
+    ops = keras.ops
+    B, C, H, W = problem.x_shape
+    N, KH, KW = problem.w_shape
+    ho, wo = problem.out_hw
+    (pt, pb), (pl, pr) = problem.pads
+    dtype = problem.dtype
+    # Keras's "same" is TensorFlow's rule, like ours; anything else is explicit zero padding.
+    same = problem.padding == "same"
+    pad2 = None if same or (pt == pb == pl == pr == 0) else ((pt, pb), (pl, pr))
+    padding = "same" if same else "valid"
+    w = arrays["w"]
+    kernel_hw = np.transpose(w, (1, 2, 0))  # (KH, KW, N)
+    conv_kwargs = dict(
+        strides=problem.stride,
+        dilation_rate=problem.dilation,
+        padding=padding,
+        use_bias=problem.bias,
+        dtype=dtype,
+    )
+
+    if option in ("conv3d", "time_distributed", "fold"):
+        inputs = keras.Input(shape=(C, H, W), batch_size=B, dtype=dtype)
+        x = keras.layers.Reshape((C, H, W, 1), dtype=dtype)(inputs)
+    else:
+        inputs = keras.Input(shape=(H, W, C), batch_size=B, dtype=dtype)
+        x = inputs
+
+    if option == "conv3d":
+        if pad2 is not None:
+            x = keras.layers.ZeroPadding3D(((0, 0), *pad2), dtype=dtype)(x)
+        layer = keras.layers.Conv3D(
+            N,
+            (1, KH, KW),
+            strides=(1, *problem.stride),
+            dilation_rate=(1, *problem.dilation),
+            padding=padding,
+            use_bias=problem.bias,
+            dtype=dtype,
+        )
+        y = layer(x)
+        layer.kernel.assign(kernel_hw[None, :, :, None, :])
+
+        def grads_to_canonical(gk: Any) -> Any:
+            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
+
+    elif option == "time_distributed":
+        if pad2 is not None:
+            x = keras.layers.TimeDistributed(
+                keras.layers.ZeroPadding2D(pad2, dtype=dtype), dtype=dtype
+            )(x)
+        layer = keras.layers.Conv2D(N, (KH, KW), **conv_kwargs)
+        y = keras.layers.TimeDistributed(layer, dtype=dtype)(x)
+        layer.kernel.assign(kernel_hw[:, :, None, :])
+
+        def grads_to_canonical(gk: Any) -> Any:
+            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
+
+    elif option == "functional_split":
+        if pad2 is not None:
+            x = keras.layers.ZeroPadding2D(pad2, dtype=dtype)(x)
+        layer = keras.layers.Conv2D(N, (KH, KW), **conv_kwargs)
+        pieces = [layer(x[..., c : c + 1]) for c in range(C)]
+        y = ops.stack(pieces, axis=3)
+        layer.kernel.assign(kernel_hw[:, :, None, :])
+
+        def grads_to_canonical(gk: Any) -> Any:
+            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
+
+    elif option == "depthwise_tied":
+        if pad2 is not None:
+            x = keras.layers.ZeroPadding2D(pad2, dtype=dtype)(x)
+        layer = keras.layers.DepthwiseConv2D((KH, KW), depth_multiplier=N, **conv_kwargs)
+        y = ops.reshape(layer(x), (B, ho, wo, C, N))
+        layer.kernel.assign(np.tile(kernel_hw[:, :, None, :], (1, 1, C, 1)))
+        if problem.bias:
+            layer.bias.assign(np.tile(arrays["b"], C))
+
+        def grads_to_canonical(gk: Any) -> Any:
+            # tied copies: the shared filter's gradient is the sum over the C copies
+            return ops.transpose(ops.sum(gk, axis=2), (2, 0, 1))
+
+    elif option == "fold":
+        x = keras.layers.Reshape((H, W, 1), dtype=dtype)(ops.reshape(x, (B * C, H, W, 1)))
+        if pad2 is not None:
+            x = keras.layers.ZeroPadding2D(pad2, dtype=dtype)(x)
+        layer = keras.layers.Conv2D(N, (KH, KW), **conv_kwargs)
+        y = ops.reshape(layer(x), (B, C, ho, wo, N))
+        layer.kernel.assign(kernel_hw[:, :, None, :])
+
+        def grads_to_canonical(gk: Any) -> Any:
+            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
+
+    else:  # pragma: no cover - guarded by the strategy list
+        raise KeyError(option)
+
+    if problem.bias and option != "depthwise_tied":
+        layer.bias.assign(arrays["b"])
+    model = keras.Model(inputs, y)
+
+    def bias_to_canonical(gb: Any) -> Any:
+        return ops.sum(ops.reshape(gb, (C, N)), axis=0) if option == "depthwise_tied" else gb
+
+    def to_canonical(grads: list[Any]) -> tuple[Any, ...]:
+        dw = grads_to_canonical(grads[0])
+        return (dw, bias_to_canonical(grads[1])) if problem.bias else (dw,)
+
+    model._sharedconv_layer = layer  # the layer whose variables are the shared filters
+    return model, to_canonical
+
+
+class _KerasBackend(Backend):
+    keras_backend = ""
+    devices = ("cpu", "cuda")
+
+    @property
+    def strategies(self) -> tuple[Strategy, ...]:  # type: ignore[override]
+        path = {
+            "tensorflow": "tf.function (graph)",
+            "jax": "jax.jit of model.stateless_call",
+            "torch": "an eager model(x) call (Keras does not compile torch models by default)",
+        }[self.keras_backend]
+        return _strategies(path)
+
+    def _framework(self) -> Backend:
+        from .registry import load_backend
+
+        return load_backend(self.keras_backend)
+
+    def available(self) -> str | None:
+        framework_module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[
+            self.keras_backend
+        ]
+        return missing_module("keras", self.install_hint) or missing_module(
+            framework_module, self.install_hint
+        )
+
+    def versions(self) -> dict[str, str]:
+        return {**dist_version("keras"), **self._framework().versions()}
+
+    def configure(self, threads: int, device: str) -> dict[str, Any]:
+        current = os.environ.get("KERAS_BACKEND")
+        if "keras" in sys.modules and current not in (None, self.keras_backend):
+            raise RuntimeError(
+                f"Keras was already imported with backend {current!r} in this process; "
+                f"{self.name} needs a fresh worker process"
+            )
+        os.environ["KERAS_BACKEND"] = self.keras_backend
+        facts = self._framework().configure(threads, device)
+        import keras
+
+        if keras.backend.backend() != self.keras_backend:
+            raise RuntimeError(
+                f"Keras picked backend {keras.backend.backend()!r}, not {self.keras_backend!r}"
+            )
+        return {**facts, "keras_backend": self.keras_backend}
+
+    def prepare(
+        self,
+        problem: ConvProblem,
+        arrays: dict[str, np.ndarray],
+        strategy: Strategy,
+        device: str,
+        mode: str,
+    ) -> Callable[[], tuple[Any, ...]]:
+        import keras
+
+        keras.utils.clear_session()
+        option = strategy.name.removesuffix("_predict")
+        model, grads_to_canonical = _build_model(keras, problem, option, arrays)
+        x_np = np.ascontiguousarray(from_canonical(arrays["x"], strategy.input_layout)).astype(
+            np.float32 if problem.dtype == "bfloat16" else arrays["x"].dtype
+        )
+        x = keras.ops.convert_to_tensor(x_np, dtype=problem.dtype)
+        if strategy.name.endswith("_predict"):
+            batch = problem.B
+            return lambda: (model.predict(x_np, batch_size=batch, verbose=0),)
+        dy = None
+        if mode == "train":
+            dy = keras.ops.convert_to_tensor(
+                np.ascontiguousarray(from_canonical(arrays["dy"], strategy.output_layout)).astype(
+                    np.float32
+                ),
+                dtype=problem.dtype,
+            )
+        builder = {
+            "tensorflow": self._prepare_tf,
+            "jax": self._prepare_jax,
+            "torch": self._prepare_torch,
+        }
+        return builder[self.keras_backend](model, x, dy, grads_to_canonical, mode)
+
+    # ---- one call path per Keras backend ------------------------------------------------------
+    @staticmethod
+    def _prepare_tf(
+        model: Any, x: Any, dy: Any, grads_to_canonical: Callable, mode: str
+    ) -> Callable:
+        import tensorflow as tf
+
+        layer = model._sharedconv_layer
+        variables = [layer.kernel.value] + ([layer.bias.value] if layer.use_bias else [])
+        if mode != "train":
+            fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(x)
+            return lambda: (fn(x),)
+
+        @tf.function
+        def step(x: Any, dy: Any) -> tuple[Any, ...]:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = model(x, training=True)
+            grads = tape.gradient(y, [x, *variables], output_gradients=dy)
+            return (y, grads[0], *grads_to_canonical(grads[1:]))
+
+        concrete = step.get_concrete_function(x, dy)
+        return lambda: tuple(concrete(x, dy))
+
+    @staticmethod
+    def _prepare_jax(
+        model: Any, x: Any, dy: Any, grads_to_canonical: Callable, mode: str
+    ) -> Callable:
+        import jax
+
+        layer = model._sharedconv_layer
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        kernel_index = [id(v) for v in model.trainable_variables].index(id(layer.kernel))
+        bias_index = (
+            [id(v) for v in model.trainable_variables].index(id(layer.bias))
+            if layer.use_bias
+            else None
+        )
+
+        def apply(trainable: list[Any], x: Any) -> Any:
+            y, _ = model.stateless_call(trainable, non_trainable, x, training=mode == "train")
+            return y
+
+        if mode != "train":
+            compiled = jax.jit(apply).lower(trainable, x).compile()
+            return lambda: (compiled(trainable, x),)
+
+        def step(trainable: list[Any], x: Any, dy: Any) -> tuple[Any, ...]:
+            y, pullback = jax.vjp(apply, trainable, x)
+            g_vars, dx = pullback(dy)
+            picked = [g_vars[kernel_index]] + (
+                [g_vars[bias_index]] if bias_index is not None else []
+            )
+            return (y, dx, *grads_to_canonical(picked))
+
+        compiled = jax.jit(step).lower(trainable, x, dy).compile()
+        return lambda: compiled(trainable, x, dy)
+
+    @staticmethod
+    def _prepare_torch(
+        model: Any, x: Any, dy: Any, grads_to_canonical: Callable, mode: str
+    ) -> Callable:
+        import torch
+
+        layer = model._sharedconv_layer
+        if mode != "train":
+
+            def forward() -> tuple[Any, ...]:
+                with torch.no_grad():
+                    return (model(x, training=False),)
+
+            return forward
+
+        x = x.detach().requires_grad_(True)
+        variables = [layer.kernel.value] + ([layer.bias.value] if layer.use_bias else [])
+
+        def step() -> tuple[Any, ...]:
+            y = model(x, training=True)
+            grads = torch.autograd.grad(y, [x, *variables], grad_outputs=dy)
+            return (y.detach(), grads[0], *grads_to_canonical(list(grads[1:])))
+
+        return step
+
+    def synchronize(self, outputs: tuple[Any, ...]) -> None:
+        if self.keras_backend == "jax":
+            import jax
+
+            jax.block_until_ready(outputs)
+        else:
+            self._framework().synchronize(
+                tuple(o for o in outputs if not isinstance(o, np.ndarray))
+            )
+
+    def to_numpy(self, outputs: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+        import keras
+
+        out = []
+        for o in outputs:
+            a = o if isinstance(o, np.ndarray) else keras.ops.convert_to_numpy(o)
+            if a.dtype.name == "bfloat16":
+                a = a.astype(np.float32)
+            out.append(np.asarray(a))
+        return tuple(out)
+
+
+class KerasTensorflowBackend(_KerasBackend):
+    name = "keras-tensorflow"
+    keras_backend = "tensorflow"
+    install_hint = "pip install 'sharedconv[keras,tensorflow]'"
+
+
+class KerasJaxBackend(_KerasBackend):
+    name = "keras-jax"
+    keras_backend = "jax"
+    install_hint = "pip install 'sharedconv[keras,jax]'"
+
+
+class KerasTorchBackend(_KerasBackend):
+    name = "keras-torch"
+    keras_backend = "torch"
+    install_hint = "pip install 'sharedconv[keras,torch]'"
