@@ -468,12 +468,35 @@ def make_inputs(
     """
     rng = np.random.default_rng(seed)
     store = storage_dtype(problem.dtype)
+    # Generated in float32 unless the problem is float64: a large dy is gigabytes.
+    gen = np.float64 if problem.dtype == "float64" else np.float32
     arrays = {
-        "x": rng.standard_normal(problem.x_shape),
-        "w": rng.standard_normal(problem.w_shape) / math.sqrt(problem.KH * problem.KW),
+        "x": rng.standard_normal(problem.x_shape, dtype=gen),
+        "w": rng.standard_normal(problem.w_shape, dtype=gen)
+        / gen(math.sqrt(problem.KH * problem.KW)),
     }
     if problem.bias:
-        arrays["b"] = rng.standard_normal((problem.N,))
+        arrays["b"] = rng.standard_normal((problem.N,), dtype=gen)
     if mode == "train":
-        arrays["dy"] = rng.standard_normal(problem.y_shape)
-    return {k: round_to_dtype(v, problem.dtype).astype(store) for k, v in arrays.items()}
+        arrays["dy"] = rng.standard_normal(problem.y_shape, dtype=gen)
+    return {k: _cast(v, problem.dtype, store) for k, v in arrays.items()}
+
+
+def input_fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    """A cheap fingerprint of seeded inputs, to check that two processes generated the same."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name in sorted(arrays):
+        a = arrays[name]
+        h.update(name.encode())
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a.ravel()[:4096]).tobytes())
+        h.update(np.ascontiguousarray(a.ravel()[-4096:]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _cast(a: np.ndarray, dtype: str, store: np.dtype) -> np.ndarray:
+    if dtype == "bfloat16":
+        return round_to_dtype(a, dtype).astype(store)
+    return a.astype(store, copy=False)

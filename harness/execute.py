@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 from sharedconv.backends import oracle
-from sharedconv.backends.problem import ConvProblem, make_inputs
+from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
+from .memory import refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
 RECORD_SCHEMA = 1
@@ -52,6 +53,25 @@ class Plan:
     verbose: bool = False
 
 
+# Above this many output elements the oracle checks a seeded sample of whole images.
+SAMPLE_ABOVE_ELEMENTS = 100_000_000
+SAMPLE_IMAGES = 48
+
+
+def sample_images(problem: ConvProblem, seed: int) -> np.ndarray | None:
+    """Flat (b*C + c) indices of the images the oracle checks, or None for all of them.
+
+    Images are independent in y and dx (no channel or batch mixing), so a sample of whole
+    images is checked exactly; dw and db mix every image and are always computed in full.
+    """
+    y_elements = int(np.prod(problem.y_shape))
+    n_images = problem.B * problem.C
+    if y_elements <= SAMPLE_ABOVE_ELEMENTS or n_images <= SAMPLE_IMAGES:
+        return None
+    rng = np.random.default_rng(seed + 7919)
+    return np.sort(rng.choice(n_images, size=SAMPLE_IMAGES, replace=False))
+
+
 class OracleStore:
     """The oracle's arrays, computed once per (problem, seed) and saved for the workers."""
 
@@ -70,11 +90,48 @@ class OracleStore:
         target = self.folder / f"{problem.slug()}-seed{seed}-{mode}"
         target.mkdir(parents=True, exist_ok=True)
         arrays = make_inputs(problem, seed, mode)
-        for name, a in oracle.reference(problem, arrays, mode).items():
+        (target / "fingerprint.txt").write_text(
+            input_fingerprint({k: v for k, v in arrays.items() if k != "dy"})
+        )
+        sample = sample_images(problem, seed)
+        if sample is None:
+            reference = oracle.reference(problem, arrays, mode)
+        else:
+            reference = self._sampled_reference(problem, arrays, mode, sample)
+            np.save(target / "sample_images.npy", sample, allow_pickle=False)
+        del arrays
+        for name, a in reference.items():
             np.save(target / f"{name}.npy", a, allow_pickle=False)
         self._done[key] = target
         self.seconds += time.perf_counter() - t0
         return target
+
+    @staticmethod
+    def _sampled_reference(
+        problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, sample: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        B, C, H, W = problem.x_shape
+        sub = problem.with_(B=len(sample), C=1)
+        sub_arrays = {
+            "x": arrays["x"].reshape(B * C, 1, H, W)[sample],
+            "w": arrays["w"],
+            **({"b": arrays["b"]} if problem.bias else {}),
+        }
+        ref = {
+            "y": oracle.forward(sub, sub_arrays["x"], sub_arrays["w"], sub_arrays.get("b")).reshape(
+                len(sample), *problem.y_shape[2:]
+            )
+        }
+        if mode == "train":
+            dy_sub = arrays["dy"].reshape(B * C, 1, *problem.y_shape[2:])[sample]
+            ref["dx"] = oracle.gradients(sub, sub_arrays["x"], arrays["w"], dy_sub)["dx"].reshape(
+                len(sample), H, W
+            )
+            full = oracle.gradients(problem, arrays["x"], arrays["w"], arrays["dy"])
+            ref["dw"] = full["dw"]
+            if problem.bias:
+                ref["db"] = full["db"]
+        return ref
 
     def drop(self, problem: ConvProblem) -> None:
         for key in [k for k in self._done if k[0] == problem]:
@@ -103,9 +160,10 @@ def base_record(key: CaseKey, threads: int) -> dict[str, Any]:
     }
 
 
-def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None]]:
-    """Every case in order, with a finished record for those decided without a worker
-    (unavailable backend, unknown strategy, unsupported problem)."""
+def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dict[str, Any]]]:
+    """Every case in order: its key, a finished record for those decided without a worker
+    (unavailable backend, unsupported problem, too big for this machine's memory) or None,
+    and the strategy's description for the record."""
     for name in plan.backends:
         spec = get_spec(name)
         try:
@@ -125,17 +183,20 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None]]:
                         reason = missing or "unavailable"
                         if hint and hint not in reason:
                             reason = f"{reason} (install: {hint})"
-                        yield key, {"status": "unavailable", "reason": reason}
+                        yield key, {"status": "unavailable", "reason": reason}, {}
                         continue
                     strategy = backend.strategy(sname)
+                    meta = {
+                        "seed_option": strategy.seed_option,
+                        "input_layout": strategy.input_layout,
+                        "output_layout": strategy.output_layout,
+                        "tags": list(strategy.tags),
+                        "timed_region": strategy.timed,
+                    }
                     why = backend.supports(problem, strategy, plan.device, mode)
-                    if why:
-                        yield (
-                            key,
-                            {"status": "skipped", "reason": why, "timed_region": strategy.timed},
-                        )
-                    else:
-                        yield key, None
+                    if not why and plan.device == "cpu":
+                        why = refuse_if_too_big(problem, strategy, mode)
+                    yield key, ({"status": "skipped", "reason": why} if why else None), meta
 
 
 def execute(
@@ -156,10 +217,10 @@ def execute(
     seen_hello: set[str] = set()
     try:
         # plan_cases is backend-major: one framework is alive at a time.
-        for key, decided in plan_cases(plan):
+        for key, decided, meta in plan_cases(plan):
             if key.ident() in done:
                 continue
-            record = base_record(key, plan.threads)
+            record = {**base_record(key, plan.threads), **meta}
             if decided is not None:
                 on_record({**record, **decided})
                 continue

@@ -1,0 +1,163 @@
+"""Rankings and recommendations computed from stored records (pure functions).
+
+The command line and the dashboard both read these; neither measures anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sharedconv.backends.problem import ConvProblem, ProblemError
+
+SEED_OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed / map over C", 3: "split + shared Conv2D"}
+
+
+def label(record: dict[str, Any]) -> str:
+    return f"{record['backend']}/{record['strategy']}"
+
+
+def median_s(record: dict[str, Any]) -> float | None:
+    return ((record.get("timing") or {}).get("stats") or {}).get("median")
+
+
+def timed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "pass" and median_s(r)]
+
+
+@dataclass
+class Row:
+    record: dict[str, Any]
+    median: float
+    iqr: float
+    noisy: bool
+    peak_bytes: int | None
+    gflops: float
+    gbps: float
+    roofline_fraction: float | None
+    vs_option: dict[int, float]  # seed option -> (that option's best time / this time)
+
+    @property
+    def label(self) -> str:
+        return label(self.record)
+
+
+def roofline_fraction(record: dict[str, Any], roofline: dict[str, Any] | None) -> float | None:
+    """Attained fraction of the roofline bound min(peak FLOP/s, bandwidth x intensity)."""
+    med = median_s(record)
+    if not med or not roofline or "peak_flops" not in roofline:
+        return None
+    flops, nbytes = record["flops"], record["fewest_bytes"]
+    bound = min(roofline["peak_flops"], roofline["copy_bytes_per_s"] * flops / nbytes)
+    return (flops / med) / bound
+
+
+def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) -> list[Row]:
+    """The timed records of one problem and mode, fastest first, with speedups against the
+    best implementation of each of the seed's three options."""
+    rows = []
+    best_option: dict[int, float] = {}
+    for r in timed(records):
+        opt = r.get("seed_option")
+        if opt:
+            best_option[opt] = min(best_option.get(opt, math.inf), median_s(r))
+    for r in timed(records):
+        stats = r["timing"]["stats"]
+        med = stats["median"]
+        rows.append(
+            Row(
+                record=r,
+                median=med,
+                iqr=stats["iqr"],
+                noisy=bool(stats.get("noisy")),
+                peak_bytes=(r.get("memory") or {}).get("peak_bytes"),
+                gflops=r["flops"] / med / 1e9,
+                gbps=r["fewest_bytes"] / med / 1e9,
+                roofline_fraction=roofline_fraction(r, roofline),
+                vs_option={k: v / med for k, v in best_option.items()},
+            )
+        )
+    rows.sort(key=lambda row: row.median)
+    return rows
+
+
+def group_by_problem(
+    records: Iterable[dict[str, Any]],
+) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["problem"], r["mode"], r.get("device", "cpu"))].append(r)
+    return dict(groups)
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None:
+        return ""
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def recommendation(rows: list[Row]) -> str:
+    """One sentence: the winner, its margin, its memory, and how the seed's options fare."""
+    if not rows:
+        return "No strategy was timed for this problem."
+    best = rows[0]
+    text = f"Use {best.label}: {format_seconds(best.median)}"
+    if len(rows) > 1:
+        text += f", {rows[1].median / best.median:.2f}x faster than the runner-up {rows[1].label}"
+    if best.peak_bytes is not None:
+        text += f", peak {format_bytes(best.peak_bytes)}"
+    opts = [
+        f"option {k} ({SEED_OPTIONS[k]}) {v:.1f}x slower"
+        for k, v in sorted(best.vs_option.items())
+        if v > 0
+    ]
+    if opts:
+        text += "; vs the seed's options: " + ", ".join(opts)
+    if best.noisy:
+        text += " (noisy: IQR over 10% of the median)"
+    return text + "."
+
+
+def _features(p: ConvProblem) -> list[float]:
+    return [math.log2(v) for v in (p.B, p.C, p.H, p.W, p.N, p.KH, p.KW)]
+
+
+def nearest_problem(target: ConvProblem, measured: Iterable[str]) -> tuple[str | None, float]:
+    """The measured problem closest to ``target`` (log-size distance; stride, dilation,
+    padding, bias and dtype must match, or cost a large penalty). Returns (text, distance)."""
+    best: tuple[str | None, float] = (None, math.inf)
+    tf = _features(target)
+    for text in set(measured):
+        try:
+            p = ConvProblem.from_dict(_parse(text))
+        except (ProblemError, KeyError, ValueError):
+            continue
+        d = math.sqrt(sum((a - b) ** 2 for a, b in zip(tf, _features(p), strict=True)))
+        for attr in ("stride", "dilation", "padding", "bias", "dtype"):
+            if getattr(p, attr) != getattr(target, attr):
+                d += 10
+        if d < best[1]:
+            best = (text, d)
+    return best
+
+
+def _parse(text: str) -> dict[str, Any]:
+    from sharedconv.backends.problem import parse_problem
+
+    return parse_problem(text).to_dict()

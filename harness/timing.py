@@ -1,0 +1,152 @@
+"""Timing one prepared case inside its worker.
+
+Protocol (setup and the first call are timed by the caller, before this runs):
+
+1. warm-up: calls until ``warmup`` seconds or ``warmup_calls`` calls, each synchronized;
+2. memory: the resident-set high-water mark is reset, one call runs, and the peak above the
+   post-setup baseline is read (Linux ``/proc``; ``None`` elsewhere);
+3. overhead: the cost of reading the clock and synchronizing an already-finished output;
+4. block size: calls per timed block, grown until that overhead is under 1% of a block;
+5. steady state: blocks of calls with one synchronization per block, until the median's 95%
+   confidence interval is within ±``precision`` of it (at least ``min_samples`` blocks) or
+   the ``budget`` is spent. Raw per-call block times are returned.
+
+The clock is a parameter so the rules can be tested with a fake one.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .memory import peak_rss_since_reset, reset_peak_rss, rss_bytes
+from .stats import block_size_for, precise_enough, summarize
+
+DEFAULTS = {
+    "budget": 2.0,
+    "precision": 0.02,
+    "min_samples": 5,
+    "max_samples": 200,
+    "warmup": 0.2,
+    "warmup_calls": 2,
+    "max_overhead": 0.01,
+}
+
+
+def sync_overhead(sync: Callable[[], None], clock: Callable[[], float], repeats: int = 25) -> float:
+    """Median seconds for a clock read pair plus one synchronize of finished work."""
+    values = []
+    for _ in range(repeats):
+        t0 = clock()
+        sync()
+        values.append(clock() - t0)
+    values.sort()
+    return values[len(values) // 2]
+
+
+def steady_state(
+    call: Callable[[], Any],
+    sync: Callable[[Any], None],
+    options: dict[str, Any],
+    clock: Callable[[], float] = time.perf_counter,
+    first_call_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Warm-up, overhead, block size and the sampling loop; returns the timing record."""
+    opt = {**DEFAULTS, **(options or {})}
+    budget = float(opt["budget"])
+    start = clock()
+
+    # 1. warm-up
+    calls = 0
+    t0 = clock()
+    last = call()
+    sync(last)
+    one_call = clock() - t0
+    calls += 1
+    while calls < int(opt["warmup_calls"]) or (
+        clock() - start < float(opt["warmup"]) and calls < 1000
+    ):
+        t0 = clock()
+        last = call()
+        sync(last)
+        one_call = min(one_call, clock() - t0)
+        calls += 1
+    warmup_seconds = clock() - start
+
+    # 3-4. overhead and block size
+    held = [last]  # a finished output: synchronizing it costs only the overhead
+    del last
+    overhead = sync_overhead(lambda: sync(held[0]), clock)
+    held.clear()
+    block = block_size_for(one_call, overhead, float(opt["max_overhead"]))
+    # never plan a block that alone would exceed a fifth of the budget
+    if one_call > 0:
+        block = max(1, min(block, int(budget / 5 / one_call) or 1))
+
+    # 5. sampling
+    samples: list[float] = []
+    blocks: list[float] = []
+    t_loop = clock()
+    stopped = "budget"
+    while True:
+        t0 = clock()
+        for _ in range(block - 1):
+            call()
+        out = call()
+        sync(out)
+        elapsed = clock() - t0
+        del out
+        blocks.append(elapsed)
+        samples.append(elapsed / block)
+        if len(samples) >= int(opt["min_samples"]):
+            if precise_enough(samples, float(opt["precision"]), int(opt["min_samples"])):
+                stopped = "precision"
+                break
+            if clock() - t_loop >= budget:
+                break
+            if len(samples) >= int(opt["max_samples"]):
+                stopped = "max_samples"
+                break
+    stats = summarize(samples)
+    return {
+        "warmup_s": warmup_seconds,
+        "warmup_calls": calls,
+        "overhead_s": overhead,
+        "block_size": block,
+        "overhead_fraction": overhead / (block * stats.median) if stats.median > 0 else None,
+        "samples": samples,
+        "block_times": blocks,
+        "stats": stats.to_dict(),
+        "stopped_by": stopped,
+        "steady_s": clock() - t_loop,
+    }
+
+
+def measure_memory(
+    call: Callable[[], Any], sync: Callable[[Any], None], baseline: int | None
+) -> dict[str, Any]:
+    """Peak resident memory of one call above ``baseline`` (the RSS after preparation)."""
+    gc.collect()
+    if baseline is None or not reset_peak_rss():
+        out = call()
+        sync(out)
+        return {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
+    out = call()
+    sync(out)
+    peak = peak_rss_since_reset()
+    del out
+    return {
+        "peak_bytes": max(0, peak - baseline) if peak is not None else None,
+        "method": "VmHWM after one call (reset via /proc/self/clear_refs) minus RSS after prepare; includes outputs, temporaries and allocator caches",
+    }
+
+
+def measure(
+    backend: Any, fn: Callable[[], Any], options: dict[str, Any], baseline_rss: int | None
+) -> dict[str, Any]:
+    """Everything after the first call: memory and steady-state timing."""
+    memory = measure_memory(fn, backend.synchronize, baseline_rss)
+    timing = steady_state(fn, backend.synchronize, options)
+    return {"memory": memory, "timing": timing, "rss_after_s": rss_bytes()}
