@@ -23,8 +23,6 @@ from sharedconv.backends.contract import Backend, output_names
 from sharedconv.backends.layouts import to_canonical
 from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
 
-from .memory import rss_bytes
-
 _INPUT_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 
@@ -119,7 +117,6 @@ def execute_case(
     t0 = time.perf_counter()
     fn = backend.prepare(problem, arrays, strategy, device, mode)
     t1 = time.perf_counter()
-    baseline_rss = rss_bytes()  # inputs resident, nothing computed yet
     outputs = fn()
     backend.synchronize(outputs)
     t2 = time.perf_counter()
@@ -152,6 +149,6 @@ def execute_case(
     if timing and (record["status"] == "pass" or timing.get("time_anyway")):
         from .timing import measure
 
-        record.update(measure(backend, fn, timing, baseline_rss))
+        record.update(measure(backend, fn, timing))
         record["timed"] = True
     return record

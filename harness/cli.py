@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -333,6 +334,335 @@ def verify_cmd(
             f"{n_pass} passed, {n_bad} failed, {len(records) - n_pass - n_bad} skipped or unavailable"
         )
     sys.exit(1 if failed(records) else 0)
+
+
+# ---- run ----------------------------------------------------------------------------------
+def _results_root(results: str | None) -> Path:
+    return Path(results) if results else Path("results")
+
+
+@cli.command("run")
+@selection_options(default_suite="smoke")
+@click.option(
+    "--budget",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds of steady-state sampling per case.",
+)
+@click.option(
+    "--precision",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Stop a case when the median's 95% CI is within ± this fraction.",
+)
+@click.option("--min-samples", type=int, default=5, show_default=True)
+@click.option(
+    "--time-anyway",
+    is_flag=True,
+    help="Also time cases that disagree with the oracle (they stay marked as mismatches).",
+)
+@click.option("--results", "results", metavar="DIR", help="Folder of runs (default: ./results).")
+@click.option("--run-id", metavar="ID", help="Name of the new run (default: date-host-suite).")
+@click.option(
+    "--resume", metavar="RUN_ID", help="Continue an interrupted run: completed cases are skipped."
+)
+@click.option(
+    "--top",
+    type=int,
+    default=12,
+    show_default=True,
+    help="Rows per problem in the final tables (0: all).",
+)
+def run_cmd(
+    backends: str | None,
+    strategies: str | None,
+    shapes: tuple[str, ...],
+    suite: str | None,
+    mode: str,
+    dtype: str | None,
+    device: str,
+    threads: int | None,
+    seed: int,
+    timeout: float,
+    verbose: bool,
+    budget: float,
+    precision: float,
+    min_samples: int,
+    time_anyway: bool,
+    results: str | None,
+    run_id: str | None,
+    resume: str | None,
+    top: int,
+) -> None:
+    """Verify and time a suite over every available backend and strategy; store the run.
+
+    Each case is checked against the float64 oracle first; a disagreeing case is recorded as a
+    mismatch and not timed. Results go to RESULTS/<run-id>/ (run.json, cases.jsonl) as each
+    case finishes, so an interrupted run loses at most the case in flight (--resume).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .execute import Plan
+    from .report import FAILED, print_tables, ranking_tables
+    from .runner import plan_from_meta, plan_size, run_plan, start_run
+    from .store import RunWriter, StoreError
+
+    if budget <= 0 or precision <= 0 or min_samples < 2:
+        raise click.UsageError("--budget and --precision must be > 0 and --min-samples >= 2")
+    root = _results_root(results)
+    if resume:
+        if shapes or suite:
+            raise click.UsageError(
+                "--resume continues a run with its own problems; drop --shape/--suite"
+            )
+        try:
+            writer, done = RunWriter.resume(root, resume)
+        except StoreError as e:
+            raise click.BadParameter(str(e), param_hint="--resume") from None
+        plan = plan_from_meta(writer.meta)
+    else:
+        names = backends_from(backends)
+        plan = Plan(
+            backends=names,
+            problems=problems_from(shapes, suite, dtype, "smoke"),
+            modes=modes_from(mode),
+            strategies=strategies_from(strategies, names),
+            device=device_from(device),
+            threads=threads_from(threads),
+            seed=seed,
+            timeout=timeout,
+            verbose=verbose,
+            timing={
+                "budget": budget,
+                "precision": precision,
+                "min_samples": min_samples,
+                "time_anyway": time_anyway,
+            },
+        )
+        try:
+            writer = start_run(plan, root, suite if not shapes else None, run_id)
+        except StoreError as e:
+            raise click.BadParameter(str(e), param_hint="--run-id") from None
+        done = set()
+    console = Console(stderr=True)
+    total = plan_size(plan) - len(done)
+    console.print(
+        f"run [bold]{writer.meta['run_id']}[/]: {total} cases, {plan.threads} threads, "
+        f"writing {writer.folder}/cases.jsonl"
+    )
+    failures = 0
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed: {task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("starting", total=total, failed=0)
+
+        def on_record(record: dict[str, Any]) -> None:
+            nonlocal failures
+            if record["status"] in FAILED:
+                failures += 1
+                progress.console.print(
+                    f"[red]{record['status']}[/] {record['case']}: {record.get('reason', '')[:200]}"
+                )
+            progress.update(task, advance=1, failed=failures, description=record["case"][:60])
+
+        try:
+            records = run_plan(plan, writer, done, on_record)
+        except KeyboardInterrupt:
+            console.print(
+                f"interrupted; continue with: sharedconv run --resume {writer.meta['run_id']}"
+            )
+            sys.exit(130)
+    from .store import read_run
+
+    stored = read_run(writer.folder)
+    print_tables(ranking_tables(stored.cases, writer.meta.get("roofline"), limit=top or None))
+    n_timed = sum(1 for r in records if r.get("timed"))
+    click.echo(
+        f"{n_timed} cases timed, {failures} failed, {len(records) - n_timed - failures} skipped/unavailable/untimed; "
+        f"results in {writer.folder}"
+    )
+    sys.exit(1 if failures else 0)
+
+
+@cli.command("runs")
+@click.option(
+    "--results",
+    "results",
+    metavar="DIR",
+    help="Folder of runs (default: ./results, then the reference runs).",
+)
+def runs_cmd(results: str | None) -> None:
+    """List the stored runs."""
+    from .store import find_runs
+
+    runs, skipped = find_runs([_results_root(results)])
+    for run in runs:
+        counts = {}
+        for r in run.cases:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        click.echo(
+            f"{run.run_id}  [{run.meta.get('status')}]  {run.meta.get('suite') or 'ad hoc'}: {summary}"
+        )
+    for line in skipped:
+        click.echo(f"skipped: {line}", err=True)
+    if not runs:
+        click.echo(f"no runs in {_results_root(results)}; make one with `sharedconv run`", err=True)
+
+
+@cli.command("recommend")
+@click.option(
+    "--shape",
+    "shape",
+    required=True,
+    metavar="TEXT",
+    help="The problem, e.g. 'B=10,C=100,H=200,N=20,K=5'.",
+)
+@click.option(
+    "--mode", type=click.Choice(["forward", "train"]), default="forward", show_default=True
+)
+@click.option("--results", "results", metavar="DIR", help="Folder of runs (default: ./results).")
+@click.option(
+    "--measure",
+    is_flag=True,
+    help="Measure this problem now (all available backends) instead of looking it up.",
+)
+@click.option(
+    "--budget", type=float, default=1.0, show_default=True, help="With --measure: seconds per case."
+)
+def recommend_cmd(shape: str, mode: str, results: str | None, measure: bool, budget: float) -> None:
+    """Which strategy to use for a problem: from stored results (nearest measured problem,
+    said as such) or measured on the spot with --measure."""
+    from .report import print_tables, ranking_tables
+    from .store import find_runs
+    from .summary import nearest_problem
+
+    try:
+        target = parse_problems(shape)
+    except ProblemError as e:
+        raise click.BadParameter(str(e), param_hint="--shape") from None
+    if len(target) != 1:
+        raise click.BadParameter(
+            f"give one problem, not a grid of {len(target)}", param_hint="--shape"
+        )
+    problem = target[0]
+    if measure:
+        from .execute import Plan
+        from .runner import run_plan, start_run
+
+        plan = Plan(
+            backends=backends_from(None),
+            problems=[problem],
+            modes=[mode],
+            threads=default_threads(),
+            timing={"budget": budget, "precision": 0.02, "min_samples": 5},
+        )
+        writer = start_run(plan, _results_root(results), None)
+        records = run_plan(plan, writer)
+        print_tables(ranking_tables(records, writer.meta.get("roofline")))
+        return
+    runs, _ = find_runs([_results_root(results), *_reference_roots()])
+    candidates = [
+        (run, r) for run in runs for r in run.cases if r["mode"] == mode and r.get("timing")
+    ]
+    if not candidates:
+        raise click.UsageError(
+            "no stored timings to answer from; run `sharedconv run` first or pass --measure"
+        )
+    text, distance = nearest_problem(problem, [r["problem"] for _, r in candidates])
+    run_of = next(run for run, r in candidates if r["problem"] == text)
+    if text != problem.to_text():
+        click.echo(
+            f"{problem.to_text()} was not measured; the nearest measured problem is {text} (from run {run_of.run_id})."
+        )
+        click.echo("Use --measure to time the exact problem on this machine.")
+    records = [r for r in run_of.cases if r["problem"] == text and r["mode"] == mode]
+    print_tables(ranking_tables(records, run_of.meta.get("roofline")))
+
+
+def _reference_roots() -> list[Path]:
+    root = Path("results")
+    return sorted(p for p in root.glob("reference*") if p.is_dir()) if root.exists() else []
+
+
+@cli.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--results", "results", metavar="DIR", help="Folder of runs (default: ./results).")
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.10,
+    show_default=True,
+    help="Flag cases whose median changed by more than this fraction.",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Significance level of the Mann-Whitney U test.",
+)
+def compare_cmd(
+    run_a: str, run_b: str, results: str | None, threshold: float, alpha: float
+) -> None:
+    """Compare two runs case by case: ratio of medians (B/A) and a Mann-Whitney U test on the
+    raw samples. Exits 1 when a case got slower beyond --threshold with p < --alpha."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .compare import compare_runs
+    from .store import StoreError, read_run
+
+    runs = []
+    for ref in (run_a, run_b):
+        path = Path(ref) if Path(ref).is_dir() else _results_root(results) / ref
+        try:
+            runs.append(read_run(path))
+        except StoreError as e:
+            raise click.BadParameter(str(e), param_hint="RUN_A/RUN_B") from None
+    rows = compare_runs(runs[0], runs[1], threshold, alpha)
+    if not rows:
+        raise click.UsageError("the two runs have no timed case in common")
+    table = Table(
+        title=f"{runs[1].run_id} vs {runs[0].run_id} (ratio > 1: B is slower)", title_justify="left"
+    )
+    for col in ("case", "A median", "B median", "B/A", "p", "verdict"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        style = {"regression": "[bold red]", "improvement": "[green]"}.get(row["verdict"], "")
+        table.add_row(
+            row["case"],
+            row["a"],
+            row["b"],
+            f"{row['ratio']:.3f}",
+            f"{row['p']:.3g}",
+            f"{style}{row['verdict']}[/]" if style else row["verdict"],
+        )
+    Console().print(table)
+    regressions = sum(r["verdict"] == "regression" for r in rows)
+    click.echo(
+        f"{len(rows)} cases compared, {regressions} regressions, {sum(r['verdict'] == 'improvement' for r in rows)} improvements"
+    )
+    sys.exit(1 if regressions else 0)
 
 
 def main() -> None:

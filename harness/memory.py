@@ -42,6 +42,50 @@ def peak_rss_since_reset() -> int | None:
     return _status_kib("VmHWM")
 
 
+class _Glibc:
+    """glibc's malloc knobs, for an honest RSS measurement of one call.
+
+    After a warm-up, glibc raises its mmap threshold and serves a freed block again from
+    the heap, so a call's outputs and temporaries no longer raise the RSS. For the
+    measurement the threshold is fixed low and free memory trimmed, so large blocks are
+    fresh mappings the high-water mark sees; afterwards it is fixed at 32 MiB, glibc's
+    ceiling for its own dynamic threshold, which is where a warmed process ends up anyway.
+    """
+
+    M_TRIM_THRESHOLD = -1
+    M_MMAP_THRESHOLD = -3
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+
+        self.libc = None
+        name = ctypes.util.find_library("c")
+        if name:
+            try:
+                libc = ctypes.CDLL(name)
+                libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc only
+                self.libc = libc
+            except (OSError, AttributeError):
+                self.libc = None
+
+    def strict(self) -> bool:
+        if self.libc is None:
+            return False
+        self.libc.mallopt(self.M_MMAP_THRESHOLD, 128 * 1024)
+        self.libc.mallopt(self.M_TRIM_THRESHOLD, 128 * 1024)
+        self.libc.malloc_trim(0)
+        return True
+
+    def relaxed(self) -> None:
+        if self.libc is not None:
+            self.libc.mallopt(self.M_MMAP_THRESHOLD, 32 * 2**20)
+            self.libc.mallopt(self.M_TRIM_THRESHOLD, 64 * 2**20)
+
+
+GLIBC = _Glibc()
+
+
 def available_bytes() -> int:
     import psutil
 

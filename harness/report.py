@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -120,6 +121,71 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
 
 
 def print_tables(tables: list[Table], console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console = Console(width=160)  # logs and pipes: do not fold rows at 80 columns
     for t in tables:
         console.print(t)
+
+
+def ranking_tables(
+    records: list[dict[str, Any]], roofline: dict[str, Any] | None, limit: int | None = None
+) -> list[Table]:
+    """One table per problem and mode: strategies ranked by median time, and the verdict."""
+    from .summary import (
+        SEED_OPTIONS,
+        format_bytes,
+        format_seconds,
+        group_by_problem,
+        rank,
+        recommendation,
+    )
+
+    tables = []
+    for (problem, mode, device), group in group_by_problem(records).items():
+        rows = rank(group, roofline)
+        t = Table(
+            title=f"{problem}  [{mode}, {device}]",
+            title_justify="left",
+            caption=recommendation(rows),
+            caption_justify="left",
+        )
+        for col, justify in (
+            ("#", "right"),
+            ("backend/strategy", "left"),
+            ("median", "right"),
+            ("IQR", "right"),
+            ("x opt 1", "right"),
+            ("x opt 2", "right"),
+            ("x opt 3", "right"),
+            ("peak mem", "right"),
+            ("GFLOP/s", "right"),
+            ("% roofline", "right"),
+        ):
+            t.add_column(col, justify=justify)
+        for i, row in enumerate(rows[:limit] if limit else rows, 1):
+            opt = row.record.get("seed_option")
+            name = row.label + (f" [opt {opt}]" if opt else "")
+            t.add_row(
+                str(i),
+                f"[bold]{name}[/]" if opt else name,
+                format_seconds(row.median) + (" [yellow]noisy[/]" if row.noisy else ""),
+                f"±{100 * row.iqr / row.median / 2:.0f}%",
+                *(f"{row.vs_option[k]:.2f}" if k in row.vs_option else "" for k in SEED_OPTIONS),
+                format_bytes(row.peak_bytes),
+                f"{row.gflops:.1f}",
+                f"{100 * row.roofline_fraction:.0f}%" if row.roofline_fraction is not None else "",
+            )
+        other = [r for r in group if r["status"] != "pass" or not r.get("timing")]
+        failed_here = [r for r in other if r["status"] in FAILED]
+        if failed_here:
+            t.caption += "\nNot timed (failed): " + "; ".join(
+                f"{label_of(r)}: {r['status']}" for r in failed_here
+            )
+        tables.append(t)
+    return tables
+
+
+def label_of(record: dict[str, Any]) -> str:
+    return f"{record['backend']}/{record['strategy']}"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .memory import peak_rss_since_reset, reset_peak_rss, rss_bytes
+from .memory import GLIBC, peak_rss_since_reset, reset_peak_rss, rss_bytes
 from .stats import block_size_for, precise_enough, summarize
 
 DEFAULTS = {
@@ -80,7 +80,9 @@ def steady_state(
     del last
     overhead = sync_overhead(lambda: sync(held[0]), clock)
     held.clear()
-    block = block_size_for(one_call, overhead, float(opt["max_overhead"]))
+    # the warm-up timed call plus sync; the overhead part of it is not work
+    work = max(one_call - overhead, one_call * 0.01)
+    block = block_size_for(work, overhead, float(opt["max_overhead"]))
     # never plan a block that alone would exceed a fifth of the budget
     if one_call > 0:
         block = max(1, min(block, int(budget / 5 / one_call) or 1))
@@ -124,29 +126,35 @@ def steady_state(
     }
 
 
-def measure_memory(
-    call: Callable[[], Any], sync: Callable[[Any], None], baseline: int | None
-) -> dict[str, Any]:
-    """Peak resident memory of one call above ``baseline`` (the RSS after preparation)."""
+def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict[str, Any]:
+    """Peak resident memory of one call above the resident set just before it.
+
+    Runs after the first call (compilation done, outputs released), with glibc told to map
+    large blocks afresh (see :class:`~sharedconv.harness.memory._Glibc`), so outputs and
+    temporaries show up in the high-water mark even when the allocator is warm.
+    """
     gc.collect()
-    if baseline is None or not reset_peak_rss():
+    strict = GLIBC.strict()
+    try:
+        baseline = rss_bytes()
+        if baseline is None or not reset_peak_rss():
+            return {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
         out = call()
         sync(out)
-        return {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
-    out = call()
-    sync(out)
-    peak = peak_rss_since_reset()
-    del out
-    return {
-        "peak_bytes": max(0, peak - baseline) if peak is not None else None,
-        "method": "VmHWM after one call (reset via /proc/self/clear_refs) minus RSS after prepare; includes outputs, temporaries and allocator caches",
-    }
+        peak = peak_rss_since_reset()
+        del out
+    finally:
+        GLIBC.relaxed()
+    method = "VmHWM over one call minus the RSS before it (Linux /proc, reset via clear_refs)"
+    if strict:
+        method += "; glibc mmap threshold fixed at 128 KiB and free memory trimmed for that call"
+    else:
+        method += "; allocator caches may hide reused memory"
+    return {"peak_bytes": max(0, peak - baseline) if peak is not None else None, "method": method}
 
 
-def measure(
-    backend: Any, fn: Callable[[], Any], options: dict[str, Any], baseline_rss: int | None
-) -> dict[str, Any]:
-    """Everything after the first call: memory and steady-state timing."""
-    memory = measure_memory(fn, backend.synchronize, baseline_rss)
+def measure(backend: Any, fn: Callable[[], Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Everything after the first call: memory, then steady-state timing."""
+    memory = measure_memory(fn, backend.synchronize)
     timing = steady_state(fn, backend.synchronize, options)
-    return {"memory": memory, "timing": timing, "rss_after_s": rss_bytes()}
+    return {"memory": memory, "timing": timing}

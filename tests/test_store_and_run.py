@@ -1,0 +1,264 @@
+"""The results store, `sharedconv run`, resume after kill -9, compare, recommend."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sharedconv.backends.problem import parse_problem
+from sharedconv.backends.registry import load_backend
+from sharedconv.harness import memory
+from sharedconv.harness.cli import cli
+from sharedconv.harness.store import RunWriter, find_runs, read_cases, read_run
+
+FAST = ["--budget", "0.05", "--precision", "0.5"]
+
+
+def test_damaged_and_foreign_lines_are_skipped_with_a_warning(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    good = {
+        "case": "a",
+        "backend": "numpy",
+        "strategy": "oracle64",
+        "problem": "B=1",
+        "mode": "forward",
+        "status": "pass",
+    }
+    path.write_text(
+        json.dumps(good)
+        + "\n"
+        + "{not json\n"
+        + json.dumps({"hello": 1})
+        + "\n"
+        + json.dumps({**good, "case": "b"})
+        + "\n"
+        + '{"case": "c", "trunc'
+    )
+    records, warnings = read_cases(path)
+    assert [r["case"] for r in records] == ["a", "b"]
+    assert len(warnings) == 3
+    assert "damaged line" in warnings[0] and "not a sharedconv case record" in warnings[1]
+
+
+def test_find_runs_skips_foreign_folders(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("hi")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{")
+    writer = RunWriter.create(tmp_path, "r1", {"suite": "smoke"})
+    writer.finish()
+    runs, skipped = find_runs([tmp_path])
+    assert [r.run_id for r in runs] == ["r1"]
+    assert any("junk" in s and "not a sharedconv run" in s for s in skipped)
+    assert any("broken" in s and "damaged" in s for s in skipped)
+
+
+def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--backends",
+            "numpy",
+            "--shape",
+            "B=2,C=3,H=16,N=4,K=3",
+            "--mode",
+            "both",
+            "--results",
+            str(tmp_path),
+            "--run-id",
+            "t1",
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    run = read_run(tmp_path / "t1")
+    assert run.meta["status"] == "complete"
+    assert run.meta["roofline"]["peak_flops"] > 1e8
+    assert run.meta["machine"]["cpu_model"]
+    assert run.meta["workers"]["numpy"]["versions"]["numpy"]
+    assert len(run.cases) == 4
+    case = next(c for c in run.cases if c["strategy"] == "oracle64" and c["mode"] == "train")
+    assert case["status"] == "pass" and case["timed"]
+    timing = case["timing"]
+    assert len(timing["samples"]) >= 5 and timing["stats"]["median"] > 0
+    assert set(timing["stats"]) >= {
+        "median",
+        "iqr",
+        "min",
+        "mean",
+        "std",
+        "ci_low",
+        "ci_high",
+        "noisy",
+        "n",
+    }
+    assert case["memory"]["method"].startswith("VmHWM")
+    assert case["first_call_s"] > 0 and case["setup_s"] >= 0
+    assert "Use numpy/" in result.output
+
+
+def test_mismatch_is_not_timed_unless_asked(tmp_path, test_plugins):
+    args = [
+        "run",
+        "--backends",
+        "faulty",
+        "--strategies",
+        "wrong,ok",
+        "--shape",
+        "B=1,C=2,H=8,N=2,K=3",
+        "--mode",
+        "forward",
+        "--results",
+        str(tmp_path),
+        *FAST,
+    ]
+    result = CliRunner().invoke(cli, [*args, "--run-id", "plain"])
+    assert result.exit_code == 1
+    cases = {c["strategy"]: c for c in read_run(tmp_path / "plain").cases}
+    assert cases["wrong"]["status"] == "mismatch" and "timing" not in cases["wrong"]
+    assert cases["ok"]["timing"]["stats"]["median"] > 0
+    CliRunner().invoke(cli, [*args, "--run-id", "anyway", "--time-anyway"])
+    cases = {c["strategy"]: c for c in read_run(tmp_path / "anyway").cases}
+    assert (
+        cases["wrong"]["status"] == "mismatch" and cases["wrong"]["timing"]["stats"]["median"] > 0
+    )
+
+
+def test_resume_after_kill_9_loses_at_most_the_case_in_flight(tmp_path, test_plugins):
+    cmd = [
+        sys.executable, "-m", "sharedconv.harness.cli", "run", "--backends", "faulty", "--strategies", "slow",
+        "--shape", "B=1,C=1..12,H=8,N=2,K=3", "--mode", "forward", "--results", str(tmp_path), "--run-id", "killme",
+        "--budget", "0.3", "--precision", "0.0001", "--threads", "1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=os.environ.copy(),
+    )
+    cases = tmp_path / "killme" / "cases.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if cases.exists() and len(cases.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open(cases, "a") as f:
+        f.write('{"case": "half-written')  # what a kill in the middle of a write leaves
+    before, _ = read_cases(cases)
+    assert 3 <= len(before) < 12
+    assert read_run(tmp_path / "killme").meta["status"] == "running"  # never marked complete
+
+    result = CliRunner().invoke(cli, ["run", "--resume", "killme", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    after = read_run(tmp_path / "killme")
+    assert not after.warnings, after.warnings
+    idents = [c["case"] for c in after.cases]
+    assert len(idents) == 12 and len(set(idents)) == 12
+    assert after.meta["status"] == "complete" and after.meta["resumed"]
+
+
+def test_memory_estimate_refuses_what_does_not_fit(monkeypatch):
+    torch_fold = load_backend("torch").strategy("fold")
+    huge = parse_problem("B=64,C=128,H=512,N=64,K=5")
+    small = parse_problem("B=2,C=3,H=32,N=4,K=3")
+    monkeypatch.setattr(memory, "available_bytes", lambda: 16 * 2**30)
+    reason = memory.refuse_if_too_big(huge, torch_fold, "train")
+    assert reason and "GiB" in reason and "not run" in reason
+    assert memory.refuse_if_too_big(small, torch_fold, "train") is None
+    patches = load_backend("torch").strategy("unfold_einsum")
+    assert memory.estimate_bytes(small, patches, "forward") > memory.estimate_bytes(
+        small, torch_fold, "forward"
+    )
+
+
+def test_compare_flags_regressions(tmp_path):
+    def write(run_id, median):
+        w = RunWriter.create(tmp_path, run_id, {"suite": "x"})
+        import random
+
+        rng = random.Random(run_id)
+        samples = [median * rng.uniform(0.98, 1.02) for _ in range(30)]
+        for strategy, scale in (("fast", 1.0), ("steady", 1.0)):
+            s = [v * (scale if strategy == "fast" else 1 / median) for v in samples]
+            w.append(
+                {
+                    "case": f"numpy/{strategy}/P/forward/cpu", "backend": "numpy", "strategy": strategy, "problem": "B=1,C=1,H=8,W=8,N=1,K=1",
+                    "mode": "forward", "status": "pass", "timing": {"samples": s, "stats": {"median": sorted(s)[15]}},
+                }
+            )  # fmt: skip
+        w.finish()
+
+    write("a", 1.0)
+    write("b", 1.5)
+    result = CliRunner().invoke(cli, ["compare", "a", "b", "--results", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "regression" in result.output and "1 regressions" in result.output
+    result = CliRunner().invoke(cli, ["compare", "b", "a", "--results", str(tmp_path)])
+    assert result.exit_code == 0 and "1 improvements" in result.output
+    bad = CliRunner().invoke(cli, ["compare", "a", "nope", "--results", str(tmp_path)])
+    assert bad.exit_code == 2 and "no run.json" in bad.output
+
+
+def test_recommend_names_the_nearest_measured_problem(tmp_path):
+    CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--backends",
+            "numpy",
+            "--shape",
+            "B=2,C=3,H=16,N=4,K=3",
+            "--mode",
+            "forward",
+            "--results",
+            str(tmp_path),
+            *FAST,
+        ],
+    )
+    result = CliRunner().invoke(
+        cli, ["recommend", "--shape", "B=2,C=4,H=16,N=4,K=3", "--results", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "was not measured; the nearest measured problem is B=2,C=3,H=16,W=16,N=4,K=3"
+        in result.output
+    )
+    assert "Use numpy/" in result.output
+    exact = CliRunner().invoke(
+        cli, ["recommend", "--shape", "B=2,C=3,H=16,N=4,K=3", "--results", str(tmp_path)]
+    )
+    assert "was not measured" not in exact.output
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "--budget", "0"], "--budget and --precision must be > 0"),
+        (["run", "--resume", "nope", "--results", "/tmp/definitely-not-here-sc"], "no run 'nope'"),
+        (["recommend", "--shape", "C=1..4,H=8,N=1,K=1"], "give one problem"),
+        (["recommend"], "Missing option '--shape'"),
+        (["compare", "x"], "Missing argument 'RUN_B'"),
+    ],
+)
+def test_run_family_bad_input(args, needle):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+
+
+def test_runs_lists_runs(tmp_path):
+    RunWriter.create(tmp_path, "r-listed", {"suite": "smoke"}).finish()
+    result = CliRunner().invoke(cli, ["runs", "--results", str(tmp_path)])
+    assert "r-listed" in result.output and "[complete]" in result.output
+    assert Path(tmp_path / "r-listed" / "run.json").exists()
