@@ -44,10 +44,13 @@ def problems_from(
             except ProblemError as e:
                 raise click.BadParameter(str(e), param_hint="--shape") from None
         return list(dict.fromkeys(problems))
-    try:
-        return list(load_suite(suite or default_suite, dtype).problems)
-    except SuiteError as e:
-        raise click.BadParameter(str(e), param_hint="--suite") from None
+    problems = []
+    for name in (suite or default_suite).split(","):
+        try:
+            problems.extend(load_suite(name.strip(), dtype).problems)
+        except SuiteError as e:
+            raise click.BadParameter(str(e), param_hint="--suite") from None
+    return list(dict.fromkeys(problems))
 
 
 def backends_from(text: str | None) -> list[str]:
@@ -119,8 +122,8 @@ def selection_options(default_suite: str):
                 ),
                 click.option(
                     "--suite",
-                    metavar="NAME",
-                    help=f"A named suite (default: {default_suite}); see `sharedconv suites`.",
+                    metavar="NAME[,NAME]",
+                    help=f"Named suite(s), comma-separated (default: {default_suite}); see `sharedconv suites`.",
                 ),
                 click.option(
                     "--mode",
@@ -663,6 +666,55 @@ def compare_cmd(
         f"{len(rows)} cases compared, {regressions} regressions, {sum(r['verdict'] == 'improvement' for r in rows)} improvements"
     )
     sys.exit(1 if regressions else 0)
+
+
+@cli.command("dashboard")
+@click.option(
+    "--results",
+    "results",
+    metavar="DIR",
+    help="Folder of runs (default: ./results, else the repository's reference runs).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--allow-remote-run",
+    is_flag=True,
+    help="Allow the Run page to start measurements when listening beyond 127.0.0.1.",
+)
+def dashboard_cmd(results: str | None, port: int, host: str, allow_remote_run: bool) -> None:
+    """Open the Streamlit dashboard on the stored runs (Ctrl-C stops it)."""
+    import importlib.util
+    import os
+    import subprocess
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        raise click.UsageError(
+            "the dashboard needs streamlit and plotly: pip install 'sharedconv[dashboard]'"
+        )
+    if results and not Path(results).is_dir():
+        raise click.BadParameter(f"{results} is not a folder", param_hint="--results")
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    if not app.exists():  # installed as a package: sharedconv/dashboard/app.py
+        from sharedconv import dashboard
+
+        app = Path(dashboard.__file__).parent / "app.py"
+    env = dict(os.environ)
+    if results:
+        env["SHAREDCONV_RESULTS"] = str(Path(results).resolve())
+    env["SHAREDCONV_DASHBOARD_LOCAL"] = "1" if host in ("127.0.0.1", "localhost", "::1") else "0"
+    if allow_remote_run:
+        env["SHAREDCONV_ALLOW_REMOTE_RUN"] = "1"
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+    ]  # fmt: skip
+    click.echo(f"sharedconv dashboard on http://{host}:{port} (Ctrl-C to stop)")
+    try:
+        sys.exit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        sys.exit(0)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from .stats import mann_whitney_u
 from .store import Run
-from .summary import format_seconds, median_s
+from .summary import format_seconds, median_s, samples_of
 
 
 def compare_runs(
@@ -22,7 +22,7 @@ def compare_runs(
         if ra is None or not median_s(rb):
             continue
         ma, mb = median_s(ra), median_s(rb)
-        _, p = mann_whitney_u(ra["timing"]["samples"], rb["timing"]["samples"])
+        _, p = mann_whitney_u(samples_of(ra), samples_of(rb))
         ratio = mb / ma
         verdict = "same"
         if p < alpha and ratio > 1 + threshold:
@@ -34,6 +34,8 @@ def compare_runs(
                 "case": rb["case"],
                 "a": format_seconds(ma),
                 "b": format_seconds(mb),
+                "a_s": ma,
+                "b_s": mb,
                 "ratio": ratio,
                 "p": p,
                 "verdict": verdict,

@@ -24,6 +24,13 @@ def median_s(record: dict[str, Any]) -> float | None:
     return ((record.get("timing") or {}).get("stats") or {}).get("median")
 
 
+def samples_of(record: dict[str, Any]) -> list[float]:
+    """Per-call times of a record: its raw block times over the block size."""
+    timing = record.get("timing") or {}
+    block = timing.get("block_size") or 1
+    return [t / block for t in timing.get("block_times", [])]
+
+
 def timed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("status") == "pass" and median_s(r)]
 

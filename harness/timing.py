@@ -118,7 +118,6 @@ def steady_state(
         "overhead_s": overhead,
         "block_size": block,
         "overhead_fraction": overhead / (block * stats.median) if stats.median > 0 else None,
-        "samples": samples,
         "block_times": blocks,
         "stats": stats.to_dict(),
         "stopped_by": stopped,

@@ -88,7 +88,7 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     case = next(c for c in run.cases if c["strategy"] == "oracle64" and c["mode"] == "train")
     assert case["status"] == "pass" and case["timed"]
     timing = case["timing"]
-    assert len(timing["samples"]) >= 5 and timing["stats"]["median"] > 0
+    assert len(timing["block_times"]) >= 5 and timing["stats"]["median"] > 0
     assert set(timing["stats"]) >= {
         "median",
         "iqr",
@@ -194,7 +194,7 @@ def test_compare_flags_regressions(tmp_path):
             w.append(
                 {
                     "case": f"numpy/{strategy}/P/forward/cpu", "backend": "numpy", "strategy": strategy, "problem": "B=1,C=1,H=8,W=8,N=1,K=1",
-                    "mode": "forward", "status": "pass", "timing": {"samples": s, "stats": {"median": sorted(s)[15]}},
+                    "mode": "forward", "status": "pass", "timing": {"block_times": s, "block_size": 1, "stats": {"median": sorted(s)[15]}},
                 }
             )  # fmt: skip
         w.finish()

@@ -83,7 +83,7 @@ def test_timer_with_a_fake_clock_blocks_and_stops_on_precision():
     assert result["overhead_s"] == pytest.approx(sync_s)
     assert result["overhead_fraction"] < 0.01
     assert result["stopped_by"] == "precision"
-    assert len(result["samples"]) == 5  # constant times: the CI is tight at the minimum
+    assert len(result["block_times"]) == 5  # constant times: the CI is tight at the minimum
     # each sample is a block time divided by the block size; sync is inside the block
     assert result["stats"]["median"] == pytest.approx(call_s + sync_s / 15)
     assert result["block_times"][0] == pytest.approx(15 * call_s + sync_s)
@@ -101,7 +101,7 @@ def test_timer_stops_on_budget_when_noisy():
         call, lambda _: None, {"budget": 0.2, "warmup": 0.0, "precision": 0.001}, clock=clock
     )
     assert result["stopped_by"] == "budget"
-    assert len(result["samples"]) >= 5
+    assert len(result["block_times"]) >= 5
     assert result["stats"]["noisy"]
 
 
@@ -116,7 +116,7 @@ def test_slow_calls_still_get_min_samples():
         call, lambda _: None, {"budget": 1.0, "warmup": 0.0, "warmup_calls": 1}, clock=clock
     )
     assert result["block_size"] == 1
-    assert len(result["samples"]) == 5
+    assert len(result["block_times"]) == 5
 
 
 def test_mann_whitney_against_scipy():

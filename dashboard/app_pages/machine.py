@@ -1,0 +1,64 @@
+"""Machine: where each run's numbers come from."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from sharedconv.dashboard.common import loaded, require_results
+from sharedconv.harness.summary import format_bytes
+
+st.title("Machines and settings")
+data = loaded()
+if require_results(data):
+    for run in data.runs:
+        meta = run.meta
+        machine = meta.get("machine", {})
+        with st.expander(run.label, expanded=run is data.runs[0]):
+            c1, c2, c3, c4 = st.columns(4)
+            c1.metric("CPU / GPU", machine.get("gpu") or machine.get("cpu_model", "?"))
+            c2.metric("cores used", f"{meta.get('threads')} of {machine.get('usable_cores')}")
+            c3.metric("memory", format_bytes(machine.get("memory_bytes")))
+            roof = meta.get("roofline") or {}
+            c4.metric(
+                "peak float32",
+                f"{roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s" if "peak_flops" in roof else "n/a",
+            )
+            st.markdown(
+                f"**Roofline**: {roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s peak, "
+                f"{roof.get('copy_bytes_per_s', 0) / 1e9:.1f} GB/s copy bandwidth; ridge point "
+                f"{roof.get('peak_flops', 0) / max(roof.get('copy_bytes_per_s', 1), 1):.1f} FLOP/byte. "
+                f"_{roof.get('method', roof.get('error', ''))}_"
+            )
+            st.markdown(
+                f"**Run**: `{meta.get('command', '')}` — suite {meta.get('suite') or 'ad hoc'}, status {meta.get('status')}, "
+                f"started {meta.get('started')}, ended {meta.get('ended', '—')}; project commit "
+                f"`{(meta.get('project') or {}).get('commit') or 'unknown'}`"
+                + (
+                    " (with uncommitted changes)"
+                    if (meta.get("project") or {}).get("dirty")
+                    else ""
+                )
+            )
+            workers = meta.get("workers", {})
+            if workers:
+                rows = [
+                    {
+                        "backend": name,
+                        "versions": ", ".join(
+                            f"{k} {v}" for k, v in info.get("versions", {}).items()
+                        ),
+                        "thread settings and flags": ", ".join(
+                            f"{k}={v}" for k, v in info.get("facts", {}).items()
+                        ),
+                    }
+                    for name, info in workers.items()
+                ]
+                st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+            st.json(
+                {
+                    "machine": machine,
+                    "timing options": meta.get("timing"),
+                    "blas": roof.get("blas"),
+                },
+                expanded=False,
+            )

@@ -1,0 +1,57 @@
+"""Scaling: time, throughput or roofline fraction against one problem size."""
+
+from __future__ import annotations
+
+import streamlit as st
+from sharedconv.dashboard.common import colors, download, loaded, require_results
+from sharedconv.dashboard.data import SCALING_AXES, scaling_groups
+from sharedconv.dashboard.figures import METRICS, scaling_lines
+
+st.title("How does each strategy scale?")
+data = loaded()
+if require_results(data):
+    runs = [r.run_id for r in data.runs]
+    run_id = st.sidebar.selectbox(
+        "Run (machine)", runs, format_func=lambda rid: data.run(rid).label, key="scaling_run"
+    )
+    frame = data.cases[data.cases["run_id"] == run_id]
+    axis_name = st.sidebar.radio("Against", list(SCALING_AXES), key="scaling_axis")
+    axis = SCALING_AXES[axis_name]
+    metric = st.sidebar.radio("Show", list(METRICS), horizontal=True, key="scaling_metric")
+    facet_name = st.sidebar.radio(
+        "Facets", ["none", "backend", "mode"], horizontal=True, key="scaling_facet"
+    )
+    modes = sorted(frame["mode"].unique())
+    mode = st.sidebar.multiselect("Modes", modes, default=modes[:1], key="scaling_modes")
+    groups = scaling_groups(frame[frame["mode"].isin(mode)], axis)
+    if not groups:
+        st.info(
+            f"Run {run_id} has no set of problems that differ only in {axis_name}. The `channels`, `spatial`, "
+            "`filters`, `kernel` and `batch` suites each vary one size: `sharedconv run --suite channels`."
+        )
+        st.stop()
+    labels = [f"{desc} ({g[axis].nunique()} sizes)" for desc, g in groups]
+    pick = st.selectbox(
+        "Problems (the other sizes held fixed)",
+        range(len(groups)),
+        format_func=lambda i: labels[i],
+        key="scaling_group",
+    )
+    group = groups[pick][1]
+    backends = sorted(group["backend"].unique())
+    chosen = st.sidebar.multiselect("Backends", backends, default=backends, key="scaling_backends")
+    group = group[group["backend"].isin(chosen)]
+    strategies = sorted(group["label"].unique())
+    picked = st.multiselect("Strategies", strategies, default=strategies, key="scaling_strategies")
+    group = group[group["label"].isin(picked)]
+    if group.empty:
+        st.info("Pick at least one strategy.")
+        st.stop()
+    facet = None if facet_name == "none" else facet_name
+    st.plotly_chart(
+        scaling_lines(group, axis, axis_name, metric, colors(data), facet), use_container_width=True
+    )
+    st.caption(
+        "Bands: interquartile range of the timing samples. Dashed lines: the seed's three options."
+    )
+    download(group.drop(columns=["timed_region"]), f"scaling-{axis}-{run_id}", "scaling_csv")

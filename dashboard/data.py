@@ -1,0 +1,164 @@
+"""Loading runs for the dashboard: stored records flattened into one table.
+
+Reads through the harness's store (JSON only, never pickles); damaged or foreign files are
+listed as skipped with the reason and the rest loads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sharedconv.harness.store import Run, find_runs
+from sharedconv.harness.summary import roofline_fraction
+
+REPO_RESULTS = Path(__file__).resolve().parent.parent / "results"
+PARAMS = ["B", "C", "H", "W", "N", "KH", "KW"]
+SCALING_AXES = {
+    "C (channels)": "C",
+    "H×W (pixels)": "HW",
+    "N (filters)": "N",
+    "K (kernel size)": "KH",
+    "B (batch)": "B",
+}
+
+
+def results_roots(explicit: str | None = None) -> list[Path]:
+    """Where runs are read from: ``--results``/``SHAREDCONV_RESULTS``, else ./results, else
+    the repository's results folder (which holds the committed reference runs)."""
+    chosen = explicit or os.environ.get("SHAREDCONV_RESULTS")
+    if chosen:
+        return [Path(p) for p in chosen.split(os.pathsep) if p]
+    local = Path("results")
+    if local.is_dir() and any(local.glob("*/run.json")):
+        return [local]
+    return [REPO_RESULTS]
+
+
+@dataclass
+class Loaded:
+    runs: list[Run]
+    cases: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.runs
+
+    def run(self, run_id: str) -> Run:
+        return next(r for r in self.runs if r.run_id == run_id)
+
+
+def _worst(errors: dict[str, Any], name: str) -> float | None:
+    e = errors.get(name)
+    if not e:
+        return None
+    return max(e["rel_fro"], e["max_norm"])
+
+
+def flatten(run: Run) -> list[dict[str, Any]]:
+    rows = []
+    roof = run.meta.get("roofline")
+    machine = run.meta.get("machine", {})
+    for r in run.cases:
+        params = r.get("params", {})
+        stats = ((r.get("timing") or {}).get("stats")) or {}
+        errors = ((r.get("verify") or {}).get("errors")) or {}
+        ratios = [
+            max(e["rel_fro"], e["max_norm"]) / e["bound"] for e in errors.values() if e.get("bound")
+        ]
+        median = stats.get("median")
+        row = {
+            "run_id": run.run_id,
+            "machine": machine.get("gpu") or machine.get("cpu_model", "?"),
+            "case": r["case"],
+            "backend": r["backend"],
+            "strategy": r["strategy"],
+            "label": f"{r['backend']}/{r['strategy']}",
+            "problem": r["problem"],
+            "mode": r["mode"],
+            "device": r.get("device", "cpu"),
+            "dtype": r.get("dtype", params.get("dtype")),
+            "status": r["status"],
+            "reason": r.get("reason", ""),
+            "seed_option": r.get("seed_option"),
+            "median_s": median,
+            "q1_s": stats.get("q1"),
+            "q3_s": stats.get("q3"),
+            "iqr_s": stats.get("iqr"),
+            "min_s": stats.get("min"),
+            "samples": stats.get("n"),
+            "noisy": stats.get("noisy"),
+            "peak_bytes": (r.get("memory") or {}).get("peak_bytes"),
+            "flops": r.get("flops"),
+            "fewest_bytes": r.get("fewest_bytes"),
+            "gflops": r["flops"] / median / 1e9 if median else None,
+            "gbps": r["fewest_bytes"] / median / 1e9 if median else None,
+            "roofline_pct": 100 * roofline_fraction(r, roof)
+            if median and roof and "peak_flops" in roof
+            else None,
+            "setup_s": r.get("setup_s"),
+            "first_call_s": r.get("first_call_s"),
+            "threads": r.get("threads"),
+            "err_y": _worst(errors, "y"),
+            "err_dx": _worst(errors, "dx"),
+            "err_dw": _worst(errors, "dw"),
+            "err_db": _worst(errors, "db"),
+            "error_vs_bound": max(ratios) if ratios else None,
+            "timed_region": r.get("timed_region", ""),
+        }
+        for p in PARAMS:
+            row[p] = params.get(p)
+        row["HW"] = (params.get("H") or 0) * (params.get("W") or 0)
+        row["stride"] = "x".join(map(str, params.get("stride", [1, 1])))
+        row["dilation"] = "x".join(map(str, params.get("dilation", [1, 1])))
+        pad = params.get("padding", "valid")
+        row["padding"] = pad if isinstance(pad, str) else "x".join(map(str, pad))
+        row["bias"] = params.get("bias", True)
+        rows.append(row)
+    return rows
+
+
+def load(roots: list[Path]) -> Loaded:
+    runs, skipped = find_runs(roots)
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        rows.extend(flatten(run))
+        skipped.extend(run.warnings)
+    frame = pd.DataFrame(rows)
+    return Loaded(runs, frame, skipped)
+
+
+def timed(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame[(frame["status"] == "pass") & frame["median_s"].notna()]
+
+
+def scaling_groups(frame: pd.DataFrame, axis: str) -> list[tuple[str, pd.DataFrame]]:
+    """Sets of timed problems that differ only in ``axis`` (the other sizes fixed), largest
+    first, each with a description of what is fixed."""
+    data = timed(frame)
+    if data.empty:
+        return []
+    varying = {"HW": ["H", "W"], "KH": ["KH", "KW"]}.get(axis, [axis])
+    fixed = [
+        c
+        for c in [*PARAMS, "stride", "dilation", "padding", "bias", "dtype", "device"]
+        if c not in varying
+    ]
+    groups = []
+    for key, group in data.groupby(fixed, dropna=False):
+        if group[axis].nunique() < 2:
+            continue
+        desc = ", ".join(
+            f"{k}={v}"
+            for k, v in zip(fixed, key, strict=True)
+            if k in ("B", "C", "H", "W", "N", "KH", "dtype")
+        )
+        groups.append((desc, group))
+    groups.sort(key=lambda g: -g[1][axis].nunique())
+    return groups
