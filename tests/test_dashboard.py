@@ -1,0 +1,245 @@
+"""The dashboard: loaders, figure builders, every page under AppTest, and a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sharedconv.dashboard import data as dash_data
+from sharedconv.dashboard import figures
+from sharedconv.harness.cli import cli
+
+PAGES = Path(__file__).resolve().parent.parent / "dashboard" / "app_pages"
+PAGE_FILES = sorted(p.name for p in PAGES.glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """Two small real runs (numpy backend), a foreign folder and a damaged line."""
+    root = tmp_path_factory.mktemp("results")
+    for run_id in ("run-a", "run-b"):
+        result = CliRunner().invoke(
+            cli,
+            [
+                "run", "--backends", "numpy", "--shape", "B=1,C=1,2,4,H=12,N=2,K=3", "--mode", "both",
+                "--results", str(root), "--run-id", run_id, "--budget", "0.05", "--precision", "0.5",
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    (root / "foreign").mkdir()
+    (root / "foreign" / "data.csv").write_text("a,b\n1,2\n")
+    with open(root / "run-b" / "cases.jsonl", "a") as f:
+        f.write('{"case": "damaged')
+    return root
+
+
+@pytest.fixture
+def env_results(results, monkeypatch):
+    monkeypatch.setenv("SHAREDCONV_RESULTS", str(results))
+    return results
+
+
+def test_load_skips_foreign_and_damaged(results):
+    loaded = dash_data.load([results])
+    assert {r.run_id for r in loaded.runs} == {"run-a", "run-b"}
+    assert any("foreign" in s for s in loaded.skipped)
+    assert any("damaged line" in s for s in loaded.skipped)
+    assert len(loaded.cases) == 2 * 3 * 2 * 2  # runs x problems x modes x strategies
+    timed = dash_data.timed(loaded.cases)
+    assert (timed["median_s"] > 0).all() and (timed["roofline_pct"] > 0).all()
+
+
+def test_load_empty_folder(tmp_path):
+    loaded = dash_data.load([tmp_path])
+    assert loaded.empty and loaded.cases.empty
+
+
+def test_scaling_groups_hold_the_other_sizes_fixed(results):
+    frame = dash_data.load([results]).cases
+    groups = dash_data.scaling_groups(frame[frame["run_id"] == "run-a"], "C")
+    assert len(groups) == 1
+    desc, group = groups[0]
+    assert sorted(group["C"].unique()) == [1, 2, 4]
+    assert "H=12" in desc
+    assert dash_data.scaling_groups(frame, "N") == []
+
+
+def test_figures(results):
+    frame = dash_data.timed(dash_data.load([results]).cases)
+    one = frame[(frame["run_id"] == "run-a") & (frame["mode"] == "forward")]
+    colors = figures.color_map(list(frame["label"]))
+    assert colors == figures.color_map(list(reversed(frame["label"])))  # stable across pages
+    bar = figures.ranking_bar(one[one["C"] == 2], colors, "t")
+    assert bar.layout.xaxis.type == "log" and "ms" in bar.layout.xaxis.title.text
+    assert "numpy/oracle" in bar.data[0].hovertext[0]
+    lines = figures.scaling_lines(one, "C", "C (channels)", "time", colors, "backend")
+    assert lines.layout.xaxis.title.text is None or "log" in str(lines.layout)
+    names = {t.name for t in lines.data if t.name}
+    assert names == {"numpy/oracle64", "numpy/oracle32"}
+    scatter = figures.tradeoff_scatter(one[one["C"] == 4], colors, "t")
+    assert "MiB" in scatter.layout.xaxis.title.text
+    matrix = figures.speedup_matrix(one, "numpy/oracle64")
+    assert (matrix.loc["numpy/oracle64"] == 1.0).all()
+    figures.speedup_heatmap(matrix, "numpy/oracle64")
+    heat = figures.agreement_heatmap(frame)
+    assert "bound" in heat.layout.title.text
+
+
+def test_pareto_front():
+    frame = pd.DataFrame(
+        {"label": list("abcd"), "median_s": [1.0, 2.0, 3.0, 1.5], "peak_bytes": [100, 50, 10, 200]}
+    )
+    front = figures.pareto_front(frame)
+    assert list(front["label"]) == ["a", "b", "c"]  # d is beaten by a on both
+
+
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_every_page_runs_without_exception(env_results, page):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES / page), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "every page has a title"
+
+
+def test_recommend_page_values(env_results):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES / "recommend.py"), default_timeout=60)
+    at.run()
+    assert at.success[0].value.startswith("Use numpy/")
+    frame = at.dataframe[0].value
+    assert {"median (ms)", "peak memory (MiB)", "% roofline", "x option 1"} <= set(frame.columns)
+    at.text_input(key="recommend_typed").input("B=1,C=3,H=12,N=2,K=3").run()
+    assert "was not measured" in at.warning[0].value
+    assert not at.exception
+    at.text_input(key="recommend_typed").input("C=3,H=12").run()
+    assert "does not parse" in at.error[0].value
+
+
+def test_pages_with_an_empty_results_folder_give_guidance(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SHAREDCONV_RESULTS", str(tmp_path))
+    for page in (
+        "recommend.py",
+        "scaling.py",
+        "tradeoffs.py",
+        "agreement.py",
+        "compare.py",
+        "machine.py",
+    ):
+        at = AppTest.from_file(str(PAGES / page), default_timeout=60)
+        at.run()
+        assert not at.exception
+        assert "No results found" in at.info[0].value
+
+
+def test_compare_page_shows_two_runs(env_results):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.metric[0].value == "12"  # cases in common (forward+train, 3 problems, 2 strategies)
+
+
+# ---- a real browser ---------------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install chromium"
+)
+def test_every_page_in_headless_chromium(results, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("SHAREDCONV_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sharedconv.harness.cli",
+            "dashboard",
+            "--results",
+            str(results),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the dashboard did not start listening within 60 s")
+        report = {}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for name in (
+                "recommend",
+                "scaling",
+                "tradeoffs",
+                "agreement",
+                "compare",
+                "machine",
+                "run",
+            ):
+                page.goto(f"http://127.0.0.1:{port}/{'' if name == 'recommend' else name}")
+                page.wait_for_selector("h1", timeout=30_000)
+                page.wait_for_timeout(1500)
+                if name not in ("machine", "run"):
+                    page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+                errors = page.locator("[data-testid='stException']").count()
+                plots = page.locator(".js-plotly-plot").count()
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                report[name] = {
+                    "errors": errors,
+                    "plots": plots,
+                    "title": page.locator("h1").first.inner_text(),
+                }
+            browser.close()
+        print(f"\nscreenshots in {shots}\n{json.dumps(report, indent=1)}")
+        assert all(r["errors"] == 0 for r in report.values()), report
+        for name in ("recommend", "scaling", "tradeoffs", "agreement", "compare"):
+            assert report[name]["plots"] >= 1, (name, report[name])
+        assert report["run"]["title"] == "Measure on this machine"
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
