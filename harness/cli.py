@@ -668,6 +668,162 @@ def compare_cmd(
     sys.exit(1 if regressions else 0)
 
 
+@cli.command("seed")
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    metavar="TEXT",
+    help="Problem(s) (default: the seed's B=10,C=3,H=200,W=200,N=20,K=5). Repeatable.",
+)
+@click.option(
+    "--backends",
+    "-b",
+    metavar="LIST",
+    help="Keras backends (default: every installed keras-* backend).",
+)
+@click.option(
+    "--mode", type=click.Choice(["forward", "train", "both"]), default="forward", show_default=True
+)
+@click.option(
+    "--no-predict", is_flag=True, help="Time only the compiled call path, not model.predict."
+)
+@click.option(
+    "--budget",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds of steady-state sampling per case.",
+)
+@click.option(
+    "--threads",
+    type=int,
+    help="Threads for every framework (default: the cores this process may use).",
+)
+@click.option("--results", "results", metavar="DIR", help="Folder of runs (default: ./results).")
+@click.option(
+    "--write-doc",
+    type=click.Path(dir_okay=False),
+    help="Also write the answer as Markdown to this file.",
+)
+def seed_cmd(
+    shapes: tuple[str, ...],
+    backends: str | None,
+    mode: str,
+    no_predict: bool,
+    budget: float,
+    threads: int | None,
+    results: str | None,
+    write_doc: str | None,
+) -> None:
+    """Reproduce the original Keras experiment: the three options with identical weights, their
+    agreement with the oracle (and with each other, bit for bit), time, memory and a verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .execute import Plan
+    from .runner import run_plan, start_run
+    from .seed import OPTIONS, SEED_SHAPE, markdown, rows, seed_strategies, verdicts
+    from .summary import format_bytes, format_seconds
+
+    problems = problems_from(shapes or (SEED_SHAPE,), None, None, "seed")
+    names = (
+        backends_from(backends)
+        if backends
+        else [n for n in backends_from(None) if n.startswith("keras-")]
+    )
+    not_keras = [n for n in names if not n.startswith("keras-")]
+    if not_keras:
+        raise click.BadParameter(
+            f"the seed question is about Keras; not Keras backends: {', '.join(not_keras)}",
+            param_hint="--backends",
+        )
+    available = [n for n in names if load_backend(n).available() is None]
+    if not available:
+        raise click.UsageError(
+            "no Keras backend is installed: pip install 'sharedconv[keras,tensorflow]' (or jax, torch)"
+        )
+    plan = Plan(
+        backends=available,
+        problems=problems,
+        modes=modes_from(mode),
+        strategies=seed_strategies(with_predict=not no_predict),
+        threads=threads_from(threads),
+        timing={"budget": budget, "precision": 0.02, "min_samples": 5},
+        digest=True,
+    )
+    console = Console(stderr=True)
+    console.print(
+        f"timing the seed's three options on {', '.join(available)}: {len(problems)} problem(s), {plan.threads} threads"
+    )
+    writer = start_run(plan, _results_root(results), "seed", None)
+    records = run_plan(
+        plan,
+        writer,
+        on_record=lambda r: console.print(f"  {r['case']}: {r['status']}", highlight=False),
+    )
+    out = Console(width=None if Console().is_terminal else 160)
+    docs = []
+    for problem in problems:
+        table_rows = rows([r for r in records if r["problem"] == problem.to_text()])
+        t = Table(title=f"The seed question on {problem.to_text()}", title_justify="left")
+        for col in (
+            "backend",
+            "option",
+            "call path",
+            "mode",
+            "oracle",
+            "bit-identical to opt 1",
+            "median",
+            "IQR",
+            "peak memory",
+        ):
+            t.add_column(col)
+        for r in table_rows:
+            t.add_row(
+                r["backend"],
+                f"{r['option']}: {OPTIONS.get(r['option'], '')}",
+                r["call path"],
+                r["mode"],
+                f"{r['status']} ({r['error']:.1e})"
+                if r["error"] is not None
+                else f"{r['status']}: {r['reason'][:60]}",
+                {True: "yes", False: "[yellow]no[/]", None: ""}[r["bit-identical to option 1"]],
+                format_seconds(r["median_s"]),
+                format_seconds(r["iqr_s"]),
+                format_bytes(r["peak_bytes"]) if r["median_s"] else "",
+            )
+        out.print(t)
+        sentences = verdicts(table_rows)
+        for s in sentences:
+            out.print(f"- {s[0].upper()}{s[1:]}", highlight=False)
+        docs.append(markdown(table_rows, sentences, problem.to_text(), writer.meta))
+    click.echo(f"stored as run {writer.meta['run_id']} in {writer.folder}")
+    if write_doc:
+        Path(write_doc).parent.mkdir(parents=True, exist_ok=True)
+        Path(write_doc).write_text(SEED_DOC_HEADER + "\n".join(docs))
+        click.echo(f"wrote {write_doc}")
+
+
+SEED_DOC_HEADER = """# The seed question, answered on this machine
+
+> With N filters of shape (5, 5, 1) shared across the channels of an image with many channels,
+> which is best in speed and memory: (1) a `Conv3D` with kernel `(1, K, K)` on input `(B, C, H, W, 1)`,
+> (2) `TimeDistributed(Conv2D)` with the channels as "time", or (3) the functional API, splitting
+> the input per channel and calling one shared `Conv2D` on each piece?
+
+The original experiment loaded the same weights into options 1 and 2, asserted equal outputs and
+timed `predict` on `(10, 3, 200, 200, 1)` with 20 filters of 5x5, on CPU. This page is written by
+`sharedconv seed --write-doc docs/seed-question.md` (see the command at the top of each section's
+run); every number below comes from that command, not from a hand. "compiled call" is the model
+called under the backend's compiled function (`tf.function`, `jax.jit`, eager torch); "predict" is
+`model.predict`, which adds Keras's batching and a host copy. Each option was checked against the
+float64 oracle; "bit-identical" compares its output with option 1's, bit for bit, as the original
+assertion did.
+
+"""
+
+
 @cli.command("dashboard")
 @click.option(
     "--results",

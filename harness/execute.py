@@ -50,6 +50,7 @@ class Plan:
     seed: int = 0
     timeout: float = 120.0
     timing: dict[str, Any] | None = None  # None: verify only
+    digest: bool = False  # record a digest of each output y (bit-identity checks)
     verbose: bool = False
 
 
@@ -254,6 +255,7 @@ def execute(
                     "seed": plan.seed,
                     "oracle": str(folder),
                     "timing": plan.timing,
+                    "digest": plan.digest,
                 }
                 answer = worker.call(request, plan.timeout)
                 answer.pop("op", None)

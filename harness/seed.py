@@ -1,0 +1,127 @@
+"""`sharedconv seed`: the question this project grew from, answered on this machine.
+
+With N filters of shape (K, K, 1) shared across the channels of a many-channel image, which
+Keras construction is best in speed and memory: (1) Conv3D with a (1, K, K) kernel,
+(2) TimeDistributed(Conv2D) over the channels, (3) split the channels and call one shared
+Conv2D on each? The original experiment loaded the same weights into options 1 and 2,
+asserted equal outputs and timed ``predict`` on (10, 3, 200, 200, 1) with 20 filters of 5x5.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from .summary import format_bytes, format_seconds, median_s
+
+OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
+STRATEGIES = ("conv3d", "time_distributed", "functional_split")
+SEED_SHAPE = "B=10,C=3,H=200,W=200,N=20,K=5"
+
+
+def seed_strategies(with_predict: bool = True) -> list[str]:
+    names = list(STRATEGIES)
+    if with_predict:
+        names += [f"{s}_predict" for s in STRATEGIES]
+    return names
+
+
+def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per backend, option and call path, with agreement and bit-identity."""
+    out = []
+    by_backend: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_backend[r["backend"]].append(r)
+    for backend, group in by_backend.items():
+        digests = {
+            (r["strategy"].endswith("_predict"), r.get("seed_option")): r.get("output_digest")
+            for r in group
+        }
+        for r in sorted(
+            group,
+            key=lambda r: (
+                r["mode"],
+                r["strategy"].endswith("_predict"),
+                r.get("seed_option") or 9,
+            ),
+        ):
+            predict = r["strategy"].endswith("_predict")
+            errors = (r.get("verify") or {}).get("errors", {})
+            worst = max((max(e["rel_fro"], e["max_norm"]) for e in errors.values()), default=None)
+            ref = digests.get((predict, 1))
+            out.append(
+                {
+                    "backend": backend,
+                    "option": r.get("seed_option"),
+                    "strategy": r["strategy"],
+                    "call path": "predict" if predict else "compiled call",
+                    "mode": r["mode"],
+                    "status": r["status"],
+                    "error": worst,
+                    "bit-identical to option 1": (r.get("output_digest") == ref)
+                    if ref and r.get("output_digest")
+                    else None,
+                    "median_s": median_s(r),
+                    "iqr_s": ((r.get("timing") or {}).get("stats") or {}).get("iqr"),
+                    "peak_bytes": (r.get("memory") or {}).get("peak_bytes"),
+                    "reason": r.get("reason", ""),
+                }
+            )
+    return out
+
+
+def verdicts(table: list[dict[str, Any]], device: str = "CPU") -> list[str]:
+    """One sentence per backend and call path: the fastest option, its margin and memory."""
+    sentences = []
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in table:
+        if row["median_s"] and row["option"]:
+            groups[(row["backend"], row["call path"], row["mode"])].append(row)
+    for (backend, path, mode), group in groups.items():
+        group.sort(key=lambda r: r["median_s"])
+        best = group[0]
+        others = []
+        for other in group[1:]:
+            speed = other["median_s"] / best["median_s"]
+            mem = ""
+            if best["peak_bytes"] and other["peak_bytes"]:
+                mem = f", {best['peak_bytes'] / other['peak_bytes']:.2g}x the memory"
+            others.append(f"{speed:.2f}x faster than option {other['option']}{mem}")
+        where = f"on this {device} with {backend} ({path}, {mode})"
+        if others:
+            sentences.append(
+                f"{where}, option {best['option']} ({OPTIONS[best['option']]}) is fastest at "
+                f"{format_seconds(best['median_s'])}: " + "; ".join(others) + "."
+            )
+        else:
+            sentences.append(
+                f"{where}, only option {best['option']} was timed ({format_seconds(best['median_s'])})."
+            )
+    return sentences
+
+
+def markdown(
+    table: list[dict[str, Any]], sentences: list[str], problem: str, meta: dict[str, Any]
+) -> str:
+    machine = meta.get("machine", {})
+    lines = [
+        f"### {problem}",
+        "",
+        f"Machine: {machine.get('cpu_model', '?')}, {meta.get('threads')} threads; run `{meta.get('run_id')}`.",
+        "",
+        "| backend | option | call path | mode | agrees with oracle (error) | bit-identical to option 1 | median | IQR | peak memory |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        agree = (
+            f"{r['status']} ({r['error']:.1e})"
+            if r["error"] is not None
+            else f"{r['status']}: {r['reason']}"
+        )
+        ident = {True: "yes", False: "no", None: ""}[r["bit-identical to option 1"]]
+        lines.append(
+            f"| {r['backend']} | {r['option']}: {OPTIONS.get(r['option'], '')} | {r['call path']} | {r['mode']} | {agree} | {ident} | "
+            f"{format_seconds(r['median_s'])} | {format_seconds(r['iqr_s'])} | {format_bytes(r['peak_bytes']) if r['median_s'] else ''} |"
+        )
+    lines += ["", *[f"- {s[0].upper()}{s[1:]}" for s in sentences], ""]
+    return "\n".join(lines)
