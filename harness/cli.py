@@ -824,6 +824,109 @@ assertion did.
 """
 
 
+@cli.command(
+    "pytest-bench",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, **CONTEXT},
+)
+@click.option(
+    "--backends", "-b", metavar="LIST", help="Backends to benchmark (default: every available one)."
+)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def pytest_bench_cmd(backends: str | None, pytest_args: tuple[str, ...]) -> None:
+    """Run the pytest-benchmark suites, one pytest process per backend, and merge the JSON.
+
+    Other arguments go to pytest, e.g. --sharedconv-suite seed --benchmark-json out.json.
+    """
+    import subprocess
+    import tempfile
+
+    from .bench_import import merge
+
+    args = list(pytest_args)
+    if any(a.startswith("--sharedconv-backend") for a in args):
+        raise click.UsageError(
+            "pytest-bench chooses the backend per process; use --backends LIST instead of --sharedconv-backend"
+        )
+    json_out = None
+    for i, a in enumerate(args):
+        if a == "--benchmark-json" and i + 1 < len(args):
+            json_out = args[i + 1]
+            del args[i : i + 2]
+            break
+        if a.startswith("--benchmark-json="):
+            json_out = a.split("=", 1)[1]
+            del args[i]
+            break
+    suite_dir = Path(__file__).resolve().parent.parent / "tests" / "benchmarks"
+    if not any(not a.startswith("-") and Path(a.split("::")[0]).exists() for a in args):
+        if not suite_dir.is_dir():
+            raise click.UsageError(
+                "give the benchmark files to run (the repository's tests/benchmarks is not here)"
+            )
+        args.insert(0, str(suite_dir))
+    names = [n for n in backends_from(backends) if load_backend(n).available() is None]
+    if not names:
+        raise click.UsageError(
+            "no selected backend is available; `sharedconv backends` shows what to install"
+        )
+    parts = []
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="sharedconv-bench-") as tmp:
+        for name in names:
+            part = Path(tmp) / f"{name}.json"
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                *args,
+                "--benchmark-enable",
+                f"--sharedconv-backend={name}",
+                f"--benchmark-json={part}",
+                "-p",
+                "no:cacheprovider",
+            ]
+            click.echo(f"== {name}: {' '.join(cmd[3:])}", err=True)
+            code = subprocess.call(cmd)
+            if code == 5:
+                failed.append(f"{name} (no benchmark was collected: check the paths and -k)")
+            elif code != 0:
+                failed.append(f"{name} (pytest exit {code})")
+            if part.exists():
+                parts.append(part)
+        if json_out and parts:
+            Path(json_out).write_text(json.dumps(merge(parts), indent=2))
+            click.echo(f"merged {len(parts)} file(s) into {json_out}", err=True)
+    if failed:
+        click.echo(f"failed: {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--results", "results", metavar="DIR", help="Folder of runs (default: ./results).")
+@click.option("--run-id", metavar="ID", help="Name of the new run (default: date-host-import).")
+def import_cmd(file: str, results: str | None, run_id: str | None) -> None:
+    """Turn a pytest-benchmark JSON file with sharedconv's extra_info into a run the
+    dashboard shows."""
+    from .bench_import import ImportRefused, import_file
+    from .store import StoreError, new_run_id
+
+    try:
+        writer, n, foreign = import_file(
+            Path(file), _results_root(results), run_id or new_run_id("import")
+        )
+    except ImportRefused as e:
+        raise click.BadParameter(str(e), param_hint="FILE") from None
+    except StoreError as e:
+        raise click.BadParameter(str(e), param_hint="--run-id") from None
+    note = (
+        f" ({foreign} foreign benchmark(s) without sharedconv's extra_info skipped)"
+        if foreign
+        else ""
+    )
+    click.echo(f"imported {n} case(s) into {writer.folder}{note}")
+
+
 @cli.command("dashboard")
 @click.option(
     "--results",
