@@ -72,11 +72,16 @@ def test_pytest_bench_merges_and_import_makes_a_run(tmp_path):
         assert "torch/conv3d/B1-C2-8x8-N2-K3/forward/cpu" in cases
     # pytest-benchmark reads the merged file
     compare = subprocess.run(
-        [sys.executable, "-m", "pytest_benchmark.cli", "compare", str(out)],
+        [str(Path(sys.executable).parent / "pytest-benchmark"), "compare", str(out)],
         capture_output=True,
         text=True,
     )
-    assert compare.returncode == 0 and "test_shared_conv" in compare.stdout + compare.stderr
+    assert compare.returncode == 0 and "test_shared_conv" in compare.stdout + compare.stderr, (
+        compare.args,
+        compare.stdout,
+        compare.stderr,
+        out.read_text()[:300],
+    )
     imported = CliRunner().invoke(
         cli, ["import", str(out), "--results", str(tmp_path / "results"), "--run-id", "imp"]
     )
