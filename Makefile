@@ -10,10 +10,12 @@ PORT ?= 8501
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml examples/numba-backend/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all]'
+	# the out-of-tree example plugin: its conformance kit and walk-through are tested
+	$(BIN)/pip install --quiet -e examples/numba-backend
 	touch $@
 
 run: setup
