@@ -138,6 +138,11 @@ class Backend:
     def synchronize(self, outputs: tuple[Any, ...]) -> None:
         return None
 
+    def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
+        """Optional: run ``call`` once and return ``{"peak_bytes": ..., "method": ...}`` from
+        the framework's own accounting (GPUs); ``None`` means "use the process RSS"."""
+        return None
+
     def to_numpy(self, outputs: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
         return tuple(np.asarray(o) for o in outputs)
 

@@ -309,6 +309,25 @@ class JaxBackend(Backend):
         compiled = jax.jit(step).lower(x, w, b, dy).compile()
         return lambda: compiled(x, w, b, dy)
 
+    def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
+        import jax
+
+        dev = jax.devices()[0]
+        if dev.platform == "cpu":
+            return None
+        stats = dev.memory_stats() or {}
+        before = stats.get("bytes_in_use", 0)
+        out = call()
+        jax.block_until_ready(out)
+        peak = (dev.memory_stats() or {}).get("peak_bytes_in_use")
+        del out
+        if peak is None:
+            return None
+        return {
+            "peak_bytes": max(0, peak - before),
+            "method": "JAX memory_stats: process peak_bytes_in_use minus bytes in use before (the peak cannot be reset)",
+        }
+
     def synchronize(self, outputs: tuple[Any, ...]) -> None:
         import jax
 

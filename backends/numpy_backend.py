@@ -44,8 +44,10 @@ class NumpyBackend(Backend):
         return {"numpy": np.__version__}
 
     def configure(self, threads: int, device: str) -> dict[str, Any]:
-        from threadpoolctl import threadpool_limits
-
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # the worker's OMP/OPENBLAS_NUM_THREADS still apply
+            return {"blas_threads": "from OMP_NUM_THREADS / OPENBLAS_NUM_THREADS"}
         threadpool_limits(threads)
         return {"blas_threads": threads}
 

@@ -319,6 +319,23 @@ class TorchBackend(Backend):
 
         return step
 
+    def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
+        import torch
+
+        if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+            return None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        out = call()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        del out
+        return {
+            "peak_bytes": peak - before,
+            "method": "torch.cuda.max_memory_allocated over one call minus allocated before",
+        }
+
     def synchronize(self, outputs: tuple[Any, ...]) -> None:
         import torch
 

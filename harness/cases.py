@@ -155,6 +155,6 @@ def execute_case(
     if timing and (record["status"] == "pass" or timing.get("time_anyway")):
         from .timing import measure
 
-        record.update(measure(backend, fn, timing))
+        record.update(measure(backend, fn, timing, device))
         record["timed"] = True
     return record

@@ -51,6 +51,7 @@ class Plan:
     timeout: float = 120.0
     timing: dict[str, Any] | None = None  # None: verify only
     digest: bool = False  # record a digest of each output y (bit-identity checks)
+    deadline: float | None = None  # time.monotonic() after which cases are skipped, not run
     verbose: bool = False
 
 
@@ -222,6 +223,11 @@ def execute(
             if key.ident() in done:
                 continue
             record = {**base_record(key, plan.threads), **meta}
+            if decided is None and plan.deadline is not None and time.monotonic() > plan.deadline:
+                decided = {
+                    "status": "skipped",
+                    "reason": "not run: the time budget of this run was spent",
+                }
             if decided is not None:
                 on_record({**record, **decided})
                 continue

@@ -42,7 +42,15 @@ def project_commit() -> dict[str, Any]:
 
 def machine_info() -> dict[str, Any]:
     import numpy as np
-    import psutil
+
+    from .memory import available_bytes
+
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total)
+    except ImportError:  # the GPU machines have no psutil
+        total = available_bytes()
 
     try:
         affinity = sorted(os.sched_getaffinity(0))
@@ -63,7 +71,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(affinity),
-        "memory_bytes": int(psutil.virtual_memory().total),
+        "memory_bytes": total,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -87,8 +87,17 @@ GLIBC = _Glibc()
 
 
 def available_bytes() -> int:
-    import psutil
-
+    """Memory available to new allocations (psutil when installed, else /proc/meminfo)."""
+    try:
+        import psutil
+    except ImportError:
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 1 << 62  # unknown: do not refuse anything
     return int(psutil.virtual_memory().available)
 
 

@@ -19,7 +19,14 @@ def plan_size(plan: Plan) -> int:
     return sum(1 for _ in plan_cases(plan))
 
 
-def start_run(plan: Plan, root: Path, suite: str | None, run_id: str | None = None) -> RunWriter:
+def start_run(
+    plan: Plan,
+    root: Path,
+    suite: str | None,
+    run_id: str | None = None,
+    roofline: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> RunWriter:
     meta = {
         "command": " ".join(["sharedconv", *sys.argv[1:]]) if sys.argv else "sharedconv",
         "suite": suite,
@@ -35,9 +42,10 @@ def start_run(plan: Plan, root: Path, suite: str | None, run_id: str | None = No
         "machine": machine_info(),
         "project": project_commit(),
         "workers": {},
+        **(extra or {}),
     }
     writer = RunWriter.create(root, run_id or new_run_id(suite or "adhoc"), meta)
-    writer.meta["roofline"] = measure_roofline(plan.threads)
+    writer.meta["roofline"] = roofline if roofline is not None else measure_roofline(plan.threads)
     writer.save_meta()
     return writer
 

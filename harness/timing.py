@@ -152,8 +152,13 @@ def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict
     return {"peak_bytes": max(0, peak - baseline) if peak is not None else None, "method": method}
 
 
-def measure(backend: Any, fn: Callable[[], Any], options: dict[str, Any]) -> dict[str, Any]:
+def measure(
+    backend: Any, fn: Callable[[], Any], options: dict[str, Any], device: str = "cpu"
+) -> dict[str, Any]:
     """Everything after the first call: memory, then steady-state timing."""
-    memory = measure_memory(fn, backend.synchronize)
+    hook = getattr(backend, "device_memory", None)
+    memory = hook(fn) if device != "cpu" and hook is not None else None
+    if memory is None:
+        memory = measure_memory(fn, backend.synchronize)
     timing = steady_state(fn, backend.synchronize, options)
     return {"memory": memory, "timing": timing}

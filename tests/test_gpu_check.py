@@ -1,0 +1,42 @@
+"""scripts/gpu-check --dry-run: the GPU check's code paths on the CPU, so no device time is
+spent on a typo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sharedconv.backends.registry import load_backend
+from sharedconv.harness.store import read_run
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check"
+
+
+@pytest.mark.skipif(
+    load_backend("torch").available() is not None,
+    reason="needs torch: pip install 'sharedconv[torch]'",
+)
+def test_gpu_check_dry_run(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", str(tmp_path), "--minutes", "0.8"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    runs = {name: read_run(tmp_path / name) for name in ("verify", "tf32-off", "tf32-on")}
+    assert all(r.meta["status"] == "complete" for r in runs.values())
+    assert runs["tf32-on"].meta["precision"] == "TF32 on"
+    assert runs["tf32-off"].meta["precision"].startswith("TF32 off")
+    verify = runs["verify"].cases
+    assert any(c["status"] == "pass" for c in verify)
+    assert not [c for c in verify if c["status"] in ("mismatch", "crashed", "error")], json.dumps(
+        verify
+    )[:2000]
+    timed = [c for c in runs["tf32-off"].cases if c.get("timing")]
+    assert timed and all(c["precision"].startswith("TF32 off") for c in timed)
+    assert "GPU check: fastest strategy and the seed's options per problem" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith("done in")
