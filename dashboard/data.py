@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 from sharedconv.harness.store import Run, find_runs
-from sharedconv.harness.summary import roofline_fraction
+from sharedconv.harness.summary import peak_bytes, roofline_fraction
 
 REPO_RESULTS = Path(__file__).resolve().parent.parent / "results"
 PARAMS = ["B", "C", "H", "W", "N", "KH", "KW"]
@@ -92,7 +92,7 @@ def flatten(run: Run) -> list[dict[str, Any]]:
             "min_s": stats.get("min"),
             "samples": stats.get("n"),
             "noisy": stats.get("noisy"),
-            "peak_bytes": (r.get("memory") or {}).get("peak_bytes"),
+            "peak_bytes": peak_bytes(r),
             "flops": r.get("flops"),
             "fewest_bytes": r.get("fewest_bytes"),
             "gflops": r["flops"] / median / 1e9 if median else None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .summary import format_bytes, format_seconds, median_s
+from .summary import format_bytes, format_seconds, median_s, peak_bytes
 
 OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
 STRATEGIES = ("conv3d", "time_distributed", "functional_split")
@@ -63,7 +63,7 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     else None,
                     "median_s": median_s(r),
                     "iqr_s": ((r.get("timing") or {}).get("stats") or {}).get("iqr"),
-                    "peak_bytes": (r.get("memory") or {}).get("peak_bytes"),
+                    "peak_bytes": peak_bytes(r),
                     "reason": r.get("reason", ""),
                 }
             )

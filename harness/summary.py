@@ -31,6 +31,39 @@ def samples_of(record: dict[str, Any]) -> list[float]:
     return [t / block for t in timing.get("block_times", [])]
 
 
+def output_bytes(record: dict[str, Any]) -> int | None:
+    """Bytes of what one call returns (y, and dx, dw, db in train mode)."""
+    params = record.get("params")
+    if not params:
+        return None
+    try:
+        p = ConvProblem.from_dict(params)
+    except (ProblemError, KeyError, TypeError):
+        return None
+    elements = math.prod(p.y_shape)
+    if record.get("mode") == "train":
+        elements += math.prod(p.x_shape) + math.prod(p.w_shape) + (p.N if p.bias else 0)
+    return elements * p.itemsize
+
+
+def peak_bytes(record: dict[str, Any]) -> int | None:
+    """The measured peak memory of one call, or None when it cannot be right.
+
+    A call must hold its own outputs, so an RSS peak below their size means the framework's
+    allocator served the call from memory it had pooled earlier (TensorFlow does): the true
+    peak is unknown, and showing the small number would mislead.
+    """
+    memory = record.get("memory") or {}
+    peak = memory.get("peak_bytes")
+    if peak is None:
+        return None
+    if memory.get("method", "").startswith("VmHWM"):
+        floor = output_bytes(record)
+        if floor and peak < 0.9 * floor:
+            return None
+    return peak
+
+
 def timed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("status") == "pass" and median_s(r)]
 
@@ -80,7 +113,7 @@ def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) 
                 median=med,
                 iqr=stats["iqr"],
                 noisy=bool(stats.get("noisy")),
-                peak_bytes=(r.get("memory") or {}).get("peak_bytes"),
+                peak_bytes=peak_bytes(r),
                 gflops=r["flops"] / med / 1e9,
                 gbps=r["fewest_bytes"] / med / 1e9,
                 roofline_fraction=roofline_fraction(r, roofline),
@@ -112,7 +145,7 @@ def format_seconds(s: float | None) -> str:
 
 def format_bytes(n: int | None) -> str:
     if n is None:
-        return "n/a"
+        return "unknown"
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
@@ -129,6 +162,8 @@ def recommendation(rows: list[Row]) -> str:
         text += f", {rows[1].median / best.median:.2f}x faster than the runner-up {rows[1].label}"
     if best.peak_bytes is not None:
         text += f", peak {format_bytes(best.peak_bytes)}"
+    else:
+        text += ", peak memory unknown (allocator pool)"
     opts = [
         f"option {k} ({SEED_OPTIONS[k]}) {v:.1f}x slower"
         for k, v in sorted(best.vs_option.items())
