@@ -34,6 +34,12 @@ if require_results(data):
     st.plotly_chart(
         tradeoff_scatter(one, colors(data), f"{problem} [{mode}]"), use_container_width=True
     )
+    unknown = one[one["peak_bytes"].isna()]
+    if not unknown.empty:
+        st.caption(
+            "Not placed (peak memory unknown: served from the framework's memory pool): "
+            + ", ".join(sorted(unknown["label"]))
+        )
     front = pareto_front(one)
     if not front.empty:
         st.markdown(
