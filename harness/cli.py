@@ -582,7 +582,9 @@ def recommend_cmd(shape: str, mode: str, results: str | None, measure: bool, bud
         records = run_plan(plan, writer)
         print_tables(ranking_tables(records, writer.meta.get("roofline")))
         return
-    runs, _ = find_runs([_results_root(results), *_reference_roots()])
+    runs, _ = find_runs(
+        [_results_root(results)] if results else [_results_root(None), *_reference_roots()]
+    )
     candidates = [
         (run, r) for run in runs for r in run.cases if r["mode"] == mode and r.get("timing")
     ]
