@@ -582,9 +582,7 @@ def recommend_cmd(shape: str, mode: str, results: str | None, measure: bool, bud
         records = run_plan(plan, writer)
         print_tables(ranking_tables(records, writer.meta.get("roofline")))
         return
-    runs, _ = find_runs(
-        [_results_root(results)] if results else [_results_root(None), *_reference_roots()]
-    )
+    runs, _ = find_runs([_results_root(results)])  # results/ holds the reference runs too
     candidates = [
         (run, r) for run in runs for r in run.cases if r["mode"] == mode and r.get("timing")
     ]
@@ -601,11 +599,6 @@ def recommend_cmd(shape: str, mode: str, results: str | None, measure: bool, bud
         click.echo("Use --measure to time the exact problem on this machine.")
     records = [r for r in run_of.cases if r["problem"] == text and r["mode"] == mode]
     print_tables(ranking_tables(records, run_of.meta.get("roofline")))
-
-
-def _reference_roots() -> list[Path]:
-    root = Path("results")
-    return sorted(p for p in root.glob("reference*") if p.is_dir()) if root.exists() else []
 
 
 @cli.command("compare")
