@@ -122,7 +122,15 @@ _BASE = (
 # Measured on CPU (sharedconv verify --suite conformance): TensorFlow's graph-mode gradient
 # kernels accumulate dw/db in float16/bfloat16 (errors up to 3e-2, above the bounds) and have no
 # dilated Conv2DBackpropInput; XLA accumulates in float32 and handles dilation.
-_GRAPH_LOW_PRECISION_TRAIN = {"fold", "conv3d", "map_fn", "vectorized_map", "split", "shift_add"}
+_GRAPH_LOW_PRECISION_TRAIN = {
+    "fold",
+    "conv3d",
+    "depthwise",
+    "map_fn",
+    "vectorized_map",
+    "split",
+    "shift_add",
+}
 _GRAPH_NO_DILATED_BACKPROP = {"fold", "map_fn", "vectorized_map", "split"}
 
 
