@@ -21,7 +21,7 @@ from sharedconv.backends import oracle
 from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
-from .memory import refuse_if_too_big
+from .memory import available_bytes, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
 RECORD_SCHEMA = 1
@@ -166,6 +166,7 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
     """Every case in order: its key, a finished record for those decided without a worker
     (unavailable backend, unsupported problem, too big for this machine's memory) or None,
     and the strategy's description for the record."""
+    memory_at_start = available_bytes()  # one worker at a time: what a fresh worker can have
     for name in plan.backends:
         spec = get_spec(name)
         try:
@@ -197,7 +198,7 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
                     }
                     why = backend.supports(problem, strategy, plan.device, mode)
                     if not why and plan.device == "cpu":
-                        why = refuse_if_too_big(problem, strategy, mode)
+                        why = refuse_if_too_big(problem, strategy, mode, have=memory_at_start)
                     yield key, ({"status": "skipped", "reason": why} if why else None), meta
 
 

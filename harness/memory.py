@@ -138,10 +138,16 @@ def estimate_bytes(problem: ConvProblem, strategy: Strategy, mode: str) -> int:
 
 
 def refuse_if_too_big(
-    problem: ConvProblem, strategy: Strategy, mode: str, headroom: float = 0.8
+    problem: ConvProblem,
+    strategy: Strategy,
+    mode: str,
+    headroom: float = 0.8,
+    have: int | None = None,
 ) -> str | None:
+    """``have``: the memory available to a fresh worker, measured once when a run starts (the
+    previous case's worker still holds its inputs while the next case is planned)."""
     need = estimate_bytes(problem, strategy, mode)
-    have = available_bytes()
+    have = available_bytes() if have is None else have
     if need > headroom * have:
         return (
             f"needs about {need / 2**30:.1f} GiB (inputs, outputs, {mode} temporaries), more than "
