@@ -243,7 +243,8 @@ def speedup_heatmap(matrix: pd.DataFrame, baseline: str) -> go.Figure:
         xaxis_title="problem",
         yaxis_title="backend/strategy",
         height=max(400, 22 * len(matrix) + 200),
-        xaxis={"tickangle": -30},
+        xaxis={"tickangle": -30, "dtick": 1},
+        yaxis={"dtick": 1},  # every strategy labelled, not every other one
     )
     return fig
 
@@ -278,7 +279,8 @@ def agreement_heatmap(frame: pd.DataFrame) -> go.Figure:
         xaxis_title="problem [mode]",
         yaxis_title="backend/strategy",
         height=max(400, 20 * len(pivot) + 220),
-        xaxis={"tickangle": -35},
+        xaxis={"tickangle": -35, "dtick": 1},
+        yaxis={"dtick": 1},  # every strategy labelled, not every other one
     )
     return fig
 
