@@ -66,11 +66,13 @@ if require_results(data):
                 "median (ms)": row.median * 1e3,
                 "IQR (ms)": row.iqr * 1e3,
                 "noisy": row.noisy,
-                "peak memory (MiB)": row.peak_bytes / 2**20 if row.peak_bytes is not None else None,
+                "peak memory (MiB)": row.peak_bytes / 2**20
+                if row.peak_bytes is not None
+                else float("nan"),
                 "GFLOP/s": row.gflops,
                 "% roofline": 100 * row.roofline_fraction
                 if row.roofline_fraction is not None
-                else None,
+                else float("nan"),
                 **{f"x option {k}": row.vs_option.get(k) for k in (1, 2, 3)},
                 "first call (s)": row.record.get("first_call_s"),
                 "timed region": row.record.get("timed_region", ""),
