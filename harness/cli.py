@@ -809,8 +809,9 @@ SEED_DOC_HEADER = """# The seed question, answered on this machine
 
 The original experiment loaded the same weights into options 1 and 2, asserted equal outputs and
 timed `predict` on `(10, 3, 200, 200, 1)` with 20 filters of 5x5, on CPU. This page is written by
-`sharedconv seed --write-doc docs/seed-question.md` (see the command at the top of each section's
-run); every number below comes from that command, not from a hand. "compiled call" is the model
+`sharedconv seed --shape 'B=10,C=3,H=200,W=200,N=20,K=5' --shape 'B=10,C=100,H=200,W=200,N=20,K=5'
+--budget 0.5 --write-doc docs/seed-question.md`; every number below comes from that command, not
+from a hand (the run is committed as results/reference-seed). "compiled call" is the model
 called under the backend's compiled function (`tf.function`, `jax.jit`, eager torch); "predict" is
 `model.predict`, which adds Keras's batching and a host copy. Each option was checked against the
 float64 oracle; "bit-identical" compares its output with option 1's, bit for bit, as the original
