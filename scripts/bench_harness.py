@@ -89,6 +89,7 @@ def overheads(root: Path) -> list[dict]:
 
 TORCH_TIMER = """
 import json, sys, torch
+import torch.utils.benchmark
 from sharedconv.backends.problem import parse_problem, make_inputs
 from sharedconv.backends.registry import load_backend
 threads = int(sys.argv[1])
@@ -112,6 +113,16 @@ def torch_cross_check(root: Path, threads: int) -> list[dict]:
         text=True,
         env=env,
     )
+    if result.returncode != 0:
+        return [
+            {
+                "case": "torch.utils.benchmark failed",
+                "ours_ms": float("nan"),
+                "torch_timer_ms": float("nan"),
+                "ratio": float("nan"),
+                "error": result.stderr[-300:],
+            }
+        ]
     theirs = json.loads(result.stdout)
     rows = []
     for strategy, shape in TORCH_CHECK:
