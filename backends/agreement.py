@@ -110,3 +110,24 @@ def describe_failure(
         f"{name}: rel. Frobenius error {error.rel_fro:.2e}, max error {error.max_norm:.2e} of max|ref| "
         f"(bound {bound:.1e} for {dtype})"
     )
+
+
+def compare_outputs(
+    problem: ConvProblem, got: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+) -> dict:
+    """Errors of every output, and whether all agree within the dtype's bound."""
+    errors: dict = {}
+    bounds: dict[str, float] = {}
+    failures = []
+    for name, ref in reference.items():
+        if name not in got:
+            failures.append(f"{name}: missing from the outputs")
+            continue
+        err = output_error(got[name], ref)
+        bound = bounds[name] = bound_for(problem.dtype, reduction_terms(problem, name))
+        errors[name] = {**err.to_dict(), "bound": bound}
+        if not agrees(err, bound):
+            failures.append(
+                describe_failure(name, err, bound, problem.dtype, ref.shape, got[name].shape)
+            )
+    return {"errors": errors, "bound": min(bounds.values(), default=0.0), "failures": failures}

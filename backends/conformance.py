@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .agreement import agrees, bound_for, describe_failure, output_error, reduction_terms
+from .agreement import compare_outputs
 from .contract import MODES, output_names
 from .layouts import shape_in, to_canonical
 from .oracle import reference
@@ -84,15 +84,7 @@ def run_once(
 
 def check_agreement(backend: Any, strategy: Any, problem: ConvProblem, mode: str) -> None:
     got, arrays, _ = run_once(backend, strategy, problem, mode)
-    ref = reference(problem, arrays, mode)
-    failures = []
-    for name, r in ref.items():
-        err = output_error(got[name], r)
-        bound = bound_for(problem.dtype, reduction_terms(problem, name))
-        if not agrees(err, bound):
-            failures.append(
-                describe_failure(name, err, bound, problem.dtype, r.shape, got[name].shape)
-            )
+    failures = compare_outputs(problem, got, reference(problem, arrays, mode))["failures"]
     assert not failures, (
         f"{_where(backend, strategy, problem, mode)} disagrees with the oracle: "
         + "; ".join(failures)

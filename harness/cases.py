@@ -13,13 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sharedconv.backends.agreement import (
-    agrees,
-    bound_for,
-    describe_failure,
-    output_error,
-    reduction_terms,
-)
+from sharedconv.backends.agreement import compare_outputs as compare
 from sharedconv.backends.contract import Backend, output_names
 from sharedconv.backends.layouts import to_canonical
 from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
@@ -55,27 +49,6 @@ def canonical_outputs(
             a = to_canonical(a, strategy.input_layout) if a.ndim == 4 else a
         out[name] = a
     return out
-
-
-def compare(
-    problem: ConvProblem, got: dict[str, np.ndarray], reference: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """Errors of every output, and whether all agree within the dtype's bound."""
-    errors: dict[str, Any] = {}
-    bounds: dict[str, float] = {}
-    failures = []
-    for name, ref in reference.items():
-        if name not in got:
-            failures.append(f"{name}: missing from the outputs")
-            continue
-        err = output_error(got[name], ref)
-        bound = bounds[name] = bound_for(problem.dtype, reduction_terms(problem, name))
-        errors[name] = {**err.to_dict(), "bound": bound}
-        if not agrees(err, bound):
-            failures.append(
-                describe_failure(name, err, bound, problem.dtype, ref.shape, got[name].shape)
-            )
-    return {"errors": errors, "bound": min(bounds.values(), default=0.0), "failures": failures}
 
 
 def load_reference(

@@ -138,6 +138,7 @@ def ranking_tables(
         format_bytes,
         format_seconds,
         group_by_problem,
+        label,
         rank,
         recommendation,
     )
@@ -181,11 +182,7 @@ def ranking_tables(
         failed_here = [r for r in other if r["status"] in FAILED]
         if failed_here:
             t.caption += "\nNot timed (failed): " + "; ".join(
-                f"{label_of(r)}: {r['status']}" for r in failed_here
+                f"{label(r)}: {r['status']}" for r in failed_here
             )
         tables.append(t)
     return tables
-
-
-def label_of(record: dict[str, Any]) -> str:
-    return f"{record['backend']}/{record['strategy']}"
