@@ -27,6 +27,7 @@ class Suite:
     name: str
     description: str
     problems: tuple[ConvProblem, ...]
+    budget: float | None = None  # seconds of sampling per case when the command line gives none
 
 
 def _files() -> dict[str, str]:
@@ -74,4 +75,9 @@ def load_suite(name: str, dtype: str | None = None, _seen: tuple[str, ...] = ())
             raise SuiteError(f"suite {name!r}: {e}") from e
         problems.extend(expanded)
     unique = tuple(dict.fromkeys(problems))
-    return Suite(name, data.get("description", ""), unique)
+    budget = data.get("budget")
+    if budget is not None and (not isinstance(budget, int | float) or budget <= 0):
+        raise SuiteError(
+            f"suite {name!r}: budget must be a positive number of seconds, got {budget!r}"
+        )
+    return Suite(name, data.get("description", ""), unique, budget)

@@ -53,6 +53,21 @@ def problems_from(
     return list(dict.fromkeys(problems))
 
 
+DEFAULT_BUDGET = 2.0
+
+
+def suite_budget(shapes: tuple[str, ...], suite: str | None, default_suite: str) -> float:
+    """Seconds per case when --budget is not given: the largest the chosen suites declare,
+    2 s for suites that declare none and for --shape grids."""
+    if shapes:
+        return DEFAULT_BUDGET
+    budgets = [
+        load_suite(name.strip()).budget or DEFAULT_BUDGET
+        for name in (suite or default_suite).split(",")
+    ]
+    return max(budgets)
+
+
 def backends_from(text: str | None) -> list[str]:
     try:
         return parse_backend_list(text)
@@ -93,6 +108,18 @@ def threads_from(threads: int | None) -> int:
     if threads < 1:
         raise click.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
     return threads
+
+
+MALLOC_OPTION = click.option(
+    "--malloc",
+    type=click.Choice(["fixed", "system"]),
+    default="fixed",
+    show_default=True,
+    help="The workers' C allocator. 'fixed': glibc's mmap/trim thresholds set to 32/64 MiB, so a "
+    "case's time does not depend on what ran before it in the worker (about what jemalloc or "
+    "tcmalloc give). 'system': as your environment has it (glibc's dynamic thresholds; large "
+    "outputs may be fresh mappings, page faults included, on every call). Recorded with the run.",
+)
 
 
 def selection_options(default_suite: str):
@@ -147,6 +174,7 @@ def selection_options(default_suite: str):
                     type=int,
                     help="Threads for every framework (default: the cores this process may use).",
                 ),
+                MALLOC_OPTION,
                 click.option(
                     "--seed",
                     type=int,
@@ -242,7 +270,9 @@ def suites_cmd() -> None:
     """List the named suites and their problems."""
     for name in suite_names():
         suite = load_suite(name)
-        click.echo(f"{name} ({len(suite.problems)} problems): {suite.description}")
+        budget = f", {suite.budget:g} s per case" if suite.budget else ""
+        count = f"{len(suite.problems)} problem{'s' if len(suite.problems) != 1 else ''}"
+        click.echo(f"{name} ({count}{budget}): {suite.description}")
 
 
 @cli.command("strategies")
@@ -295,6 +325,7 @@ def verify_cmd(
     dtype: str | None,
     device: str,
     threads: int | None,
+    malloc: str,
     seed: int,
     timeout: float,
     verbose: bool,
@@ -315,6 +346,7 @@ def verify_cmd(
         strategies=strategies_from(strategies, names),
         device=device_from(device),
         threads=threads_from(threads),
+        malloc=malloc,
         seed=seed,
         timeout=timeout,
         verbose=verbose,
@@ -349,9 +381,8 @@ def _results_root(results: str | None) -> Path:
 @click.option(
     "--budget",
     type=float,
-    default=2.0,
-    show_default=True,
-    help="Seconds of steady-state sampling per case.",
+    help="Seconds of steady-state sampling per case (default: 2, or the suite's own, e.g. "
+    "0.5 for smoke; see `sharedconv suites`).",
 )
 @click.option(
     "--precision",
@@ -387,10 +418,11 @@ def run_cmd(
     dtype: str | None,
     device: str,
     threads: int | None,
+    malloc: str,
     seed: int,
     timeout: float,
     verbose: bool,
-    budget: float,
+    budget: float | None,
     precision: float,
     min_samples: int,
     time_anyway: bool,
@@ -420,7 +452,7 @@ def run_cmd(
     from .runner import plan_from_meta, plan_size, run_plan, start_run
     from .store import RunWriter, StoreError
 
-    if budget <= 0 or precision <= 0 or min_samples < 2:
+    if (budget is not None and budget <= 0) or precision <= 0 or min_samples < 2:
         raise click.UsageError("--budget and --precision must be > 0 and --min-samples >= 2")
     root = _results_root(results)
     if resume:
@@ -442,11 +474,12 @@ def run_cmd(
             strategies=strategies_from(strategies, names),
             device=device_from(device),
             threads=threads_from(threads),
+            malloc=malloc,
             seed=seed,
             timeout=timeout,
             verbose=verbose,
             timing={
-                "budget": budget,
+                "budget": budget if budget is not None else suite_budget(shapes, suite, "smoke"),
                 "precision": precision,
                 "min_samples": min_samples,
                 "time_anyway": time_anyway,
@@ -551,7 +584,10 @@ def runs_cmd(results: str | None) -> None:
 @click.option(
     "--budget", type=float, default=1.0, show_default=True, help="With --measure: seconds per case."
 )
-def recommend_cmd(shape: str, mode: str, results: str | None, measure: bool, budget: float) -> None:
+@MALLOC_OPTION
+def recommend_cmd(
+    shape: str, mode: str, results: str | None, measure: bool, budget: float, malloc: str
+) -> None:
     """Which strategy to use for a problem: from stored results (nearest measured problem,
     said as such) or measured on the spot with --measure."""
     from .report import print_tables, ranking_tables
@@ -576,6 +612,7 @@ def recommend_cmd(shape: str, mode: str, results: str | None, measure: bool, bud
             problems=[problem],
             modes=[mode],
             threads=default_threads(),
+            malloc=malloc,
             timing={"budget": budget, "precision": 0.02, "min_samples": 5},
         )
         writer = start_run(plan, _results_root(results), None)
@@ -695,6 +732,7 @@ def compare_cmd(
     type=int,
     help="Threads for every framework (default: the cores this process may use).",
 )
+@MALLOC_OPTION
 @click.option("--results", "results", metavar="DIR", help="Folder of runs (default: ./results).")
 @click.option(
     "--write-doc",
@@ -708,6 +746,7 @@ def seed_cmd(
     no_predict: bool,
     budget: float,
     threads: int | None,
+    malloc: str,
     results: str | None,
     write_doc: str | None,
 ) -> None:
@@ -744,6 +783,7 @@ def seed_cmd(
         modes=modes_from(mode),
         strategies=seed_strategies(with_predict=not no_predict),
         threads=threads_from(threads),
+        malloc=malloc,
         timing={"budget": budget, "precision": 0.02, "min_samples": 5},
         digest=True,
     )

@@ -21,7 +21,7 @@ from sharedconv.backends import oracle
 from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
-from .memory import available_bytes, refuse_if_too_big
+from .memory import available_bytes, malloc_env, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
 RECORD_SCHEMA = 1
@@ -53,6 +53,7 @@ class Plan:
     digest: bool = False  # record a digest of each output y (bit-identity checks)
     deadline: float | None = None  # time.monotonic() after which cases are skipped, not run
     verbose: bool = False
+    malloc: str = "fixed"  # the workers' C allocator: "fixed" or "system" (memory.malloc_env)
 
 
 # Above this many output elements the oracle checks a seeded sample of whole images.
@@ -238,7 +239,11 @@ def execute(
                 for other in list(workers):
                     workers.pop(other).close()
                 worker = workers[key.backend] = WorkerProcess(
-                    key.backend, plan.threads, plan.device, verbose=plan.verbose
+                    key.backend,
+                    plan.threads,
+                    plan.device,
+                    verbose=plan.verbose,
+                    extra_env=malloc_env(plan.malloc),
                 )
             t0 = time.perf_counter()
             try:

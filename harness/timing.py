@@ -2,7 +2,8 @@
 
 Protocol (setup and the first call are timed by the caller, before this runs):
 
-1. warm-up: calls until ``warmup`` seconds or ``warmup_calls`` calls, each synchronized;
+1. warm-up: at least ``warmup_calls`` calls and ``warmup`` seconds (default: a tenth of the
+   budget, at most 0.2 s), each synchronized;
 2. memory: the resident-set high-water mark is reset, one call runs, and the peak above the
    post-setup baseline is read (Linux ``/proc``; ``None`` elsewhere);
 3. overhead: the cost of reading the clock and synchronizing an already-finished output;
@@ -29,7 +30,7 @@ DEFAULTS = {
     "precision": 0.02,
     "min_samples": 5,
     "max_samples": 200,
-    "warmup": 0.2,
+    "warmup": None,  # None: min(0.2, budget / 10)
     "warmup_calls": 2,
     "max_overhead": 0.01,
 }
@@ -56,6 +57,7 @@ def steady_state(
     """Warm-up, overhead, block size and the sampling loop; returns the timing record."""
     opt = {**DEFAULTS, **(options or {})}
     budget = float(opt["budget"])
+    warmup = float(opt["warmup"]) if opt["warmup"] is not None else min(0.2, budget / 10)
     start = clock()
 
     # 1. warm-up
@@ -65,9 +67,7 @@ def steady_state(
     sync(last)
     one_call = clock() - t0
     calls += 1
-    while calls < int(opt["warmup_calls"]) or (
-        clock() - start < float(opt["warmup"]) and calls < 1000
-    ):
+    while calls < int(opt["warmup_calls"]) or (clock() - start < warmup and calls < 1000):
         t0 = clock()
         last = call()
         sync(last)
@@ -128,25 +128,22 @@ def steady_state(
 def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict[str, Any]:
     """Peak resident memory of one call above the resident set just before it.
 
-    Runs after the first call (compilation done, outputs released), with glibc told to map
-    large blocks afresh (see :class:`~sharedconv.harness.memory._Glibc`), so outputs and
+    Runs after the first call (compilation done, outputs released), with glibc's free memory
+    handed back first (see :class:`~sharedconv.harness.memory._Glibc`), so outputs and
     temporaries show up in the high-water mark even when the allocator is warm.
     """
     gc.collect()
-    strict = GLIBC.strict()
-    try:
-        baseline = rss_bytes()
-        if baseline is None or not reset_peak_rss():
-            return {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
-        out = call()
-        sync(out)
-        peak = peak_rss_since_reset()
-        del out
-    finally:
-        GLIBC.relaxed()
+    trimmed = GLIBC.trim()
+    baseline = rss_bytes()
+    if baseline is None or not reset_peak_rss():
+        return {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
+    out = call()
+    sync(out)
+    peak = peak_rss_since_reset()
+    del out
     method = "VmHWM over one call minus the RSS before it (Linux /proc, reset via clear_refs)"
-    if strict:
-        method += "; glibc mmap threshold fixed at 128 KiB and free memory trimmed for that call"
+    if trimmed:
+        method += "; free heap memory handed back (malloc_trim) before that call"
     else:
         method += "; allocator caches may hide reused memory"
     return {"peak_bytes": max(0, peak - baseline) if peak is not None else None, "method": method}

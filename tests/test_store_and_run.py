@@ -103,6 +103,52 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     assert case["memory"]["method"].startswith("VmHWM")
     assert case["first_call_s"] > 0 and case["setup_s"] >= 0
     assert "Use numpy/" in result.output
+    # the allocator the workers ran with is part of the record
+    assert run.meta["malloc"] == "fixed"
+    allocator = run.meta["workers"]["numpy"]["facts"]["allocator"]
+    assert allocator["MALLOC_MMAP_THRESHOLD_"] == str(32 * 2**20)
+
+
+def test_malloc_modes():
+    assert memory.malloc_env("fixed") == {
+        "MALLOC_MMAP_THRESHOLD_": "33554432",
+        "MALLOC_TRIM_THRESHOLD_": "67108864",
+    }
+    assert memory.malloc_env("system") == {}
+    with pytest.raises(ValueError, match="fixed, system"):
+        memory.malloc_env("jemalloc")
+
+
+def test_system_malloc_leaves_the_environment_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    args = ["run", "-b", "numpy", "-s", "oracle32", "--shape", "B=1,C=2,H=8,N=2,K=3"]
+    result = CliRunner().invoke(
+        cli,
+        [*args, "--mode", "forward", "--malloc", "system", "--results", str(tmp_path)]
+        + ["--run-id", "sys", *FAST],
+    )
+    assert result.exit_code == 0, result.output
+    meta = read_run(tmp_path / "sys").meta
+    assert meta["malloc"] == "system"
+    assert meta["workers"]["numpy"]["facts"]["allocator"] == {"MALLOC_ARENA_MAX": "2"}
+
+
+def test_memory_of_one_call_sees_a_block_the_heap_could_have_reused():
+    """After warm-up a freed 16 MiB block would be served again from glibc's heap; the
+    measurement still has to see it (malloc_trim before the call)."""
+    import numpy as np
+
+    from sharedconv.harness.timing import measure_memory
+
+    def call():
+        return np.ones(4 * 2**20, dtype=np.float32)  # 16 MiB, written
+
+    for _ in range(3):
+        call()
+    result = measure_memory(call, lambda _: None)
+    assert result["peak_bytes"] >= 15 * 2**20, result
+    assert "malloc_trim" in result["method"]
 
 
 def test_mismatch_is_not_timed_unless_asked(tmp_path, test_plugins):

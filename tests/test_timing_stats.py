@@ -105,6 +105,18 @@ def test_timer_stops_on_budget_when_noisy():
     assert result["stats"]["noisy"]
 
 
+def test_warmup_is_a_tenth_of_the_budget_at_most_0_2_s():
+    for budget, expected in ((0.5, 0.05), (2.0, 0.2), (10.0, 0.2)):
+        clock = FakeClock()
+
+        def call():
+            clock.now += 1e-3
+
+        result = steady_state(call, lambda _: None, {"budget": budget}, clock=clock)
+        # warm-up stops at the first call that ends past the target
+        assert expected <= result["warmup_s"] < expected + 2e-3, (budget, result["warmup_s"])
+
+
 def test_slow_calls_still_get_min_samples():
     clock = FakeClock()
 
