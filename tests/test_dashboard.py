@@ -145,6 +145,16 @@ def test_pages_with_an_empty_results_folder_give_guidance(tmp_path, monkeypatch)
         assert "No results found" in at.info[0].value
 
 
+def test_machine_page_says_which_allocator_measured(env_results):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES / "machine.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Allocator**: glibc with its mmap/trim thresholds fixed at 32/64 MiB" in text
+
+
 def test_compare_page_shows_two_runs(env_results):
     from streamlit.testing.v1 import AppTest
 

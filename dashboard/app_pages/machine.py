@@ -39,6 +39,21 @@ if require_results(data):
                     else ""
                 )
             )
+            malloc = meta.get("malloc")
+            st.markdown(
+                "**Allocator**: "
+                + {
+                    "fixed": "glibc with its mmap/trim thresholds fixed at 32/64 MiB (`--malloc fixed`): "
+                    "a case's time does not depend on the cases run before it in the worker.",
+                    "system": "as the environment had it (`--malloc system`): glibc's thresholds "
+                    "move with the history of each worker, so times of calls with large outputs "
+                    "depend on the cases before them.",
+                }.get(
+                    malloc,
+                    "not recorded (a run from before `--malloc`); its memory probe fixed glibc's "
+                    "thresholds at 32/64 MiB before every timing, as `--malloc fixed` does.",
+                )
+            )
             workers = meta.get("workers", {})
             if workers:
                 rows = [
