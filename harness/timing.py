@@ -8,7 +8,8 @@ Protocol (setup and the first call are timed by the caller, before this runs):
    post-setup baseline is read (Linux ``/proc``; ``None`` elsewhere);
 3. overhead: the cost of reading the clock and synchronizing an already-finished output;
 4. block size: calls per timed block, grown until that overhead is under 1% of a block;
-5. steady state: blocks of calls with one synchronization per block, until the median's 95%
+5. steady state: blocks of calls with one synchronization per block (every call's outputs
+   released inside the block), until the median's 95%
    confidence interval is within ±``precision`` of it (at least ``min_samples`` blocks) or
    the ``budget`` is spent. Raw per-call block times are returned.
 
@@ -98,8 +99,11 @@ def steady_state(
             call()
         out = call()
         sync(out)
-        elapsed = clock() - t0
+        # Released inside the block, as every other call's output is: a loop that drops its
+        # result pays for the free (unmapping a large output costs milliseconds), whatever the
+        # block size.
         del out
+        elapsed = clock() - t0
         blocks.append(elapsed)
         samples.append(elapsed / block)
         if len(samples) >= int(opt["min_samples"]):
