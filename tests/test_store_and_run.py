@@ -138,7 +138,6 @@ def test_memory_of_one_call_sees_a_block_the_heap_could_have_reused():
     """After warm-up a freed 16 MiB block would be served again from glibc's heap; the
     measurement still has to see it (malloc_trim before the call)."""
     import numpy as np
-
     from sharedconv.harness.timing import measure_memory
 
     def call():

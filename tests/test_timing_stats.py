@@ -109,7 +109,7 @@ def test_warmup_is_a_tenth_of_the_budget_at_most_0_2_s():
     for budget, expected in ((0.5, 0.05), (2.0, 0.2), (10.0, 0.2)):
         clock = FakeClock()
 
-        def call():
+        def call(clock=clock):
             clock.now += 1e-3
 
         result = steady_state(call, lambda _: None, {"budget": budget}, clock=clock)
