@@ -38,5 +38,9 @@ def test_gpu_check_dry_run(tmp_path):
     )[:2000]
     timed = [c for c in runs["tf32-off"].cases if c.get("timing")]
     assert timed and all(c["precision"].startswith("TF32 off") for c in timed)
+    # with TF32 allowed, float32 cases are held to TF32's bound, and say so
+    on = [c for c in runs["tf32-on"].cases if c.get("verify")]
+    assert on and all(c["verify"].get("precision") == "tf32" for c in on)
+    assert all("precision" not in c["verify"] for c in timed)
     assert "GPU check: fastest strategy and the seed's options per problem" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("done in")

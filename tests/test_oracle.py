@@ -98,3 +98,23 @@ def test_float32_compute_dtype():
     y32 = oracle.forward(p, a["x"], a["w"], a["b"], compute_dtype=np.float32)
     assert y32.dtype == np.float32
     np.testing.assert_allclose(y32, oracle.forward(p, a["x"], a["w"], a["b"]), rtol=1e-4, atol=1e-5)
+
+
+def test_tf32_bound_applies_to_float32_only_and_is_labelled():
+    from sharedconv.backends.agreement import compare_outputs
+
+    p = parse_problem("B=1,C=2,H=9,W=8,N=2,K=3")
+    rng = np.random.default_rng(0)
+    ref = {"y": rng.standard_normal(p.y_shape)}
+    # an error of 5e-4 of the output: what TF32's 10-bit products leave, far beyond float32's
+    got = {"y": ref["y"] * (1 + 5e-4)}
+    strict = compare_outputs(p, got, ref)
+    assert strict["failures"] and "for float32)" in strict["failures"][0]
+    loose = compare_outputs(p, got, ref, tf32=True)
+    assert not loose["failures"] and loose["precision"] == "tf32"
+    # a bigger error still fails under TF32, and says which bound it failed
+    bad = compare_outputs(p, {"y": ref["y"] * 1.01}, ref, tf32=True)
+    assert bad["failures"] and "float32 with TF32" in bad["failures"][0]
+    # TF32 says nothing about float16
+    p16 = parse_problem("B=1,C=2,H=9,W=8,N=2,K=3,dtype=float16")
+    assert "precision" not in compare_outputs(p16, got, ref, tf32=True)
