@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pandas as pd
 import streamlit as st
@@ -40,10 +41,55 @@ def require_results(data: Loaded) -> bool:
     return True
 
 
+def machine_key(machine: dict) -> tuple:
+    # host names repeat (containers, VMs: every machine here is "vm"), so the CPU and its
+    # core count go with it
+    return (machine.get("hostname"), machine.get("cpu_model"), machine.get("logical_cores"))
+
+
+def this_machine() -> tuple:
+    from sharedconv.harness.machine import cpu_model
+
+    return (socket.gethostname(), cpu_model(), os.cpu_count())
+
+
+def default_run_index(data: Loaded) -> int:
+    """Which run a page opens on: the newest made on this machine, else the newest CPU run
+    (the committed GPU reference runs are for looking at, not this machine's answer), else
+    the newest. ``data.runs`` is newest first."""
+    here = this_machine()
+    for test in (
+        lambda r: machine_key(r.meta.get("machine", {})) == here,
+        lambda r: r.meta.get("device", "cpu") == "cpu",
+    ):
+        for i, run in enumerate(data.runs):
+            if test(run):
+                return i
+    return 0
+
+
+def default_compare_pair(data: Loaded) -> tuple[int, int]:
+    """(baseline, run) indices the Compare page opens on: the default run, against the other
+    run that shares the most timed cases with it (the newest of equals)."""
+    b = default_run_index(data)
+
+    def timed(run) -> set[str]:
+        return {c["case"] for c in run.cases if c.get("timing")}
+
+    mine = timed(data.runs[b])
+    others = [i for i in range(len(data.runs)) if i != b]
+    a = max(others, key=lambda i: (len(mine & timed(data.runs[i])), -i))
+    return a, b
+
+
 def pick_run(data: Loaded, key: str, label: str = "Run (machine)") -> str:
     options = [r.run_id for r in data.runs]
     return st.sidebar.selectbox(
-        label, options, format_func=lambda rid: data.run(rid).label, key=key
+        label,
+        options,
+        index=default_run_index(data),
+        format_func=lambda rid: data.run(rid).label,
+        key=key,
     )
 
 

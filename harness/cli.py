@@ -584,9 +584,29 @@ def runs_cmd(results: str | None) -> None:
 @click.option(
     "--budget", type=float, default=1.0, show_default=True, help="With --measure: seconds per case."
 )
+@click.option(
+    "--device",
+    type=click.Choice([*DEVICES, "gpu"]),
+    default="cpu",
+    show_default=True,
+    help="Answer for this device: stored timings from other devices are not used.",
+)
+@click.option(
+    "--tf32",
+    is_flag=True,
+    help="On a GPU, also use timings made with TF32 allowed (float32 at about 10-bit precision; "
+    "without this flag only full-float32 timings answer).",
+)
 @MALLOC_OPTION
 def recommend_cmd(
-    shape: str, mode: str, results: str | None, measure: bool, budget: float, malloc: str
+    shape: str,
+    mode: str,
+    results: str | None,
+    measure: bool,
+    budget: float,
+    device: str,
+    tf32: bool,
+    malloc: str,
 ) -> None:
     """Which strategy to use for a problem: from stored results (nearest measured problem,
     said as such) or measured on the spot with --measure."""
@@ -611,6 +631,7 @@ def recommend_cmd(
             backends=backends_from(None),
             problems=[problem],
             modes=[mode],
+            device=device_from(device),
             threads=default_threads(),
             malloc=malloc,
             timing={"budget": budget, "precision": 0.02, "min_samples": 5},
@@ -619,22 +640,39 @@ def recommend_cmd(
         records = run_plan(plan, writer)
         print_tables(ranking_tables(records, writer.meta.get("roofline")))
         return
+    device = device_from(device)
     runs, _ = find_runs([_results_root(results)])  # results/ holds the reference runs too
-    candidates = [
-        (run, r) for run in runs for r in run.cases if r["mode"] == mode and r.get("timing")
-    ]
+
+    def usable(r: dict) -> bool:
+        return (
+            r["mode"] == mode
+            and bool(r.get("timing"))
+            and r.get("device", "cpu") == device
+            and (tf32 or not str(r.get("precision", "")).startswith("TF32 on"))
+        )
+
+    candidates = [(run, r) for run in runs for r in run.cases if usable(r)]
     if not candidates:
         raise click.UsageError(
-            "no stored timings to answer from; run `sharedconv run` first or pass --measure"
+            f"no stored {mode} timings on {device} to answer from; run `sharedconv run"
+            + (f" --device {device}" if device != "cpu" else "")
+            + "` first or pass --measure"
         )
     text, distance = nearest_problem(problem, [r["problem"] for _, r in candidates])
-    run_of = next(run for run, r in candidates if r["problem"] == text)
+    # the run with the most timed strategies for that problem answers (the newest of equals)
+    counts: dict[str, int] = {}
+    for run, r in candidates:
+        if r["problem"] == text:
+            counts[run.run_id] = counts.get(run.run_id, 0) + 1
+    run_of = next(run for run in runs if counts.get(run.run_id) == max(counts.values()))
     if text != problem.to_text():
         click.echo(
             f"{problem.to_text()} was not measured; the nearest measured problem is {text} (from run {run_of.run_id})."
         )
         click.echo("Use --measure to time the exact problem on this machine.")
-    records = [r for r in run_of.cases if r["problem"] == text and r["mode"] == mode]
+    else:
+        click.echo(f"From run {run_of.label}, started {run_of.meta.get('started', '?')}.")
+    records = [r for r in run_of.cases if r["problem"] == text and usable(r)]
     print_tables(ranking_tables(records, run_of.meta.get("roofline")))
 
 

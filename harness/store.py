@@ -167,6 +167,8 @@ class Run:
     def label(self) -> str:
         machine = self.meta.get("machine", {})
         device = machine.get("gpu") or machine.get("cpu_model") or "unknown machine"
+        if self.meta.get("device", "cpu") != "cpu" and self.meta.get("precision"):
+            device += f", {self.meta['precision']}"  # e.g. the GPU check's TF32 on/off runs
         return f"{self.run_id} ({device}, {self.meta.get('suite') or 'ad hoc'})"
 
 

@@ -253,3 +253,34 @@ def test_every_page_in_headless_chromium(results, tmp_path_factory):
     finally:
         os.killpg(server.pid, 9)
         server.wait()
+
+
+def test_pages_open_on_this_machines_run_else_a_cpu_run(monkeypatch):
+    """The committed GPU reference runs are newer than the CPU ones; a page must not open on a
+    GPU run for someone on a CPU machine, and Compare opens on two runs that share cases."""
+    from sharedconv.dashboard import common
+    from sharedconv.harness.store import Run
+
+    def run(run_id, device, host, cases=()):
+        meta = {"device": device, "machine": {"hostname": "vm", "cpu_model": host}}
+        return Run(
+            run_id,
+            Path(run_id),
+            meta,
+            [{"case": c, "timing": {"block_times": [1.0]}} for c in cases],
+        )
+
+    runs = [  # newest first, as find_runs orders them
+        run("gpu", "cuda", "h100", ["x"]),  # same host name "vm" as all the others
+        run("cpu-elsewhere", "cpu", "ci", ["a", "b"]),
+        run("cpu-old", "cpu", "ci", ["a"]),
+        run("cpu-unrelated", "cpu", "ci", ["z"]),
+    ]
+    data = dash_data.Loaded(runs, pd.DataFrame())
+    monkeypatch.setattr(common, "this_machine", lambda: ("vm", "laptop", None))
+    assert common.default_run_index(data) == 1
+    assert common.default_compare_pair(data) == (2, 1)
+    monkeypatch.setattr(common, "this_machine", lambda: ("vm", "h100", None))
+    assert common.default_run_index(data) == 0  # your own run, whatever its device
+    only_gpu = dash_data.Loaded(runs[:1], pd.DataFrame())
+    assert common.default_run_index(only_gpu) == 0

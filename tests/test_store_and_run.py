@@ -323,3 +323,62 @@ def test_a_peak_below_the_outputs_size_is_reported_unknown():
     assert peak_bytes(record) == 200 * 2**20
     record["memory"] = {"peak_bytes": 1000, "method": "torch.cuda.max_memory_allocated"}
     assert peak_bytes(record) == 1000  # the framework's own accounting is taken as is
+
+
+def test_recommend_answers_per_device_from_the_fullest_run(tmp_path):
+    """Stored answers come from the asked device only, full float32 unless --tf32, and from
+    the run that timed the most strategies for the problem (not merely the newest)."""
+    repo = Path(__file__).resolve().parent.parent
+    template = next(
+        r
+        for r in read_run(repo / "results" / "reference-h100-tf32-off").cases
+        if r.get("timing") and r["mode"] == "forward"
+    )
+
+    def make(run_id, started, device, strategies, precision=None):
+        meta = {"suite": "t", "device": device, "started": started, "roofline": {}}
+        if precision:
+            meta["precision"] = precision
+        writer = RunWriter.create(tmp_path, run_id, meta)
+        for i, s in enumerate(strategies):
+            record = json.loads(json.dumps(template))
+            record.update(backend="numpy", strategy=s, device=device, seed_option=None)
+            record["case"] = f"numpy/{s}/{template['problem']}/forward/{device}"
+            record["timing"]["stats"]["median"] = 1e-3 * (i + 1)
+            if precision:
+                record["precision"] = precision
+            writer.append(record)
+        writer.finish()
+
+    make("cpu-full", "2026-01-01", "cpu", ["a", "b"])
+    make("cpu-newer", "2026-01-02", "cpu", ["c"])
+    make("gpu-off", "2026-01-03", "cuda", ["g_off"], "TF32 off (full float32)")
+    make("gpu-on", "2026-01-04", "cuda", ["g_on", "g_on2"], "TF32 on")
+
+    def ask(*extra):
+        result = CliRunner().invoke(
+            cli,
+            ["recommend", "--shape", template["problem"], "--results", str(tmp_path), *extra],
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cpu = ask()
+    assert "From run cpu-full" in cpu and "Use numpy/a" in cpu and "g_o" not in cpu
+    gpu = ask("--device", "gpu")
+    assert "From run gpu-off" in gpu and "Use numpy/g_off" in gpu and "g_on" not in gpu
+    tf32 = ask("--device", "cuda", "--tf32")
+    assert "From run gpu-on" in tf32 and "Use numpy/g_on" in tf32
+    none = CliRunner().invoke(
+        cli,
+        [
+            "recommend",
+            "--shape",
+            template["problem"],
+            "--results",
+            str(tmp_path),
+            "--mode",
+            "train",
+        ],
+    )
+    assert none.exit_code == 2 and "no stored train timings on cpu" in none.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
-from sharedconv.dashboard.common import download, loaded, require_results
+from sharedconv.dashboard.common import download, loaded, pick_run, require_results
 from sharedconv.dashboard.figures import agreement_heatmap
 
 st.title("Do they all agree with the oracle?")
@@ -14,12 +14,7 @@ st.caption(
 )
 data = loaded()
 if require_results(data):
-    run_id = st.sidebar.selectbox(
-        "Run (machine)",
-        [r.run_id for r in data.runs],
-        format_func=lambda rid: data.run(rid).label,
-        key="agreement_run",
-    )
+    run_id = pick_run(data, "agreement_run")
     frame = data.cases[data.cases["run_id"] == run_id]
     counts = frame["status"].value_counts()
     cols = st.columns(5)

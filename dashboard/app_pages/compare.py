@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from sharedconv.dashboard.common import download, loaded, require_results
+from sharedconv.dashboard.common import default_compare_pair, download, loaded, require_results
 from sharedconv.dashboard.figures import compare_scatter
 from sharedconv.harness.compare import compare_runs
 
@@ -18,8 +18,9 @@ if require_results(data):
         )
         st.stop()
     fmt = lambda rid: data.run(rid).label  # noqa: E731
-    a = st.selectbox("Run A (baseline)", ids, index=1, format_func=fmt, key="compare_a")
-    b = st.selectbox("Run B", ids, index=0, format_func=fmt, key="compare_b")
+    index_a, index_b = default_compare_pair(data)
+    a = st.selectbox("Run A (baseline)", ids, index=index_a, format_func=fmt, key="compare_a")
+    b = st.selectbox("Run B", ids, index=index_b, format_func=fmt, key="compare_b")
     threshold = st.slider("Flag changes beyond (%)", 1, 100, 10, key="compare_threshold") / 100
     rows = pd.DataFrame(compare_runs(data.run(a), data.run(b), threshold))
     if rows.empty:

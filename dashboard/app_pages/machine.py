@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from sharedconv.dashboard.common import loaded, require_results
+from sharedconv.dashboard.common import default_run_index, loaded, require_results
 from sharedconv.harness.summary import format_bytes
 
 st.title("Machines and settings")
 data = loaded()
 if require_results(data):
-    for run in data.runs:
+    opened = default_run_index(data)
+    for i, run in enumerate(data.runs):
         meta = run.meta
         machine = meta.get("machine", {})
-        with st.expander(run.label, expanded=run is data.runs[0]):
+        with st.expander(run.label, expanded=i == opened):
             c1, c2, c3, c4 = st.columns(4)
             c1.metric("CPU / GPU", machine.get("gpu") or machine.get("cpu_model", "?"))
             c2.metric("cores used", f"{meta.get('threads')} of {machine.get('usable_cores')}")

@@ -93,8 +93,9 @@ if require_results(data):
     st.caption(
         "x option k: how many times faster than the best implementation of the seed's option k "
         "(1: Conv3D with a (1,K,K) kernel, 2: TimeDistributed / map over channels, 3: split + one shared Conv2D). "
-        "Rows of the seed's options are highlighted. A blank peak memory is unknown: the framework served the call "
-        "from memory its allocator had pooled (TensorFlow does), so the process RSS cannot show it."
+        "Rows of the seed's options are highlighted. *None* under peak memory means unknown: the framework served "
+        "the call from memory its allocator had pooled (TensorFlow does), so the process RSS cannot show it; "
+        "under x option k it means this run timed no implementation of that option for this problem."
     )
     st.dataframe(
         table.style.apply(highlight, axis=1).format(precision=3, na_rep=""),

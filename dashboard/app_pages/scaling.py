@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import streamlit as st
-from sharedconv.dashboard.common import colors, download, loaded, require_results
+from sharedconv.dashboard.common import colors, download, loaded, pick_run, require_results
 from sharedconv.dashboard.data import SCALING_AXES, scaling_groups
 from sharedconv.dashboard.figures import METRICS, scaling_lines
 
 st.title("How does each strategy scale?")
 data = loaded()
 if require_results(data):
-    runs = [r.run_id for r in data.runs]
-    run_id = st.sidebar.selectbox(
-        "Run (machine)", runs, format_func=lambda rid: data.run(rid).label, key="scaling_run"
-    )
+    run_id = pick_run(data, "scaling_run")
     frame = data.cases[data.cases["run_id"] == run_id]
     axis_name = st.sidebar.radio("Against", list(SCALING_AXES), key="scaling_axis")
     axis = SCALING_AXES[axis_name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
-from sharedconv.dashboard.common import colors, download, loaded, require_results
+from sharedconv.dashboard.common import colors, download, loaded, pick_run, require_results
 from sharedconv.dashboard.data import timed
 from sharedconv.dashboard.figures import (
     pareto_front,
@@ -15,12 +15,7 @@ from sharedconv.dashboard.figures import (
 st.title("Time against memory")
 data = loaded()
 if require_results(data):
-    run_id = st.sidebar.selectbox(
-        "Run (machine)",
-        [r.run_id for r in data.runs],
-        format_func=lambda rid: data.run(rid).label,
-        key="tradeoffs_run",
-    )
+    run_id = pick_run(data, "tradeoffs_run")
     frame = timed(data.cases[data.cases["run_id"] == run_id])
     if frame.empty:
         st.info(f"Run {run_id} timed nothing.")
