@@ -295,7 +295,12 @@ class JaxBackend(Backend):
 
         if mode != "train":
             compiled = jax.jit(fn).lower(x, w, b).compile()
-            return lambda: (compiled(x, w, b),)
+
+            def call() -> tuple[Any, ...]:
+                return (compiled(x, w, b),)
+
+            call.compiled = compiled  # type: ignore[attr-defined]  # for device_memory
+            return call
 
         dy = put(from_canonical(arrays["dy"], strategy.output_layout))
 
@@ -307,7 +312,12 @@ class JaxBackend(Backend):
             return (y, *pullback(dy))
 
         compiled = jax.jit(step).lower(x, w, b, dy).compile()
-        return lambda: compiled(x, w, b, dy)
+
+        def train_call() -> tuple[Any, ...]:
+            return compiled(x, w, b, dy)
+
+        train_call.compiled = compiled  # type: ignore[attr-defined]  # for device_memory
+        return train_call
 
     def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
         import jax
@@ -315,18 +325,11 @@ class JaxBackend(Backend):
         dev = jax.devices()[0]
         if dev.platform == "cpu":
             return None
-        stats = dev.memory_stats() or {}
-        before = stats.get("bytes_in_use", 0)
-        out = call()
-        jax.block_until_ready(out)
-        peak = (dev.memory_stats() or {}).get("peak_bytes_in_use")
-        del out
-        if peak is None:
-            return None
-        return {
-            "peak_bytes": max(0, peak - before),
-            "method": "JAX memory_stats: process peak_bytes_in_use minus bytes in use before (the peak cannot be reset)",
-        }
+
+        def run() -> None:
+            jax.block_until_ready(call())
+
+        return device_peak(dev.memory_stats, run, getattr(call, "compiled", None))
 
     def synchronize(self, outputs: tuple[Any, ...]) -> None:
         import jax
@@ -341,3 +344,44 @@ class JaxBackend(Backend):
                 a = a.astype(np.float32)
             out.append(a)
         return tuple(out)
+
+
+def device_peak(
+    memory_stats: Callable[[], dict | None], run: Callable[[], None], compiled: Any = None
+) -> dict[str, Any] | None:
+    """One call's device memory above what was in use before it.
+
+    JAX keeps a process-wide ``peak_bytes_in_use`` that cannot be reset. When the call raises
+    it, peak minus bytes-in-use-before is this call's own peak. When it does not (an earlier
+    case peaked higher), the counter says nothing about this call, so XLA's memory plan of the
+    compiled call answers instead: its temporary and output buffers (the inputs were already
+    resident). Only when neither is available is the old peak reported, marked as an upper bound.
+    """
+    stats = memory_stats() or {}
+    before = stats.get("bytes_in_use", 0)
+    old_peak = stats.get("peak_bytes_in_use")
+    run()
+    peak = (memory_stats() or {}).get("peak_bytes_in_use")
+    if peak is None:
+        return None
+    if old_peak is None or peak > old_peak:
+        return {
+            "peak_bytes": max(0, peak - before),
+            "method": "JAX memory_stats: the call raised the process's peak_bytes_in_use; that peak minus bytes in use before",
+        }
+    try:
+        plan = compiled.memory_analysis() if compiled is not None else None
+    except Exception:  # noqa: BLE001 - a backend without memory analysis
+        plan = None
+    if plan is not None:
+        planned = plan.temp_size_in_bytes + plan.output_size_in_bytes - plan.alias_size_in_bytes
+        return {
+            "peak_bytes": max(0, int(planned)),
+            "method": "XLA's memory plan of the compiled call: temporary + output buffers (the call stayed under an "
+            "earlier case's process peak, which JAX cannot reset)",
+        }
+    return {
+        "peak_bytes": max(0, peak - before),
+        "method": "JAX memory_stats: process peak_bytes_in_use minus bytes in use before; an upper bound "
+        "(an earlier case's peak, which JAX cannot reset, may be higher than this call's)",
+    }
