@@ -403,6 +403,16 @@ def _results_root(results: str | None) -> Path:
     "--resume", metavar="RUN_ID", help="Continue an interrupted run: completed cases are skipped."
 )
 @click.option(
+    "--rounds",
+    type=click.IntRange(1, 50),
+    default=1,
+    show_default=True,
+    help="Measure every case this many times, each in a fresh worker, round after round over "
+    "the whole run. Timings pool every round; a case whose round medians differ by more than 10% "
+    "is flagged noisy. On a shared machine one worker process can run 10-30% slower than the "
+    "next, which a single round cannot show.",
+)
+@click.option(
     "--top",
     type=int,
     default=12,
@@ -429,6 +439,7 @@ def run_cmd(
     results: str | None,
     run_id: str | None,
     resume: str | None,
+    rounds: int,
     top: int,
 ) -> None:
     """Verify and time a suite over every available backend and strategy; store the run.
@@ -475,6 +486,7 @@ def run_cmd(
             device=device_from(device),
             threads=threads_from(threads),
             malloc=malloc,
+            rounds=rounds,
             seed=seed,
             timeout=timeout,
             verbose=verbose,
@@ -493,7 +505,9 @@ def run_cmd(
     console = Console(stderr=True)
     total = plan_size(plan) - len(done)
     console.print(
-        f"run [bold]{writer.meta['run_id']}[/]: {total} cases, {plan.threads} threads, "
+        f"run [bold]{writer.meta['run_id']}[/]: {total} cases"
+        + (f" x {plan.rounds} rounds" if plan.rounds > 1 else "")
+        + f", {plan.threads} threads, "
         f"writing {writer.folder}/cases.jsonl"
     )
     failures = 0

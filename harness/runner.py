@@ -37,6 +37,7 @@ def start_run(
         "device": plan.device,
         "threads": plan.threads,
         "malloc": plan.malloc,
+        "rounds": plan.rounds,
         "seed": plan.seed,
         "timing": plan.timing,
         "timeout_s": plan.timeout,
@@ -62,6 +63,7 @@ def plan_from_meta(meta: dict[str, Any]) -> Plan:
         device=meta.get("device", "cpu"),
         threads=meta["threads"],
         malloc=meta.get("malloc", "fixed"),
+        rounds=meta.get("rounds", 1),
         seed=meta.get("seed", 0),
         timeout=meta.get("timeout_s", 120.0),
         timing=meta.get("timing"),
@@ -93,9 +95,98 @@ def run_plan(
         writer.save_meta()
 
     try:
-        execute(plan, record, skip=done or set(), on_worker=hello)
+        if plan.rounds <= 1:
+            execute(plan, record, skip=done or set(), on_worker=hello)
+        else:
+            _run_rounds(plan, writer, set(done or ()), record, hello)
     except BaseException:
         writer.finish("interrupted")
         raise
     writer.finish("complete")
     return records
+
+
+# A case whose round medians differ by more than this is flagged noisy: the spread between
+# worker processes, minutes apart, is what separate runs of it would see.
+UNSTEADY_ROUND_SPREAD = 0.10
+
+
+def _run_rounds(
+    plan: Plan,
+    writer: RunWriter,
+    done: set[str],
+    record: Callable[[dict[str, Any]], None],
+    hello: Callable[[str, dict[str, Any]], None],
+) -> None:
+    """Every case ``plan.rounds`` times, round after round over the whole plan, so a case's
+    measurements come from separate worker processes spread over the run. Each round's record
+    goes to ``rounds.jsonl`` as it finishes (a kill loses at most the case in flight); the
+    merged record goes to ``cases.jsonl`` after the case's last round, or at once when a round
+    ends without a timing (skipped, mismatch, crash: there is nothing to repeat)."""
+    from .execute import OracleStore
+    from .store import RoundLog
+
+    log = RoundLog(writer.folder / "rounds.jsonl")
+    partial: dict[str, list[dict[str, Any]]] = {}
+    for r in log.read():
+        if r["case"] not in done:
+            partial.setdefault(r["case"], []).append(r)
+    oracles = OracleStore()  # one oracle per problem for all rounds
+    try:
+        for k in range(plan.rounds):
+            skip = done | {case for case, rs in partial.items() if len(rs) > k}
+
+            def on_round(r: dict[str, Any], k: int = k) -> None:
+                r = {**r, "round": k}
+                log.append(r)
+                rounds = partial.setdefault(r["case"], [])
+                rounds.append(r)
+                if r.get("status") != "pass" or not r.get("timing") or k == plan.rounds - 1:
+                    record(merge_rounds(rounds))
+                    done.add(r["case"])
+                    partial.pop(r["case"])
+
+            execute(plan, on_round, skip=skip, oracle_store=oracles, on_worker=hello)
+    finally:
+        oracles.close()
+        log.close()
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's record from its rounds: the first round's verification, setup and memory;
+    timing pooled over every round's per-call samples, with each round's own timing kept."""
+    from .stats import summarize
+    from .summary import samples_of
+
+    rounds = sorted(rounds, key=lambda r: r.get("round", 0))
+    # a later round the run's time budget did not reach is no outcome of the case
+    rounds = rounds[:1] + [r for r in rounds[1:] if r.get("status") != "skipped"]
+    merged = {k: v for k, v in rounds[0].items() if k != "round"}
+    merged["rounds"] = len(rounds)
+    merged["wall_s"] = sum(r.get("wall_s") or 0.0 for r in rounds)
+    failed = next((r for r in rounds if r.get("status") != "pass"), None)
+    if failed is not None and failed is not rounds[0]:
+        # a later round crashed or disagreed: that is the case's outcome
+        for key in ("status", "reason", "signal", "stderr_tail", "verify"):
+            if key in failed:
+                merged[key] = failed[key]
+        merged["failed_round"] = failed["round"]
+    timings = [r["timing"] for r in rounds if r.get("timing")]
+    if len(timings) < 2:
+        return merged
+    samples = [s for r in rounds if r.get("timing") for s in samples_of(r)]
+    stats = summarize(samples).to_dict()
+    medians = [t["stats"]["median"] for t in timings]
+    spread = max(medians) / min(medians) - 1 if min(medians) > 0 else float("inf")
+    unsteady = spread > UNSTEADY_ROUND_SPREAD
+    stats["noisy"] = bool(stats["noisy"] or unsteady)
+    merged["timing"] = {
+        "stats": stats,
+        "round_medians": medians,
+        "round_spread": spread,
+        "unsteady": unsteady,
+        "overhead_fraction": max((t.get("overhead_fraction") or 0.0) for t in timings),
+        "steady_s": sum(t.get("steady_s") or 0.0 for t in timings),
+        "rounds": timings,
+    }
+    return merged

@@ -103,6 +103,30 @@ class RunWriter:
         self._cases.close()
 
 
+class RoundLog:
+    """``rounds.jsonl``: every round's record of a run measured in rounds, appended and
+    flushed as each finishes, read back on --resume."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        _truncate_damaged_tail(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+
+    def read(self) -> list[dict[str, Any]]:
+        records, _ = read_cases(self.path)
+        return [r for r in records if isinstance(r.get("round"), int)]
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._file.write(
+            json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable) + "\n"
+        )
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def _truncate_damaged_tail(path: Path) -> None:
     """Drop a half-written last line so the next append starts on a fresh line."""
     if not path.exists():

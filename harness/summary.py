@@ -25,8 +25,11 @@ def median_s(record: dict[str, Any]) -> float | None:
 
 
 def samples_of(record: dict[str, Any]) -> list[float]:
-    """Per-call times of a record: its raw block times over the block size."""
+    """Per-call times of a record: its raw block times over the block size (of every round,
+    for a case measured in rounds)."""
     timing = record.get("timing") or {}
+    if "rounds" in timing:
+        return [s for t in timing["rounds"] for s in samples_of({"timing": t})]
     block = timing.get("block_size") or 1
     return [t / block for t in timing.get("block_times", [])]
 
@@ -171,7 +174,10 @@ def recommendation(rows: list[Row]) -> str:
     ]
     if opts:
         text += "; vs the seed's options: " + ", ".join(opts)
-    if best.noisy:
+    timing = best.record.get("timing") or {}
+    if timing.get("unsteady"):
+        text += f" (noisy: the medians of its {len(timing['round_medians'])} rounds differ by {timing['round_spread']:.0%})"
+    elif best.noisy:
         text += " (noisy: IQR over 10% of the median)"
     return text + "."
 

@@ -382,3 +382,77 @@ def test_recommend_answers_per_device_from_the_fullest_run(tmp_path):
         ],
     )
     assert none.exit_code == 2 and "no stored train timings on cpu" in none.output
+
+
+def _round(k, median, block=1, n=6, status="pass"):
+    times = [median * block] * n
+    return {
+        "case": "numpy/x/p/forward/cpu",
+        "round": k,
+        "status": status,
+        "wall_s": 1.0,
+        "setup_s": 0.1 * (k + 1),
+        "timing": {
+            "block_size": block,
+            "block_times": times,
+            "stats": {"median": median},
+            "overhead_fraction": 0.001,
+            "steady_s": 0.5,
+        }
+        if status == "pass"
+        else None,
+    }
+
+
+def test_merge_rounds_pools_samples_and_flags_unsteady_rounds():
+    from sharedconv.harness.runner import merge_rounds
+    from sharedconv.harness.summary import samples_of
+
+    steady = merge_rounds([_round(1, 1.02e-3, block=4), _round(0, 1.0e-3), _round(2, 1.01e-3)])
+    t = steady["timing"]
+    assert steady["rounds"] == 3 and steady["setup_s"] == 0.1  # round 0's setup
+    assert len(samples_of(steady)) == 18 and t["stats"]["n"] == 18
+    assert t["round_medians"] == [1.0e-3, 1.02e-3, 1.01e-3]
+    assert abs(t["round_spread"] - 0.02) < 1e-9 and not t["unsteady"]
+    assert t["stats"]["median"] == pytest.approx(1.01e-3)
+    shaky = merge_rounds([_round(0, 1.0e-3), _round(1, 1.3e-3)])
+    assert shaky["timing"]["unsteady"] and shaky["timing"]["stats"]["noisy"]
+    # a later round that crashed is the case's outcome; one the time budget skipped is not
+    crashed = merge_rounds(
+        [_round(0, 1e-3), {**_round(1, 0, status="crashed"), "reason": "SIGSEGV"}]
+    )
+    assert crashed["status"] == "crashed" and crashed["failed_round"] == 1
+    late = merge_rounds([_round(0, 1e-3), {**_round(1, 0, status="skipped"), "reason": "budget"}])
+    assert late["status"] == "pass" and late["rounds"] == 1
+
+
+def test_run_in_rounds_and_resume_from_a_partial_round_log(tmp_path):
+    args = [
+        "run", "--backends", "numpy", "--strategies", "oracle32,oracle64", "--shape", "B=1,C=2,H=12,N=2,K=3",
+        "--mode", "forward", "--results", str(tmp_path), "--run-id", "r", "--rounds", "3", *FAST,
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    run = read_run(tmp_path / "r")
+    assert run.meta["rounds"] == 3 and len(run.cases) == 2
+    for case in run.cases:
+        assert case["rounds"] == 3 and len(case["timing"]["round_medians"]) == 3
+    log = (tmp_path / "r" / "rounds.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["round"] for line in log) == [0, 0, 1, 1, 2, 2]
+
+    # as a kill during round 2 leaves it: rounds 0 and 1 logged, no merged record yet
+    kept = [line for line in log if json.loads(line)["round"] < 2]
+    (tmp_path / "r" / "rounds.jsonl").write_text("\n".join(kept) + '\n{"case": "half')
+    (tmp_path / "r" / "cases.jsonl").write_text("")
+    resumed = CliRunner().invoke(cli, ["run", "--resume", "r", "--results", str(tmp_path)])
+    assert resumed.exit_code == 0, resumed.output
+    again = read_run(tmp_path / "r")
+    assert len(again.cases) == 2
+    before = {
+        json.loads(line)["case"]: json.loads(line)
+        for line in kept
+        if json.loads(line)["round"] == 0
+    }
+    for case in again.cases:
+        assert case["rounds"] == 3
+        assert case["timing"]["rounds"][0] == before[case["case"]]["timing"]  # round 0 not rerun
