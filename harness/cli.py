@@ -408,9 +408,9 @@ def _results_root(results: str | None) -> Path:
     default=1,
     show_default=True,
     help="Measure every case this many times, each in a fresh worker, round after round over "
-    "the whole run. Timings pool every round; a case whose round medians differ by more than 10% "
-    "is flagged noisy. On a shared machine one worker process can run 10-30% slower than the "
-    "next, which a single round cannot show.",
+    "the whole run. The case's median is the median of the rounds' medians (one vote per worker "
+    "process); a case whose round medians differ by more than 10% is flagged noisy. On a shared "
+    "machine one worker process can run much slower than the next, which a single round cannot show.",
 )
 @click.option(
     "--top",

@@ -415,6 +415,11 @@ def test_merge_rounds_pools_samples_and_flags_unsteady_rounds():
     assert t["round_medians"] == [1.0e-3, 1.02e-3, 1.01e-3]
     assert abs(t["round_spread"] - 0.02) < 1e-9 and not t["unsteady"]
     assert t["stats"]["median"] == pytest.approx(1.01e-3)
+    assert (t["stats"]["ci_low"], t["stats"]["ci_high"]) == (1.0e-3, 1.02e-3)
+    # one vote per round: a noisy round with many samples does not outvote two steady ones
+    voted = merge_rounds([_round(0, 5e-3, n=200), _round(1, 3e-3, n=5), _round(2, 3.1e-3, n=5)])
+    assert voted["timing"]["stats"]["median"] == pytest.approx(3.1e-3)
+    assert voted["timing"]["stats"]["n"] == 210
     shaky = merge_rounds([_round(0, 1.0e-3), _round(1, 1.3e-3)])
     assert shaky["timing"]["unsteady"] and shaky["timing"]["stats"]["noisy"]
     # a later round that crashed is the case's outcome; one the time budget skipped is not
