@@ -125,7 +125,7 @@ def overheads(root: Path) -> list[dict]:
             if timing:
                 out.append(
                     {
-                        "backend": backend,
+                        "backend": f"{backend}/{strategy}",
                         "overhead_us": timing["overhead_s"] * 1e6,
                         "block_size": timing["block_size"],
                         "fraction": timing["overhead_fraction"],
@@ -343,7 +343,7 @@ def main() -> None:
         "",
         "## Timer and synchronize overhead per block",
         "",
-        "| backend | overhead per block | calls per block | overhead fraction of a block |",
+        "| backend/strategy | overhead per block | calls per block | overhead fraction of a block |",
         "|---|---|---|---|",
         *[
             f"| {o['backend']} | {o['overhead_us']:.1f} µs | {o['block_size']} | {100 * o['fraction']:.2f}% |"
