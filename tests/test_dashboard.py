@@ -153,6 +153,30 @@ def test_machine_page_says_which_allocator_measured(env_results):
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
     assert "**Allocator**: glibc with its mmap/trim thresholds fixed at 32/64 MiB" in text
+    assert "**Rounds**: 1: every case was measured in one worker" in text
+
+
+def test_pages_read_a_run_made_in_rounds(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run", "--backends", "numpy", "--shape", "B=1,C=1,2,H=12,N=2,K=3", "--mode", "forward",
+            "--results", str(tmp_path), "--run-id", "rounds", "--rounds", "2", "--budget", "0.05",
+            "--precision", "0.5",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("SHAREDCONV_RESULTS", str(tmp_path))
+    at = AppTest.from_file(str(PAGES / "machine.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any(m.value.startswith("**Rounds**: 2: every case") for m in at.markdown)
+    for page in ("recommend.py", "tradeoffs.py", "agreement.py", "scaling.py"):
+        at = AppTest.from_file(str(PAGES / page), default_timeout=60)
+        at.run()
+        assert not at.exception, page
 
 
 def test_compare_page_shows_two_runs(env_results):

@@ -55,6 +55,17 @@ if require_results(data):
                     "thresholds at 32/64 MiB before every timing, as `--malloc fixed` does.",
                 )
             )
+            rounds = meta.get("rounds", 1)
+            st.markdown(
+                f"**Rounds**: {rounds}: every case was measured in {rounds} fresh workers, round after "
+                "round over the run; a case's median is the median of its rounds' medians, and cases "
+                "whose rounds differ by more than 10% are marked noisy."
+                if rounds > 1
+                else "**Rounds**: 1: every case was measured in one worker (`--rounds N` measures "
+                "each case in N workers spread over the run, and shows how much they differ)."
+            )
+            if meta.get("precision"):
+                st.markdown(f"**Precision**: {meta['precision']}")
             workers = meta.get("workers", {})
             if workers:
                 rows = [
