@@ -461,3 +461,11 @@ def test_run_in_rounds_and_resume_from_a_partial_round_log(tmp_path):
     for case in again.cases:
         assert case["rounds"] == 3
         assert case["timing"]["rounds"][0] == before[case["case"]]["timing"]  # round 0 not rerun
+
+    # a kill after a case's last round but before its merged record: resume merges, reruns nothing
+    full = (tmp_path / "r" / "rounds.jsonl").read_text()
+    (tmp_path / "r" / "cases.jsonl").write_text("")
+    merged = CliRunner().invoke(cli, ["run", "--resume", "r", "--results", str(tmp_path)])
+    assert merged.exit_code == 0, merged.output
+    assert (tmp_path / "r" / "rounds.jsonl").read_text() == full
+    assert [c["rounds"] for c in read_run(tmp_path / "r").cases] == [3, 3]
