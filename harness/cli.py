@@ -662,7 +662,7 @@ def recommend_cmd(
             r["mode"] == mode
             and bool(r.get("timing"))
             and r.get("device", "cpu") == device
-            and (tf32 or not str(r.get("precision", "")).startswith("TF32 on"))
+            and (tf32 or (r.get("verify") or {}).get("precision") != "tf32")
         )
 
     candidates = [(run, r) for run in runs for r in run.cases if usable(r)]

@@ -54,9 +54,8 @@ class Plan:
     deadline: float | None = None  # time.monotonic() after which cases are skipped, not run
     verbose: bool = False
     malloc: str = "fixed"  # the workers' C allocator: "fixed" or "system" (memory.malloc_env)
-    rounds: int = (
-        1  # times every case is measured, each time in a fresh worker (runner.merge_rounds)
-    )
+    # times every case is measured, each time in a fresh worker (runner.merge_rounds)
+    rounds: int = 1
 
 
 # Above this many output elements the oracle checks a seeded sample of whole images.

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .execute import Plan, execute, plan_cases
+from .execute import OracleStore, Plan, execute, plan_cases
 from .machine import machine_info, project_commit
 from .roofline import measure as measure_roofline
-from .store import RunWriter, new_run_id
+from .store import RoundLog, RunWriter, new_run_id
 
 DEFAULT_RESULTS = Path("results")
 
@@ -124,9 +124,6 @@ def _run_rounds(
     goes to ``rounds.jsonl`` as it finishes (a kill loses at most the case in flight); the
     merged record goes to ``cases.jsonl`` after the case's last round, or at once when a round
     ends without a timing (skipped, mismatch, crash: there is nothing to repeat)."""
-    from .execute import OracleStore
-    from .store import RoundLog
-
     log = RoundLog(writer.folder / "rounds.jsonl")
     partial: dict[str, list[dict[str, Any]]] = {}
     for r in log.read():
