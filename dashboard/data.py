@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 from sharedconv.harness.store import Run, find_runs
-from sharedconv.harness.summary import peak_bytes, roofline_fraction
+from sharedconv.harness.summary import malloc_of, peak_bytes, roofline_fraction
 
 REPO_RESULTS = Path(__file__).resolve().parent.parent / "results"
 PARAMS = ["B", "C", "H", "W", "N", "KH", "KW"]
@@ -63,6 +63,9 @@ def flatten(run: Run) -> list[dict[str, Any]]:
     rows = []
     roof = run.meta.get("roofline")
     machine = run.meta.get("machine", {})
+    # a run measured under several allocators names each in its labels, so no page ranks
+    # one strategy's jemalloc time against another's glibc time without saying so
+    several = len({malloc_of(r) for r in run.cases}) > 1
     for r in run.cases:
         params = r.get("params", {})
         stats = ((r.get("timing") or {}).get("stats")) or {}
@@ -71,13 +74,15 @@ def flatten(run: Run) -> list[dict[str, Any]]:
             max(e["rel_fro"], e["max_norm"]) / e["bound"] for e in errors.values() if e.get("bound")
         ]
         median = stats.get("median")
+        faults = (r.get("timing") or {}).get("faults") or {}
         row = {
             "run_id": run.run_id,
             "machine": machine.get("gpu") or machine.get("cpu_model", "?"),
             "case": r["case"],
             "backend": r["backend"],
             "strategy": r["strategy"],
-            "label": f"{r['backend']}/{r['strategy']}",
+            "label": f"{r['backend']}/{r['strategy']}" + (f" @{malloc_of(r)}" if several else ""),
+            "malloc": malloc_of(r),
             "problem": r["problem"],
             "mode": r["mode"],
             "device": r.get("device", "cpu"),
@@ -93,6 +98,9 @@ def flatten(run: Run) -> list[dict[str, Any]]:
             "samples": stats.get("n"),
             "noisy": stats.get("noisy"),
             "peak_bytes": peak_bytes(r),
+            "faults_per_call": faults.get("minor_per_call"),
+            "kernel_share": faults.get("kernel_share"),
+            "fault_bound": bool(faults.get("flagged")),
             "flops": r.get("flops"),
             "fewest_bytes": r.get("fewest_bytes"),
             "gflops": r["flops"] / median / 1e9 if median else None,

@@ -65,10 +65,13 @@ def to_records(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
             foreign += 1
             continue
         data = stats.get("data") or []
+        # pytest-benchmark times in the pytest process, under its environment's allocator
+        malloc = extra.get("malloc", "system")
         records.append(
             {
                 "schema": 1,
-                "case": extra["sharedconv_case"],
+                "case": f"{extra['sharedconv_case']}/{malloc}",
+                "malloc": malloc,
                 "backend": extra["backend"],
                 "strategy": extra["strategy"],
                 "problem": extra["problem"],
@@ -132,6 +135,7 @@ def import_file(path: Path, root: Path, run_id: str) -> tuple[RunWriter, int, in
         "backends": sorted({r["backend"] for r in records}),
         "modes": sorted({r["mode"] for r in records}),
         "threads": records[0].get("threads"),
+        "malloc": sorted({r["malloc"] for r in records}),
         "machine": {
             "hostname": machine.get("node"),
             "cpu_model": (machine.get("cpu") or {}).get("brand_raw")

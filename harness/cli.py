@@ -23,6 +23,7 @@ from sharedconv.backends.registry import (
 )
 from sharedconv.backends.suites import SuiteError, load_suite, suite_names
 
+from . import allocators
 from .worker import default_threads
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -110,15 +111,23 @@ def threads_from(threads: int | None) -> int:
     return threads
 
 
+def mallocs_from(text: str | None) -> list[str]:
+    try:
+        return allocators.parse(text)
+    except allocators.AllocatorError as e:
+        raise click.BadParameter(str(e), param_hint="--malloc") from None
+
+
 MALLOC_OPTION = click.option(
     "--malloc",
-    type=click.Choice(["fixed", "system"]),
-    default="fixed",
-    show_default=True,
-    help="The workers' C allocator. 'fixed': glibc's mmap/trim thresholds set to 32/64 MiB, so a "
-    "case's time does not depend on what ran before it in the worker (about what jemalloc or "
-    "tcmalloc give). 'system': as your environment has it (glibc's dynamic thresholds; large "
-    "outputs may be fresh mappings, page faults included, on every call). Recorded with the run.",
+    metavar="NAME[,NAME]",
+    default=None,
+    help="The workers' C allocator, or several to measure every case under each in turn: "
+    "jemalloc (default; purging off), tcmalloc, glibc-tuned (no mmap for large blocks, one "
+    "arena), system (your environment as it is: the out-of-the-box number), fixed (the first "
+    "wave's glibc thresholds). Default: jemalloc, or glibc-tuned when libjemalloc is not "
+    "installed. Under glibc's defaults a large output is fresh memory, page faults included, on "
+    "every call; see docs/allocator.md. Recorded with the run and every case.",
 )
 
 
@@ -325,7 +334,7 @@ def verify_cmd(
     dtype: str | None,
     device: str,
     threads: int | None,
-    malloc: str,
+    malloc: str | None,
     seed: int,
     timeout: float,
     verbose: bool,
@@ -346,7 +355,7 @@ def verify_cmd(
         strategies=strategies_from(strategies, names),
         device=device_from(device),
         threads=threads_from(threads),
-        malloc=malloc,
+        mallocs=mallocs_from(malloc),
         seed=seed,
         timeout=timeout,
         verbose=verbose,
@@ -428,7 +437,7 @@ def run_cmd(
     dtype: str | None,
     device: str,
     threads: int | None,
-    malloc: str,
+    malloc: str | None,
     seed: int,
     timeout: float,
     verbose: bool,
@@ -485,7 +494,7 @@ def run_cmd(
             strategies=strategies_from(strategies, names),
             device=device_from(device),
             threads=threads_from(threads),
-            malloc=malloc,
+            mallocs=mallocs_from(malloc),
             rounds=rounds,
             seed=seed,
             timeout=timeout,
@@ -507,8 +516,9 @@ def run_cmd(
     console.print(
         f"run [bold]{writer.meta['run_id']}[/]: {total} cases"
         + (f" x {plan.rounds} rounds" if plan.rounds > 1 else "")
-        + f", {plan.threads} threads, "
-        f"writing {writer.folder}/cases.jsonl"
+        + f", {plan.threads} threads, {allocators.choice_note(plan.mallocs, malloc)}, "
+        f"writing {writer.folder}/cases.jsonl",
+        highlight=False,
     )
     failures = 0
     with Progress(
@@ -620,7 +630,7 @@ def recommend_cmd(
     budget: float,
     device: str,
     tf32: bool,
-    malloc: str,
+    malloc: str | None,
 ) -> None:
     """Which strategy to use for a problem: from stored results (nearest measured problem,
     said as such) or measured on the spot with --measure."""
@@ -647,7 +657,7 @@ def recommend_cmd(
             modes=[mode],
             device=device_from(device),
             threads=default_threads(),
-            malloc=malloc,
+            mallocs=mallocs_from(malloc),
             timing={"budget": budget, "precision": 0.02, "min_samples": 5},
         )
         writer = start_run(plan, _results_root(results), None)
@@ -798,7 +808,7 @@ def seed_cmd(
     no_predict: bool,
     budget: float,
     threads: int | None,
-    malloc: str,
+    malloc: str | None,
     results: str | None,
     write_doc: str | None,
 ) -> None:
@@ -835,13 +845,15 @@ def seed_cmd(
         modes=modes_from(mode),
         strategies=seed_strategies(with_predict=not no_predict),
         threads=threads_from(threads),
-        malloc=malloc,
+        mallocs=mallocs_from(malloc),
         timing={"budget": budget, "precision": 0.02, "min_samples": 5},
         digest=True,
     )
     console = Console(stderr=True)
     console.print(
-        f"timing the seed's three options on {', '.join(available)}: {len(problems)} problem(s), {plan.threads} threads"
+        f"timing the seed's three options on {', '.join(available)}: {len(problems)} problem(s), "
+        f"{plan.threads} threads, {allocators.choice_note(plan.mallocs, malloc)}",
+        highlight=False,
     )
     writer = start_run(plan, _results_root(results), "seed", None)
     records = run_plan(
@@ -856,6 +868,7 @@ def seed_cmd(
         t = Table(title=f"The seed question on {problem.to_text()}", title_justify="left")
         for col in (
             "backend",
+            "allocator",
             "option",
             "call path",
             "mode",
@@ -869,6 +882,7 @@ def seed_cmd(
         for r in table_rows:
             t.add_row(
                 r["backend"],
+                r["allocator"],
                 f"{r['option']}: {OPTIONS.get(r['option'], '')}",
                 r["call path"],
                 r["mode"],
@@ -888,7 +902,17 @@ def seed_cmd(
     click.echo(f"stored as run {writer.meta['run_id']} in {writer.folder}")
     if write_doc:
         Path(write_doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(write_doc).write_text(SEED_DOC_HEADER + "\n".join(docs))
+        described = "\n".join(
+            f"- `{m}`: {allocators.get(m).summary}"
+            + (
+                f" (for your own script: `{how}`)"
+                if (how := allocators.get(m).how_to_get())
+                else ""
+            )
+            for m in plan.mallocs
+        )
+        header = SEED_DOC_HEADER.format(command=writer.meta["command"], allocators=described)
+        Path(write_doc).write_text(header + "\n".join(docs))
         click.echo(f"wrote {write_doc}")
 
 
@@ -899,15 +923,25 @@ SEED_DOC_HEADER = """# The seed question, answered on this machine
 > (2) `TimeDistributed(Conv2D)` with the channels as "time", or (3) the functional API, splitting
 > the input per channel and calling one shared `Conv2D` on each piece?
 
+The question was asked in 2017 against Keras 2 on TensorFlow or Theano.
+Theano is no longer developed (its last release was in 2020), and Keras 2's multi-backend API is
+gone; Keras 3 runs the same three constructions on TensorFlow, JAX and PyTorch, and that is what
+is measured here.
+
 The original experiment loaded the same weights into options 1 and 2, asserted equal outputs and
 timed `predict` on `(10, 3, 200, 200, 1)` with 20 filters of 5x5, on CPU. This page is written by
-`sharedconv seed --shape 'B=10,C=3,H=200,W=200,N=20,K=5' --shape 'B=10,C=100,H=200,W=200,N=20,K=5'
---budget 0.5 --write-doc docs/seed-question.md`; every number below comes from that command, not
-from a hand (the run is committed as results/reference-seed). "compiled call" is the model
-called under the backend's compiled function (`tf.function`, `jax.jit`, eager torch); "predict" is
-`model.predict`, which adds Keras's batching and a host copy. Each option was checked against the
-float64 oracle; "bit-identical" compares its output with option 1's, bit for bit, as the original
+`{command}`; every number below comes from that command, not from a hand (the run is committed as
+results/reference-seed). "compiled call" is the model called under the backend's compiled
+function (`tf.function`, `jax.jit`, eager torch); "predict" is `model.predict`, which adds Keras's
+batching and a host copy. Each option was checked against the float64 oracle; "bit-identical"
+compares its output with option 1's (same backend and allocator), bit for bit, as the original
 assertion did.
+
+Every case was measured under each of these C allocators in turn (docs/allocator.md shows why
+this decides the answer: under glibc's defaults a large output is fresh memory, page faults
+included, on every call):
+
+{allocators}
 
 """
 

@@ -21,7 +21,8 @@ from sharedconv.backends import oracle
 from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
-from .memory import available_bytes, malloc_env, refuse_if_too_big
+from . import allocators
+from .memory import available_bytes, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
 RECORD_SCHEMA = 1
@@ -34,9 +35,13 @@ class CaseKey:
     problem: ConvProblem
     mode: str
     device: str
+    malloc: str = "system"
 
     def ident(self) -> str:
-        return f"{self.backend}/{self.strategy}/{self.problem.slug()}/{self.mode}/{self.device}"
+        return (
+            f"{self.backend}/{self.strategy}/{self.problem.slug()}/{self.mode}/{self.device}"
+            f"/{self.malloc}"
+        )
 
 
 @dataclass
@@ -53,7 +58,8 @@ class Plan:
     digest: bool = False  # record a digest of each output y (bit-identity checks)
     deadline: float | None = None  # time.monotonic() after which cases are skipped, not run
     verbose: bool = False
-    malloc: str = "fixed"  # the workers' C allocator: "fixed" or "system" (memory.malloc_env)
+    # the workers' C allocators (harness.allocators); several: every case under each, in turn
+    mallocs: list[str] = field(default_factory=lambda: [allocators.default()])
     # times every case is measured, each time in a fresh worker (runner.merge_rounds)
     rounds: int = 1
 
@@ -158,6 +164,7 @@ def base_record(key: CaseKey, threads: int) -> dict[str, Any]:
         "params": p.to_dict(),
         "mode": key.mode,
         "device": key.device,
+        "malloc": key.malloc,
         "dtype": p.dtype,
         "threads": threads,
         "flops": p.flops_for(key.mode),
@@ -182,8 +189,8 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
             names = [n for n in names if n in plan.strategies] if backend is not None else ["*"]
         for problem in plan.problems:
             for mode in plan.modes:
-                for sname in names:
-                    key = CaseKey(name, sname, problem, mode, plan.device)
+                for sname, malloc in ((s, m) for s in names for m in plan.mallocs):
+                    key = CaseKey(name, sname, problem, mode, plan.device, malloc)
                     if backend is None or missing:
                         hint = backend.install_hint if backend is not None else spec.install_hint
                         reason = missing or "unavailable"
@@ -201,7 +208,9 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
                     }
                     why = backend.supports(problem, strategy, plan.device, mode)
                     if not why and plan.device == "cpu":
-                        why = refuse_if_too_big(problem, strategy, mode, have=memory_at_start)
+                        # one worker per allocator is alive for the backend
+                        have = memory_at_start // len(plan.mallocs)
+                        why = refuse_if_too_big(problem, strategy, mode, have=have)
                     yield key, ({"status": "skipped", "reason": why} if why else None), meta
 
 
@@ -219,8 +228,9 @@ def execute(
     """
     done = set(skip)
     store = oracle_store or OracleStore()
-    workers: dict[str, WorkerProcess] = {}
-    seen_hello: set[str] = set()
+    # one worker per (backend, allocator): several allocators alternate case by case
+    workers: dict[tuple[str, str], WorkerProcess] = {}
+    seen_hello: set[tuple[str, str]] = set()
     try:
         # plan_cases is backend-major: one framework is alive at a time.
         for key, decided, meta in plan_cases(plan):
@@ -235,25 +245,25 @@ def execute(
             if decided is not None:
                 on_record({**record, **decided})
                 continue
-            worker = workers.get(key.backend)
+            worker = workers.get((key.backend, key.malloc))
             if worker is None:
-                # close the previous backend's worker: one framework in memory at a time
-                for other in list(workers):
+                # close the previous backend's workers: one framework in memory at a time
+                for other in [w for w in workers if w[0] != key.backend]:
                     workers.pop(other).close()
-                worker = workers[key.backend] = WorkerProcess(
+                worker = workers[(key.backend, key.malloc)] = WorkerProcess(
                     key.backend,
                     plan.threads,
                     plan.device,
                     verbose=plan.verbose,
-                    extra_env=malloc_env(plan.malloc),
+                    malloc=key.malloc,
                 )
             t0 = time.perf_counter()
             try:
                 hello = worker.ensure()
-                if key.backend not in seen_hello:
-                    seen_hello.add(key.backend)
+                if (key.backend, key.malloc) not in seen_hello:
+                    seen_hello.add((key.backend, key.malloc))
                     if on_worker is not None:
-                        on_worker(key.backend, hello)
+                        on_worker(key.backend, {**hello, "malloc": key.malloc})
                 if hello.get("available"):
                     on_record({**record, "status": "unavailable", "reason": hello["available"]})
                     continue

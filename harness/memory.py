@@ -6,7 +6,6 @@ OOM killer, with the reason, instead of losing the worker (and the minutes) to i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sharedconv.backends.contract import Strategy
@@ -41,79 +40,6 @@ def reset_peak_rss() -> bool:
 
 def peak_rss_since_reset() -> int | None:
     return _status_kib("VmHWM")
-
-
-MALLOC_MODES = ("fixed", "system")
-
-# glibc's ceiling for its own dynamic mmap threshold (64-bit), and twice that for trimming.
-FIXED_MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
-    "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20),
-}
-
-
-def malloc_env(mode: str) -> dict[str, str]:
-    """Environment for a worker's C allocator.
-
-    glibc's malloc moves its mmap threshold with the history of the process: a block over
-    the threshold (128 KiB at the start) is a fresh mapping on every call, page faults
-    included, until a large enough block has been freed once, and from then on it comes from
-    the heap. For a framework that allocates its outputs with ``malloc`` (PyTorch and XLA on
-    CPU do) that decides between two very different times for the same call (7x for one torch
-    case in docs/harness-benchmark.md), and what ran earlier in the worker decides which.
-
-    ``fixed`` (the default) sets the thresholds to 32 MiB / 64 MiB, glibc's own ceiling and
-    where a warmed process ends up, so a case's time does not depend on the cases before it;
-    it is about what jemalloc, tcmalloc or a hand-set ``MALLOC_MMAP_THRESHOLD_`` give.
-    ``system`` leaves the allocator as the environment has it (dynamic thresholds, preloads):
-    closer to a cold script of yours, but order-dependent.
-    """
-    if mode not in MALLOC_MODES:
-        raise ValueError(f"malloc mode must be one of {', '.join(MALLOC_MODES)}, got {mode!r}")
-    return dict(FIXED_MALLOC_ENV) if mode == "fixed" else {}
-
-
-def allocator_facts() -> dict[str, str]:
-    """What decides this process's allocator: glibc's knobs in the environment, preloads."""
-    keys = ("LD_PRELOAD", "GLIBC_TUNABLES")
-    return {
-        k: v for k, v in sorted(os.environ.items()) if v and (k in keys or k.startswith("MALLOC_"))
-    }
-
-
-class _Glibc:
-    """glibc's malloc, for an honest RSS measurement of one call.
-
-    A warmed process serves a freed block again from its heap, so a call's outputs and
-    temporaries may not raise the RSS. Before the measured call, ``malloc_trim(0)`` hands
-    every free page back to the kernel, so whatever the call allocates is touched afresh and
-    the high-water mark sees it. ``mallopt`` is deliberately not used: setting a threshold
-    switches glibc's dynamic threshold off for the rest of the process, which would change
-    the timings of this and every later case in the worker.
-    """
-
-    def __init__(self) -> None:
-        import ctypes
-        import ctypes.util
-
-        self.libc = None
-        name = ctypes.util.find_library("c")
-        if name:
-            try:
-                libc = ctypes.CDLL(name)
-                libc.malloc_trim  # noqa: B018 - glibc only
-                self.libc = libc
-            except (OSError, AttributeError):
-                self.libc = None
-
-    def trim(self) -> bool:
-        if self.libc is None:
-            return False
-        self.libc.malloc_trim(0)
-        return True
-
-
-GLIBC = _Glibc()
 
 
 def available_bytes() -> int:

@@ -133,8 +133,10 @@ def ranking_tables(
     records: list[dict[str, Any]], roofline: dict[str, Any] | None, limit: int | None = None
 ) -> list[Table]:
     """One table per problem and mode: strategies ranked by median time, and the verdict."""
+    from . import allocators
     from .summary import (
         SEED_OPTIONS,
+        faults_text,
         format_bytes,
         format_seconds,
         group_by_problem,
@@ -144,12 +146,18 @@ def ranking_tables(
     )
 
     tables = []
-    for (problem, mode, device), group in group_by_problem(records).items():
+    for (problem, mode, device, malloc), group in group_by_problem(records).items():
         rows = rank(group, roofline)
+        known = allocators.ALLOCATORS.get(malloc)
+        how = (
+            f"; for your own script: {known.how_to_get()}"
+            if known and known.settings()
+            else " (the environment as it was)"
+        )
         t = Table(
-            title=f"{problem}  [{mode}, {device}]",
+            title=f"{problem}  [{mode}, {device}, allocator {malloc}]",
             title_justify="left",
-            caption=recommendation(rows),
+            caption=f"{recommendation(rows)}\nMeasured under the {malloc} allocator{how}.",
             caption_justify="left",
         )
         for col, justify in (
@@ -161,6 +169,7 @@ def ranking_tables(
             ("x opt 2", "right"),
             ("x opt 3", "right"),
             ("peak mem", "right"),
+            ("faults/call", "right"),
             ("GFLOP/s", "right"),
             ("% roofline", "right"),
         ):
@@ -175,6 +184,9 @@ def ranking_tables(
                 f"±{100 * row.iqr / row.median / 2:.0f}%",
                 *(f"{row.vs_option[k]:.2f}" if k in row.vs_option else "" for k in SEED_OPTIONS),
                 format_bytes(row.peak_bytes),
+                ("[yellow]" if (row.faults or {}).get("flagged") else "")
+                + faults_text(row.faults)
+                + ("[/]" if (row.faults or {}).get("flagged") else ""),
                 f"{row.gflops:.1f}",
                 f"{100 * row.roofline_fraction:.0f}%" if row.roofline_fraction is not None else "",
             )

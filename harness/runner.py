@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import allocators
 from .execute import OracleStore, Plan, execute, plan_cases
 from .machine import machine_info, project_commit
 from .roofline import measure as measure_roofline
@@ -37,7 +38,8 @@ def start_run(
         "modes": plan.modes,
         "device": plan.device,
         "threads": plan.threads,
-        "malloc": plan.malloc,
+        "malloc": plan.mallocs,
+        "allocators": {m: allocators.describe(m) for m in plan.mallocs},
         "rounds": plan.rounds,
         "seed": plan.seed,
         "timing": plan.timing,
@@ -53,6 +55,13 @@ def start_run(
     return writer
 
 
+def stored_mallocs(meta: dict[str, Any]) -> list[str]:
+    """A run's allocators: a list since they became a case dimension, one name before that,
+    absent in runs from before ``--malloc`` (their memory probe fixed glibc's thresholds)."""
+    value = meta.get("malloc", "fixed")
+    return list(value) if isinstance(value, list) else [value]
+
+
 def plan_from_meta(meta: dict[str, Any]) -> Plan:
     from sharedconv.backends.problem import parse_problem
 
@@ -63,7 +72,7 @@ def plan_from_meta(meta: dict[str, Any]) -> Plan:
         strategies=meta.get("strategies"),
         device=meta.get("device", "cpu"),
         threads=meta["threads"],
-        malloc=meta.get("malloc", "fixed"),
+        mallocs=stored_mallocs(meta),
         rounds=meta.get("rounds", 1),
         seed=meta.get("seed", 0),
         timeout=meta.get("timeout_s", 120.0),
@@ -88,11 +97,13 @@ def run_plan(
             on_record(r)
 
     def hello(backend: str, info: dict[str, Any]) -> None:
-        writer.meta["workers"][backend] = {
-            "versions": info.get("versions", {}),
-            "facts": info.get("facts", {}),
-            "available": info.get("available"),
-        }
+        entry = writer.meta["workers"].setdefault(backend, {})
+        facts = info.get("facts", {})
+        entry.update(
+            versions=info.get("versions", {}), facts=facts, available=info.get("available")
+        )
+        # what each allocator's worker really ran with (allocators.probe)
+        entry.setdefault("allocators", {})[info.get("malloc", "?")] = facts.get("allocator")
         writer.save_meta()
 
     try:
@@ -199,6 +210,12 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "round_spread": spread,
         "unsteady": unsteady,
         "overhead_fraction": max((t.get("overhead_fraction") or 0.0) for t in timings),
+        # the worst round's faults: a fault-bound round is what the flag is for
+        "faults": max(
+            (t["faults"] for t in timings if t.get("faults")),
+            key=lambda f: f["minor_per_call"],
+            default=None,
+        ),
         "steady_s": sum(t.get("steady_s") or 0.0 for t in timings),
         "rounds": timings,
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .summary import format_bytes, format_seconds, median_s, peak_bytes
+from .summary import format_bytes, format_seconds, malloc_of, median_s, peak_bytes
 
 OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
 STRATEGIES = ("conv3d", "time_distributed", "functional_split")
@@ -27,12 +27,13 @@ def seed_strategies(with_predict: bool = True) -> list[str]:
 
 
 def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per backend, option and call path, with agreement and bit-identity."""
+    """One row per backend, allocator, option and call path, with agreement and
+    bit-identity (option 1 under the same backend and allocator)."""
     out = []
-    by_backend: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_backend: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        by_backend[r["backend"]].append(r)
-    for backend, group in by_backend.items():
+        by_backend[(r["backend"], malloc_of(r))].append(r)
+    for (backend, malloc), group in by_backend.items():
         digests = {
             (r["strategy"].endswith("_predict"), r.get("seed_option")): r.get("output_digest")
             for r in group
@@ -52,6 +53,7 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "backend": backend,
+                    "allocator": malloc,
                     "option": r.get("seed_option"),
                     "strategy": r["strategy"],
                     "call path": "predict" if predict else "compiled call",
@@ -73,11 +75,11 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def verdicts(table: list[dict[str, Any]], device: str = "CPU") -> list[str]:
     """One sentence per backend and call path: the fastest option, its margin and memory."""
     sentences = []
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in table:
         if row["median_s"] and row["option"]:
-            groups[(row["backend"], row["call path"], row["mode"])].append(row)
-    for (backend, path, mode), group in groups.items():
+            groups[(row["backend"], row["allocator"], row["call path"], row["mode"])].append(row)
+    for (backend, malloc, path, mode), group in groups.items():
         group.sort(key=lambda r: r["median_s"])
         best = group[0]
         others = []
@@ -87,7 +89,7 @@ def verdicts(table: list[dict[str, Any]], device: str = "CPU") -> list[str]:
             if best["peak_bytes"] and other["peak_bytes"]:
                 mem = f", {best['peak_bytes'] / other['peak_bytes']:.2g}x the memory"
             others.append(f"{speed:.2f}x faster than option {other['option']}{mem}")
-        where = f"on this {device} with {backend} ({path}, {mode})"
+        where = f"on this {device} with {backend} ({path}, {mode}, {malloc} allocator)"
         if others:
             sentences.append(
                 f"{where}, option {best['option']} ({OPTIONS[best['option']]}) is fastest at "
@@ -109,8 +111,8 @@ def markdown(
         "",
         f"Machine: {machine.get('cpu_model', '?')}, {meta.get('threads')} threads; run `{meta.get('run_id')}`.",
         "",
-        "| backend | option | call path | mode | agrees with oracle (error) | bit-identical to option 1 | median | IQR | peak memory |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| backend | allocator | option | call path | mode | agrees with oracle (error) | bit-identical to option 1 | median | IQR | peak memory |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         agree = (
@@ -120,7 +122,7 @@ def markdown(
         )
         ident = {True: "yes", False: "no", None: ""}[r["bit-identical to option 1"]]
         lines.append(
-            f"| {r['backend']} | {r['option']}: {OPTIONS.get(r['option'], '')} | {r['call path']} | {r['mode']} | {agree} | {ident} | "
+            f"| {r['backend']} | {r['allocator']} | {r['option']}: {OPTIONS.get(r['option'], '')} | {r['call path']} | {r['mode']} | {agree} | {ident} | "
             f"{format_seconds(r['median_s'])} | {format_seconds(r['iqr_s'])} | {format_bytes(r['peak_bytes']) if r['median_s'] else ''} |"
         )
     lines += ["", *[f"- {s[0].upper()}{s[1:]}" for s in sentences], ""]

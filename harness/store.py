@@ -43,6 +43,15 @@ def new_run_id(label: str = "") -> str:
     return "-".join(p.replace("/", "_").replace(" ", "_") for p in parts)
 
 
+def record_ident(record: dict[str, Any], run_malloc: str | list[str] | None) -> str:
+    """A stored record's case ident with its allocator: records from before the allocator
+    was a case dimension carry neither, and were measured under their run's one ``malloc``."""
+    if "malloc" in record:
+        return record["case"]
+    malloc = run_malloc[0] if isinstance(run_malloc, list) and run_malloc else run_malloc
+    return f"{record['case']}/{malloc or 'fixed'}"
+
+
 class RunWriter:
     """Writes one run; create it with :meth:`create` or reopen it with :meth:`resume`."""
 
@@ -77,7 +86,8 @@ class RunWriter:
             raise StoreError(f"no run {run_id!r} in {root}; `sharedconv runs` lists the runs there")
         meta = json.loads((folder / "run.json").read_text())
         records, _ = read_cases(folder / "cases.jsonl")
-        done = {r["case"] for r in records if r.get("status") in FINAL_STATUSES}
+        malloc = meta.get("malloc")
+        done = {record_ident(r, malloc) for r in records if r.get("status") in FINAL_STATUSES}
         _truncate_damaged_tail(folder / "cases.jsonl")
         meta["status"] = "running"
         meta.setdefault("resumed", []).append(_now())
@@ -212,6 +222,11 @@ def read_run(folder: Path) -> Run:
             f"{meta_path} has schema {meta.get('schema')}; this sharedconv reads {RUN_SCHEMA}"
         )
     cases, warnings = read_cases(folder / "cases.jsonl")
+    for r in cases:
+        if "malloc" not in r:  # from before the allocator was a case dimension
+            r["case"] = record_ident(r, meta.get("malloc"))
+            m = meta.get("malloc")
+            r["malloc"] = (m[0] if isinstance(m, list) and m else m) or "fixed"
     return Run(meta["run_id"], folder, meta, cases, warnings)
 
 

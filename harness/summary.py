@@ -82,6 +82,7 @@ class Row:
     gbps: float
     roofline_fraction: float | None
     vs_option: dict[int, float]  # seed option -> (that option's best time / this time)
+    faults: dict[str, Any] | None = None  # timing.fault_counts of the timed blocks
 
     @property
     def label(self) -> str:
@@ -121,6 +122,7 @@ def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) 
                 gbps=r["fewest_bytes"] / med / 1e9,
                 roofline_fraction=roofline_fraction(r, roofline),
                 vs_option={k: v / med for k, v in best_option.items()},
+                faults=r["timing"].get("faults"),
             )
         )
     rows.sort(key=lambda row: row.median)
@@ -129,11 +131,40 @@ def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) 
 
 def group_by_problem(
     records: Iterable[dict[str, Any]],
-) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+    """Records by (problem, mode, device, allocator): one ranking never mixes allocators."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        groups[(r["problem"], r["mode"], r.get("device", "cpu"))].append(r)
+        groups[(r["problem"], r["mode"], r.get("device", "cpu"), malloc_of(r))].append(r)
     return dict(groups)
+
+
+def malloc_of(record: dict[str, Any]) -> str:
+    """The allocator a record was measured under (``fixed`` before it was recorded)."""
+    return record.get("malloc") or "fixed"
+
+
+def faults_text(faults: dict[str, Any] | None) -> str:
+    """Page faults per call, e.g. ``48,052`` or ``48,052 (77% kernel)`` when flagged."""
+    if not faults:
+        return ""
+    text = f"{faults['minor_per_call']:,.0f}"
+    share = faults.get("kernel_share")
+    if faults.get("flagged") and share is not None:
+        text += f" ({share:.0%} kernel)"
+    return text
+
+
+def fault_warning(faults: dict[str, Any] | None) -> str | None:
+    """The flag's sentence for a call that faults more than a small threshold per call."""
+    if not faults or not faults.get("flagged"):
+        return None
+    share = faults.get("kernel_share")
+    part = f"{share:.0%} of its CPU time is in the kernel, " if share is not None else ""
+    return (
+        f"{part}{faults['minor_per_call']:,.0f} page faults per call: the allocator, not the "
+        "strategy, decides much of this time (see --malloc and docs/allocator.md)"
+    )
 
 
 def format_seconds(s: float | None) -> str:
@@ -174,6 +205,9 @@ def recommendation(rows: list[Row]) -> str:
     ]
     if opts:
         text += "; vs the seed's options: " + ", ".join(opts)
+    warning = fault_warning(best.faults)
+    if warning:
+        text += f" ({warning})"
     timing = best.record.get("timing") or {}
     if timing.get("unsteady"):
         text += f" (noisy: the medians of its {len(timing['round_medians'])} rounds differ by {timing['round_spread']:.0%})"

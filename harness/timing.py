@@ -11,7 +11,8 @@ Protocol (setup and the first call are timed by the caller, before this runs):
 5. steady state: blocks of calls with one synchronization per block (every call's outputs
    released inside the block), until the median's 95%
    confidence interval is within ±``precision`` of it (at least ``min_samples`` blocks) or
-   the ``budget`` is spent. Raw per-call block times are returned.
+   the ``budget`` is spent. Raw per-call block times are returned, with the page faults per
+   call and the kernel's share of the CPU time over the same blocks (:func:`fault_counts`).
 
 The clock is a parameter so the rules can be tested with a fake one.
 """
@@ -19,11 +20,13 @@ The clock is a parameter so the rules can be tested with a fake one.
 from __future__ import annotations
 
 import gc
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .memory import GLIBC, peak_rss_since_reset, reset_peak_rss, rss_bytes
+from .allocators import Trimmer
+from .memory import peak_rss_since_reset, reset_peak_rss, rss_bytes
 from .stats import block_size_for, precise_enough, summarize
 
 DEFAULTS = {
@@ -35,6 +38,39 @@ DEFAULTS = {
     "warmup_calls": 2,
     "max_overhead": 0.01,
 }
+
+
+# A call that faults in more fresh pages than this (1 MiB) per call is flagged: its time is
+# partly the kernel zeroing pages, which the allocator decides (docs/allocator.md).
+FAULTS_FLAG_PER_CALL = 256
+
+
+def usage() -> tuple[int, int, float, float]:
+    """This process's (minor faults, major faults, user s, system s), every thread counted."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_minflt, r.ru_majflt, r.ru_utime, r.ru_stime
+
+
+def fault_counts(
+    before: tuple[int, int, float, float], after: tuple[int, int, float, float], calls: int
+) -> dict[str, Any]:
+    """Page faults per call and the kernel's share of the CPU time between two ``usage()``.
+
+    The kernel share is the part of the call's CPU time spent in the kernel; for these calls
+    that is almost all page faults (zeroing fresh pages), so it says how much of the time the
+    allocator, not the convolution, decides.
+    """
+    minor, major = after[0] - before[0], after[1] - before[1]
+    user, system = after[2] - before[2], after[3] - before[3]
+    cpu = user + system
+    per_call = minor / calls if calls else 0.0
+    return {
+        "calls": calls,
+        "minor_per_call": per_call,
+        "major_per_call": major / calls if calls else 0.0,
+        "kernel_share": system / cpu if cpu > 0 else None,
+        "flagged": per_call >= FAULTS_FLAG_PER_CALL,
+    }
 
 
 def sync_overhead(sync: Callable[[], None], clock: Callable[[], float], repeats: int = 25) -> float:
@@ -54,6 +90,7 @@ def steady_state(
     options: dict[str, Any],
     clock: Callable[[], float] = time.perf_counter,
     first_call_seconds: float | None = None,
+    counters: Callable[[], tuple[int, int, float, float]] = usage,
 ) -> dict[str, Any]:
     """Warm-up, overhead, block size and the sampling loop; returns the timing record."""
     opt = {**DEFAULTS, **(options or {})}
@@ -93,6 +130,7 @@ def steady_state(
     blocks: list[float] = []
     t_loop = clock()
     stopped = "budget"
+    counted_from = counters()
     while True:
         t0 = clock()
         for _ in range(block - 1):
@@ -115,6 +153,7 @@ def steady_state(
             if len(samples) >= int(opt["max_samples"]):
                 stopped = "max_samples"
                 break
+    faults = fault_counts(counted_from, counters(), block * len(blocks))
     stats = summarize(samples)
     return {
         "warmup_s": warmup_seconds,
@@ -126,18 +165,19 @@ def steady_state(
         "stats": stats.to_dict(),
         "stopped_by": stopped,
         "steady_s": clock() - t_loop,
+        "faults": faults,
     }
 
 
 def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict[str, Any]:
     """Peak resident memory of one call above the resident set just before it.
 
-    Runs after the first call (compilation done, outputs released), with glibc's free memory
-    handed back first (see :class:`~sharedconv.harness.memory._Glibc`), so outputs and
-    temporaries show up in the high-water mark even when the allocator is warm.
+    Runs after the first call (compilation done, outputs released), with the allocator's free
+    memory handed back first (see :class:`~sharedconv.harness.allocators.Trimmer`), so outputs
+    and temporaries show up in the high-water mark even when the allocator is warm.
     """
     gc.collect()
-    trimmed = GLIBC.trim()
+    trimmed = _trimmer().trim()
     baseline = rss_bytes()
     if baseline is None or not reset_peak_rss():
         return {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
@@ -147,10 +187,19 @@ def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict
     del out
     method = "VmHWM over one call minus the RSS before it (Linux /proc, reset via clear_refs)"
     if trimmed:
-        method += "; free heap memory handed back (malloc_trim) before that call"
+        method += f"; free allocator memory handed back ({trimmed}) before that call"
     else:
         method += "; allocator caches may hide reused memory"
     return {"peak_bytes": max(0, peak - baseline) if peak is not None else None, "method": method}
+
+
+_TRIMMER: list[Trimmer] = []
+
+
+def _trimmer() -> Trimmer:
+    if not _TRIMMER:
+        _TRIMMER.append(Trimmer())
+    return _TRIMMER[0]
 
 
 def measure(

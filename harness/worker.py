@@ -84,6 +84,7 @@ class WorkerProcess:
     device: str = "cpu"
     verbose: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    malloc: str = "system"  # the C allocator (harness.allocators), applied to the environment
     startup_timeout: float = 180.0
     hello: dict[str, Any] | None = None
     _proc: subprocess.Popen | None = None
@@ -94,9 +95,12 @@ class WorkerProcess:
     # ---- lifecycle --------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
         self.close()
+        from .allocators import get as get_allocator
+
         env = dict(os.environ)
         env.update(thread_env(self.threads, self.verbose))
         env.update(self.extra_env)
+        env = get_allocator(self.malloc).environment(env)
         # lives as long as the worker; closed in close()
         self._stderr = tempfile.TemporaryFile(prefix=f"sharedconv-{self.backend}-", suffix=".err")  # noqa: SIM115
         self._proc = subprocess.Popen(
@@ -271,8 +275,8 @@ def _serve() -> None:
 
     from sharedconv.backends.registry import load_backend
 
+    from .allocators import probe as allocator_probe
     from .cases import execute_case
-    from .memory import allocator_facts
 
     backend = None
     context: dict[str, Any] = {}
@@ -290,9 +294,9 @@ def _serve() -> None:
                 facts = backend.configure(int(message["threads"]), message["device"]) or {}
                 if pinned is not None:
                     facts["affinity"] = pinned
-                facts["allocator"] = (
-                    allocator_facts() or "glibc malloc, no settings in the environment"
-                )
+                # what this process really runs with: the library serving malloc and whether a
+                # freed large block is reused without faults (not what the flag asked for)
+                facts["allocator"] = allocator_probe()
                 # The framework's own objects never become garbage: keep them out of every later
                 # collection (a full gc.collect() costs 0.15 s once TensorFlow is imported).
                 gc.collect()

@@ -58,8 +58,12 @@ def repeatability(root: Path, threads: int, rounds: int = 1, budget: float = 2.0
     strategies the filters let through, not reported), so a case's rounds are spread over the
     run, as they are in a suite."""
     from sharedconv.backends.problem import parse_problem
+    from sharedconv.harness.allocators import default
 
-    wanted = {f"{b}/{s}/{parse_problem(shape).slug()}/forward/cpu" for b, s, shape in REPEAT_CASES}
+    wanted = {
+        f"{b}/{s}/{parse_problem(shape).slug()}/forward/cpu/{default()}"
+        for b, s, shape in REPEAT_CASES
+    }
     rows: dict[str, list[float]] = {}
     common = [
         "--mode",
@@ -191,11 +195,11 @@ print(json.dumps(out))
 def machine_drift(threads: int, windows: int = 30) -> dict:
     """One process, one prepared call: its median over consecutive 0.5 s windows, alternating
     with a 512x512 float32 matmul. Variation here is the machine's, not the harness's."""
-    from sharedconv.harness.memory import malloc_env
+    from sharedconv.harness.allocators import default, get
     from sharedconv.harness.worker import thread_env
 
     shape = REPEAT_CASES[0][2]
-    env = {**os.environ, **thread_env(threads), **malloc_env("fixed")}
+    env = get(default()).environment({**os.environ, **thread_env(threads)})
     result = subprocess.run(
         [sys.executable, "-c", DRIFT, str(threads), str(windows), shape],
         capture_output=True,
@@ -209,12 +213,10 @@ def machine_drift(threads: int, windows: int = 30) -> dict:
 
 
 def _timer_process(threads: int, malloc: str, rounds: int) -> dict | str:
-    from sharedconv.harness.memory import malloc_env
+    from sharedconv.harness.allocators import get
     from sharedconv.harness.worker import thread_env
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.update(thread_env(threads))
-    env.update(malloc_env(malloc))
+    env = get(malloc).environment({**os.environ, **thread_env(threads)})
     result = subprocess.run(
         [sys.executable, "-c", TORCH_TIMER, str(threads), json.dumps(TORCH_CHECK), str(rounds)],
         capture_output=True,
@@ -228,12 +230,14 @@ def _timer_process(threads: int, malloc: str, rounds: int) -> dict | str:
 
 def torch_cross_check(root: Path, threads: int, rounds: int = 7) -> dict:
     """Our steady-state loop and torch's Timer side by side in one process (the environment of a
-    sharedconv worker: thread settings, fixed allocator), interleaved for ``rounds`` rounds;
+    sharedconv worker: thread settings, the default allocator), interleaved for ``rounds`` rounds;
     then both again in a process with the system allocator, and `sharedconv run` itself."""
     from statistics import median
 
+    from sharedconv.harness.allocators import default
+
     rows, errors = [], []
-    by_malloc = {m: _timer_process(threads, m, rounds) for m in ("fixed", "system")}
+    by_malloc = {m: _timer_process(threads, m, rounds) for m in (default(), "system")}
     for malloc, answer in by_malloc.items():
         if isinstance(answer, str):
             errors.append(f"{malloc}: {answer}")
@@ -256,7 +260,7 @@ def torch_cross_check(root: Path, threads: int, rounds: int = 7) -> dict:
                     "ours_ms": [v * 1e3 for v in ours],
                     "theirs_ms": [v * 1e3 for v in theirs],
                     "ratio": median(o / t for o, t in zip(ours, theirs, strict=True)),
-                    "run_ms": run_median * 1e3 if malloc == "fixed" else None,
+                    "run_ms": run_median * 1e3 if malloc != "system" else None,
                 }
             )
     return {"rows": rows, "errors": errors, "rounds": rounds}

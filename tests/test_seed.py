@@ -49,7 +49,41 @@ def test_seed_on_a_reduced_shape(tmp_path):
     assert "On this CPU with" in result.output
     text = doc.read_text()
     assert text.startswith("# The seed question, answered on this machine")
-    assert "| backend | option |" in text
+    assert "| backend | allocator | option |" in text
+    assert "Theano is no longer developed" in text
+    assert runs[0].meta["command"] in text  # the page names the command that wrote it
+
+
+def test_seed_rows_and_verdicts_keep_allocators_apart():
+    def record(strategy, option, malloc, median, digest):
+        return {
+            "backend": "keras-jax",
+            "strategy": strategy,
+            "seed_option": option,
+            "malloc": malloc,
+            "mode": "forward",
+            "status": "pass",
+            "output_digest": digest,
+            "timing": {"stats": {"median": median, "iqr": 0.0}},
+        }
+
+    records = [
+        record("conv3d", 1, "jemalloc", 0.010, "a"),
+        record("time_distributed", 2, "jemalloc", 0.020, "a"),
+        record("conv3d", 1, "system", 0.050, "b"),
+        record("time_distributed", 2, "system", 0.030, "c"),
+    ]
+    table = rows(records)
+    assert {(r["allocator"], r["option"]) for r in table} == {
+        ("jemalloc", 1), ("jemalloc", 2), ("system", 1), ("system", 2)
+    }  # fmt: skip
+    # bit-identity is against option 1 under the same allocator
+    ident = {(r["allocator"], r["option"]): r["bit-identical to option 1"] for r in table}
+    assert ident[("jemalloc", 2)] is True and ident[("system", 2)] is False
+    sentences = verdicts(table)
+    assert len(sentences) == 2
+    assert any("jemalloc allocator), option 1" in s for s in sentences)
+    assert any("system allocator), option 2" in s for s in sentences)
 
 
 def test_seed_refuses_non_keras_backends():

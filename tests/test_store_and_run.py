@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from sharedconv.backends.problem import parse_problem
 from sharedconv.backends.registry import load_backend
-from sharedconv.harness import memory
+from sharedconv.harness import allocators, memory
 from sharedconv.harness.cli import cli
 from sharedconv.harness.store import RunWriter, find_runs, read_cases, read_run
 
@@ -103,20 +103,12 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     assert case["memory"]["method"].startswith("VmHWM")
     assert case["first_call_s"] > 0 and case["setup_s"] >= 0
     assert "Use numpy/" in result.output
-    # the allocator the workers ran with is part of the record
-    assert run.meta["malloc"] == "fixed"
-    allocator = run.meta["workers"]["numpy"]["facts"]["allocator"]
-    assert allocator["MALLOC_MMAP_THRESHOLD_"] == str(32 * 2**20)
-
-
-def test_malloc_modes():
-    assert memory.malloc_env("fixed") == {
-        "MALLOC_MMAP_THRESHOLD_": "33554432",
-        "MALLOC_TRIM_THRESHOLD_": "67108864",
-    }
-    assert memory.malloc_env("system") == {}
-    with pytest.raises(ValueError, match="fixed, system"):
-        memory.malloc_env("jemalloc")
+    # the allocator the workers ran with is part of the run, of every case, and of its faults
+    assert run.meta["malloc"] == [allocators.default()]
+    assert all(c["malloc"] == allocators.default() for c in run.cases)
+    assert case["timing"]["faults"]["calls"] >= 1
+    probe = run.meta["workers"]["numpy"]["allocators"][allocators.default()]
+    assert probe["reuse_faults_64MiB"] == 0  # the default reuses freed memory
 
 
 def test_system_malloc_leaves_the_environment_alone(tmp_path, monkeypatch):
@@ -130,8 +122,10 @@ def test_system_malloc_leaves_the_environment_alone(tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     meta = read_run(tmp_path / "sys").meta
-    assert meta["malloc"] == "system"
-    assert meta["workers"]["numpy"]["facts"]["allocator"] == {"MALLOC_ARENA_MAX": "2"}
+    assert meta["malloc"] == ["system"]
+    probe = meta["workers"]["numpy"]["facts"]["allocator"]
+    assert probe["environment"] == {"MALLOC_ARENA_MAX": "2"}
+    assert probe["serving"] == "glibc"
 
 
 def test_memory_of_one_call_sees_a_block_the_heap_could_have_reused():

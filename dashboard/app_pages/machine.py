@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 from sharedconv.dashboard.common import default_run_index, loaded, require_results
+from sharedconv.harness.allocators import probe_text
+from sharedconv.harness.allocators import run_text as allocator_text
 from sharedconv.harness.summary import format_bytes
 
 st.title("Machines and settings")
@@ -40,21 +42,8 @@ if require_results(data):
                     else ""
                 )
             )
-            malloc = meta.get("malloc")
-            st.markdown(
-                "**Allocator**: "
-                + {
-                    "fixed": "glibc with its mmap/trim thresholds fixed at 32/64 MiB (`--malloc fixed`): "
-                    "a case's time does not depend on the cases run before it in the worker.",
-                    "system": "as the environment had it (`--malloc system`): glibc's thresholds "
-                    "move with the history of each worker, so times of calls with large outputs "
-                    "depend on the cases before them.",
-                }.get(
-                    malloc,
-                    "not recorded (a run from before `--malloc`); its memory probe fixed glibc's "
-                    "thresholds at 32/64 MiB before every timing, as `--malloc fixed` does.",
-                )
-            )
+            st.markdown("**Allocator** (`sharedconv run --malloc`, docs/allocator.md):")
+            st.text(allocator_text(meta))  # plain text: settings hold '_' and '*'
             rounds = meta.get("rounds", 1)
             st.markdown(
                 f"**Rounds**: {rounds}: every case was measured in {rounds} fresh workers, round after "
@@ -75,8 +64,13 @@ if require_results(data):
                             f"{k} {v}" for k, v in info.get("versions", {}).items()
                         ),
                         "thread settings and flags": ", ".join(
-                            f"{k}={v}" for k, v in info.get("facts", {}).items()
+                            f"{k}={v}" for k, v in info.get("facts", {}).items() if k != "allocator"
                         ),
+                        "allocator in the worker (probed)": "; ".join(
+                            f"{m}: {probe_text(p)}"
+                            for m, p in (info.get("allocators") or {}).items()
+                        )
+                        or probe_text(info.get("facts", {}).get("allocator")),
                     }
                     for name, info in workers.items()
                 ]

@@ -1,0 +1,360 @@
+"""The C allocator a worker runs with: a measured dimension, not an accident of the machine.
+
+Why it matters (docs/allocator.md has the numbers): PyTorch, XLA (JAX, TensorFlow's
+``jit_compile``) and TensorFlow's CPU kernels take their large outputs and scratch buffers
+from ``malloc``. Under glibc's defaults a block over the mmap threshold (at most 32 MiB) is a
+fresh mapping on every call, so the kernel zeroes every page of it again: on this project's
+2-core machine the same torch ``conv2d`` took 80 ms with 48,052 page faults per call under
+glibc and 11-13 ms with 0 faults under jemalloc or a tuned glibc. The allocator, not the
+strategy, decided the winner.
+
+Each choice is an environment for the worker (variables and a preloaded library), applied
+before the framework starts. ``system`` leaves the user's environment as it is (the
+out-of-the-box number); every other choice first removes the inherited allocator settings
+(``LD_PRELOAD``, ``MALLOC_*``, ``GLIBC_TUNABLES``, ``TCMALLOC_*``) so that exactly the named
+allocator is measured. The worker checks what it really got (:func:`probe`): which library
+serves ``malloc`` and whether a freed 64 MiB block is reused without page faults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Where Debian, Ubuntu, Fedora and most other distributions put shared libraries.
+LIBRARY_DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+    "/lib/x86_64-linux-gnu",
+    "/lib64",
+)
+
+
+class AllocatorError(ValueError):
+    """An allocator that cannot be used here; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Allocator:
+    name: str
+    summary: str
+    env: dict[str, str] = field(default_factory=dict)
+    library: str | None = None  # the shared object preloaded into the worker
+    install: str = ""  # how to get the library, for the error message
+    inherit: bool = False  # keep the user's allocator settings (``system`` only)
+
+    def library_path(self) -> str | None:
+        """The library's absolute path, or None when it is not installed."""
+        if self.library is None:
+            return None
+        override = os.environ.get(f"SHAREDCONV_{self.name.upper()}_LIBRARY")
+        if override:
+            return override if Path(override).is_file() else None
+        for d in LIBRARY_DIRS:
+            p = Path(d) / self.library
+            if p.is_file():
+                return str(p)
+        return None
+
+    def available(self) -> str | None:
+        """None when usable, else why not and how to install it."""
+        if self.library is None or self.library_path() is not None:
+            return None
+        return (
+            f"--malloc {self.name} needs {self.library}, which is not installed here: {self.install} "
+            f"(or point SHAREDCONV_{self.name.upper()}_LIBRARY at the file); "
+            f"--malloc system measures without it"
+        )
+
+    def environment(self, base: dict[str, str]) -> dict[str, str]:
+        """``base`` (the worker's environment) with this allocator applied."""
+        env = dict(base)
+        if not self.inherit:
+            for key in list(env):
+                if key in INHERITED_KEYS or key.startswith(("MALLOC_", "TCMALLOC_")):
+                    del env[key]
+        env.update(self.env)
+        if self.library is not None:
+            path = self.library_path()
+            if path is None:
+                raise AllocatorError(self.available() or self.name)
+            env["LD_PRELOAD"] = path
+        return env
+
+    def settings(self) -> dict[str, str]:
+        """What a run records: the variables and the preloaded file."""
+        out = dict(self.env)
+        if self.library is not None:
+            out["LD_PRELOAD"] = self.library_path() or f"{self.library} (not installed)"
+        return out
+
+    def how_to_get(self) -> str:
+        """The shell prefix that gives a script of yours this allocator."""
+        return " ".join(f"{k}={v}" for k, v in self.settings().items())
+
+
+INHERITED_KEYS = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF", "JE_MALLOC_CONF")
+
+ALLOCATORS: dict[str, Allocator] = {
+    a.name: a
+    for a in (
+        Allocator(
+            "jemalloc",
+            "jemalloc, preloaded, with page purging off: a freed block's pages stay mapped and "
+            "are reused, so a steady call does not fault (its default purges large blocks at "
+            "once and faults like glibc)",
+            env={"MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"},
+            library="libjemalloc.so.2",
+            install="apt-get install libjemalloc2 (Debian/Ubuntu), dnf install jemalloc (Fedora)",
+        ),
+        Allocator(
+            "tcmalloc",
+            "tcmalloc (gperftools, minimal), preloaded with its defaults",
+            library="libtcmalloc_minimal.so.4",
+            install="apt-get install libtcmalloc-minimal4 (Debian/Ubuntu), dnf install gperftools-libs (Fedora)",
+        ),
+        Allocator(
+            "glibc-tuned",
+            "glibc with large blocks kept on one heap: no mmap (MALLOC_MMAP_MAX_=0), never "
+            "trimmed, one arena (framework threads would otherwise get arenas of their own, "
+            "whose large blocks are still fresh mappings)",
+            env={
+                "MALLOC_MMAP_MAX_": "0",
+                "MALLOC_TRIM_THRESHOLD_": str(2**62),
+                "MALLOC_ARENA_MAX": "1",
+            },
+        ),
+        Allocator(
+            "system",
+            "as your environment has it (glibc's defaults unless you preload or tune something): "
+            "large outputs may be fresh mappings, page faults included, on every call",
+            inherit=True,
+        ),
+        Allocator(
+            "fixed",
+            "glibc with its mmap/trim thresholds set to 32/64 MiB (the first wave's setting, "
+            "kept to reproduce its runs): blocks over 32 MiB still fault on every call",
+            env={
+                "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+                "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20),
+            },
+        ),
+    )
+}
+
+# The default: every framework's best steady state on this project's machines (0 page faults
+# per call for every framework measured in docs/allocator.md). Without jemalloc installed, the
+# tuned glibc gets the same 0 faults with nothing to install.
+DEFAULT = "jemalloc"
+FALLBACK = "glibc-tuned"
+
+
+def get(name: str) -> Allocator:
+    try:
+        return ALLOCATORS[name]
+    except KeyError:
+        raise AllocatorError(
+            f"unknown allocator {name!r}; valid: {', '.join(ALLOCATORS)}"
+        ) from None
+
+
+def parse(text: str | None) -> list[str]:
+    """``--malloc`` as given: a comma-separated list, checked for existence and availability.
+    ``None`` or ``default`` means :data:`DEFAULT`, or :data:`FALLBACK` when it is missing."""
+    if text is None or text.strip() in ("", "default"):
+        return [default()]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise AllocatorError("--malloc needs at least one allocator name")
+    out = []
+    for n in names:
+        if n == "default":
+            n = default()
+        why = get(n).available()
+        if why:
+            raise AllocatorError(why)
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def default() -> str:
+    return DEFAULT if get(DEFAULT).available() is None else FALLBACK
+
+
+def choice_note(mallocs: list[str], asked: str | None) -> str:
+    """The console's line about the allocators of a run, with the fallback said."""
+    text = f"allocator: {', '.join(mallocs)}"
+    if asked is None and mallocs == [FALLBACK]:
+        text += (
+            f" (the default, {DEFAULT}, is not installed: {get(DEFAULT).install}; "
+            f"{FALLBACK} needs nothing installed and also reuses freed memory)"
+        )
+    return text
+
+
+def describe(name: str) -> dict[str, object]:
+    """What a run records about one allocator it measured with."""
+    a = ALLOCATORS.get(name)
+    if a is None:
+        return {"name": name, "summary": "unknown to this version of sharedconv"}
+    return {"name": name, "summary": a.summary, "settings": a.settings()}
+
+
+# ---- inside the worker -----------------------------------------------------------------
+def _mapped_library() -> str | None:
+    """The preloaded allocator library mapped into this process, by file name."""
+    try:
+        text = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        path = line.split()[-1] if len(line.split()) >= 6 else ""
+        base = os.path.basename(path)
+        if base.startswith(("libjemalloc", "libtcmalloc")):
+            return path
+    return None
+
+
+def serving_library() -> str:
+    """Which allocator serves this process's ``malloc`` (symbol lookup, then the mapping)."""
+    me = ctypes.CDLL(None)
+    if hasattr(me, "mallctl"):
+        return "jemalloc"
+    if hasattr(me, "MallocExtension_ReleaseFreeMemory") or hasattr(me, "tc_malloc"):
+        return "tcmalloc"
+    return "glibc"
+
+
+def reuse_faults(size: int = 64 * 2**20) -> int:
+    """Minor page faults of touching a ``size`` block malloc'ed right after an equal one was
+    touched and freed: 0 when the allocator reuses freed memory, ``size / 4096`` when every
+    large block is a fresh mapping (glibc's defaults for blocks over its mmap threshold)."""
+    me = ctypes.CDLL(None)
+    me.malloc.restype = ctypes.c_void_p
+    me.malloc.argtypes = [ctypes.c_size_t]
+    me.free.argtypes = [ctypes.c_void_p]
+    first = me.malloc(size)
+    if not first:
+        return -1
+    ctypes.memset(first, 1, size)
+    me.free(first)
+    second = me.malloc(size)
+    if not second:
+        return -1
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    ctypes.memset(second, 2, size)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    me.free(second)
+    return faults
+
+
+def probe() -> dict[str, object]:
+    """What this process really runs with (recorded per worker, checked by the tests)."""
+    facts: dict[str, object] = {
+        "serving": serving_library(),
+        "reuse_faults_64MiB": reuse_faults(),
+    }
+    mapped = _mapped_library()
+    if mapped:
+        facts["library"] = mapped
+    env = {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if v and (k in INHERITED_KEYS or k.startswith(("MALLOC_", "TCMALLOC_")))
+    }
+    if env:
+        facts["environment"] = env
+    return facts
+
+
+class Trimmer:
+    """Hands free allocator memory back to the kernel before a memory measurement, whichever
+    allocator serves this process, so a warm pool cannot hide a call's outputs from the RSS.
+
+    glibc: ``malloc_trim(0)``; jemalloc: ``mallctl("arena.<all>.purge")``; tcmalloc:
+    ``MallocExtension_ReleaseFreeMemory()``. Setting thresholds (``mallopt``) is avoided: it
+    would change the timings of every later case in the worker.
+    """
+
+    def __init__(self) -> None:
+        self.kind = serving_library()
+        self._me = ctypes.CDLL(None)
+        name = ctypes.util.find_library("c")
+        self._libc = None
+        if name:
+            try:
+                libc = ctypes.CDLL(name)
+                libc.malloc_trim  # noqa: B018 - glibc only
+                self._libc = libc
+            except (OSError, AttributeError):
+                self._libc = None
+
+    def trim(self) -> str | None:
+        """Hand back what can be handed back; returns how, or None when nothing could."""
+        how = []
+        if self.kind == "jemalloc":
+            mallctl = self._me.mallctl
+            mallctl.argtypes = [
+                ctypes.c_char_p,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_size_t,
+            ]
+            # MALLCTL_ARENAS_ALL is 4096 in jemalloc 5
+            if mallctl(b"arena.4096.purge", None, None, None, 0) == 0:
+                how.append("jemalloc arenas purged")
+        elif self.kind == "tcmalloc":
+            self._me.MallocExtension_ReleaseFreeMemory()
+            how.append("tcmalloc free memory released")
+        if self._libc is not None:
+            self._libc.malloc_trim(0)
+            how.append("malloc_trim")
+        return ", ".join(how) or None
+
+
+# ---- words for people ------------------------------------------------------------------
+def run_text(meta: dict) -> str:
+    """Which allocators a stored run measured under, in a sentence (Markdown-free)."""
+    value = meta.get("malloc")
+    if value is None:
+        return (
+            "not recorded (a run from before --malloc): its memory probe fixed glibc's "
+            "thresholds at 32/64 MiB before every timing, as --malloc fixed does; blocks over "
+            "32 MiB were fresh mappings, page faults included, on every call."
+        )
+    names = value if isinstance(value, list) else [value]
+    parts = []
+    for name in names:
+        a = ALLOCATORS.get(name)
+        parts.append(f"{name} ({a.summary})" if a else f"{name} (unknown to this version)")
+    lead = "every case under each of: " if len(names) > 1 else ""
+    return lead + "; ".join(parts) + "."
+
+
+def probe_text(probe: object) -> str:
+    """What a worker's allocator probe found, in words."""
+    if not probe:
+        return "not probed"
+    if not isinstance(probe, dict) or "serving" not in probe:
+        # runs from before the probe stored the environment's allocator settings
+        if isinstance(probe, dict):
+            return ", ".join(f"{k}={v}" for k, v in probe.items())
+        return str(probe)
+    faults = probe.get("reuse_faults_64MiB")
+    reuse = (
+        "a freed 64 MiB block is reused without faults"
+        if faults == 0
+        else f"a freed 64 MiB block faults {faults:,} pages when reused"
+        if isinstance(faults, int) and faults > 0
+        else "reuse not measured"
+    )
+    return f"malloc served by {probe['serving']}, {reuse}"

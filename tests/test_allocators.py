@@ -1,0 +1,135 @@
+"""The C allocator as a measured dimension: faults counted, each choice really in effect in
+the worker (checked by behaviour and by the library serving malloc, not by the flag), a
+missing library a clear error, and a case's faults independent of what ran before it."""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sharedconv.backends.problem import parse_problem
+from sharedconv.harness import allocators
+from sharedconv.harness.cli import cli
+from sharedconv.harness.execute import Plan, execute
+from sharedconv.harness.timing import FAULTS_FLAG_PER_CALL, steady_state
+from sharedconv.harness.worker import WorkerProcess
+
+PAGE = mmap.PAGESIZE
+OPTIONS = {"budget": 0.05, "min_samples": 3, "max_samples": 8, "precision": 0.5}
+
+
+def test_a_call_that_maps_fresh_memory_faults_on_every_page():
+    size = 8 * 2**20
+
+    def fresh():
+        m = mmap.mmap(-1, size)  # a new anonymous mapping: every page faults when touched
+        for i in range(0, size, PAGE):
+            m[i] = 1
+        m.close()
+
+    faults = steady_state(fresh, lambda _: None, OPTIONS)["faults"]
+    assert faults["minor_per_call"] >= 0.9 * size / PAGE, faults
+    assert faults["flagged"]
+    assert faults["kernel_share"] is not None and 0 <= faults["kernel_share"] <= 1
+
+
+def test_a_call_that_reuses_its_memory_does_not_fault():
+    buf = np.zeros(2 * 2**20, dtype=np.float32)
+
+    def reuse():
+        buf.fill(1.0)  # the same 8 MiB, already mapped
+
+    faults = steady_state(reuse, lambda _: None, OPTIONS)["faults"]
+    assert faults["minor_per_call"] < 8, faults
+    assert not faults["flagged"]
+
+
+def _installed(name: str):
+    why = allocators.get(name).available()
+    return pytest.param(name, id=name, marks=pytest.mark.skipif(why is not None, reason=why or ""))
+
+
+# (allocator, library that must serve malloc in the worker, reuses a freed 64 MiB block)
+EXPECTED = {
+    "jemalloc": ("jemalloc", True),
+    "tcmalloc": ("tcmalloc", True),
+    "glibc-tuned": ("glibc", True),
+    "system": ("glibc", False),  # glibc's defaults: a 64 MiB block is a fresh mapping
+    "fixed": ("glibc", False),  # over the 32 MiB threshold too
+}
+
+
+@pytest.mark.parametrize("name", [_installed(n) for n in EXPECTED])
+def test_each_allocator_is_really_in_effect_in_the_worker(name, monkeypatch):
+    for key in ("LD_PRELOAD", "MALLOC_MMAP_MAX_", "MALLOC_ARENA_MAX", "MALLOC_CONF"):
+        monkeypatch.delenv(key, raising=False)
+    with WorkerProcess("numpy", threads=1, malloc=name) as worker:
+        probe = worker.ensure()["facts"]["allocator"]
+    serving, reuses = EXPECTED[name]
+    assert probe["serving"] == serving, probe
+    assert (probe["reuse_faults_64MiB"] < 64) == reuses, probe
+    library = allocators.get(name).library
+    if library:
+        assert library.split(".so")[0] in probe["library"], probe
+
+
+def test_a_named_allocator_replaces_an_inherited_preload(monkeypatch):
+    if allocators.get("jemalloc").available() or allocators.get("tcmalloc").available():
+        pytest.skip("needs jemalloc and tcmalloc installed")
+    monkeypatch.setenv("LD_PRELOAD", allocators.get("tcmalloc").library_path())
+    with WorkerProcess("numpy", threads=1, malloc="jemalloc") as worker:
+        assert worker.ensure()["facts"]["allocator"]["serving"] == "jemalloc"
+
+
+def test_a_missing_allocator_library_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHAREDCONV_JEMALLOC_LIBRARY", str(tmp_path / "nope.so"))
+    result = CliRunner().invoke(
+        cli, ["run", "-b", "numpy", "--shape", "C=2,H=8,N=2,K=3", "--malloc", "jemalloc"]
+    )
+    assert result.exit_code == 2
+    assert "libjemalloc.so.2, which is not installed here" in result.output
+    assert "apt-get install libjemalloc2" in result.output
+    assert "Traceback" not in result.output
+    # the default falls back to the tuned glibc, which needs nothing installed
+    assert allocators.parse(None) == ["glibc-tuned"]
+
+
+def test_an_unknown_allocator_names_the_valid_ones():
+    result = CliRunner().invoke(cli, ["verify", "-b", "numpy", "--malloc", "mimalloc"])
+    assert result.exit_code == 2
+    assert "unknown allocator 'mimalloc'" in result.output
+    assert "jemalloc, tcmalloc, glibc-tuned, system, fixed" in result.output
+
+
+def _faults_of_small_case(first: list[str], malloc: str) -> float:
+    """Faults per call of one case (y of 39 MiB, over glibc's largest mmap threshold),
+    measured in a worker that first ran the problems in ``first``."""
+    small = parse_problem("B=4,C=40,H=64,W=64,N=16,K=3")
+    plan = Plan(
+        backends=["numpy"],
+        problems=[*(parse_problem(t) for t in first), small],
+        modes=["forward"],
+        strategies=["oracle32"],
+        threads=1,
+        mallocs=[malloc],
+        timing={**OPTIONS, "budget": 0.2},
+    )
+    records: list[dict] = []
+    execute(plan, records.append)
+    (record,) = [r for r in records if r["problem"] == small.to_text()]
+    assert record["status"] == "pass", record
+    return record["timing"]["faults"]["minor_per_call"]
+
+
+def test_a_cases_faults_do_not_depend_on_what_ran_before_it_under_the_default():
+    default = allocators.default()
+    fresh = _faults_of_small_case([], default)
+    after_large = _faults_of_small_case(["B=8,C=64,H=64,W=64,N=16,K=3"], default)
+    assert fresh < FAULTS_FLAG_PER_CALL and after_large < FAULTS_FLAG_PER_CALL, (
+        fresh,
+        after_large,
+    )
+    # the mechanism the default removes: glibc's defaults map the output afresh every call
+    assert _faults_of_small_case([], "system") >= FAULTS_FLAG_PER_CALL
