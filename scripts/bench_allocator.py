@@ -81,11 +81,16 @@ print(json.dumps(out))
 """
 
 
-def run_harness(root: Path, mallocs: list[str], threads: int) -> None:
-    """One stored run per problem and mode; each backend with its own strategies."""
+def run_harness(root: Path, mallocs: list[str], threads: int, redo: set[str]) -> None:
+    """One stored run per problem and mode; each backend with its own strategies. A complete
+    run already in ``root`` is kept unless its id is in ``redo`` (a run disturbed by other
+    load on the machine is measured again)."""
+    import shutil
+
     from sharedconv.backends.problem import parse_problem
     from sharedconv.harness.execute import OracleStore, Plan, execute
     from sharedconv.harness.runner import start_run
+    from sharedconv.harness.store import StoreError, read_run
 
     for text, modes in PROBLEMS:
         problem = parse_problem(text)
@@ -104,6 +109,15 @@ def run_harness(root: Path, mallocs: list[str], threads: int) -> None:
                 for backend, strategies in STRATEGIES.items()
             ]
             run_id = f"allocators-{problem.slug()}-{mode}"
+            if (root / run_id).exists():
+                try:
+                    complete = read_run(root / run_id).meta.get("status") == "complete"
+                except StoreError:
+                    complete = False
+                if complete and run_id not in redo:
+                    print(f"  {run_id}: kept", flush=True)
+                    continue
+                shutil.rmtree(root / run_id)
             print(f"  {run_id} ...", flush=True)
             writer = start_run(plans[0], root, "allocator-benchmark", run_id)
             writer.meta["backends"] = list(STRATEGIES)
@@ -142,6 +156,46 @@ def run_standalone(records: list[dict], malloc: str, threads: int) -> dict[str, 
     return out
 
 
+def allocator_summary(timed: list[dict], mallocs: list[str], default: str) -> list[str]:
+    """Per allocator, over every case timed under all of them: the geometric mean of its time
+    over the best allocator's time for that case, its worst such ratio, and how many of its
+    cases were flagged for page faults (256 or more per call)."""
+    from math import exp, log
+
+    by_case: dict[tuple, dict[str, dict]] = {}
+    for r in timed:
+        key = (r["backend"], r["strategy"], r["problem"], r["mode"])
+        by_case.setdefault(key, {})[r["malloc"]] = r
+    complete = {k: v for k, v in by_case.items() if all(m in v for m in mallocs)}
+    lines = [
+        "## Which allocator gives every framework its best steady state?",
+        "",
+        f"Over the {len(complete)} cases timed under every allocator: each allocator's time over "
+        "the fastest allocator's time for the same case (geometric mean and worst), how often it "
+        "was the fastest or within 10% of it, and how many of its cases fault 256 or more pages "
+        "per call (flagged).",
+        "",
+        "| allocator | mean time / best | worst time / best | within 10% of best | flagged for faults |",
+        "|---|---|---|---|---|",
+    ]
+    for m in mallocs:
+        ratios, flagged = [], 0
+        for rs in complete.values():
+            best = min(r["timing"]["stats"]["median"] for r in rs.values())
+            ratios.append(rs[m]["timing"]["stats"]["median"] / best)
+            flagged += bool((rs[m]["timing"].get("faults") or {}).get("flagged"))
+        if not ratios:
+            continue
+        mean = exp(sum(log(x) for x in ratios) / len(ratios))
+        near = sum(x <= 1.10 for x in ratios)
+        name = f"`{m}` (default)" if m == default else f"`{m}`"
+        lines.append(
+            f"| {name} | {mean:.2f} | {max(ratios):.2f} | {near} of {len(ratios)} | "
+            f"{flagged} of {len(ratios)} |"
+        )
+    return [*lines, ""]
+
+
 def _ms(v: float | None) -> str:
     return "" if v is None else (f"{v * 1e3:.1f}" if v >= 0.01 else f"{v * 1e3:.2f}")
 
@@ -149,7 +203,17 @@ def _ms(v: float | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="docs/allocator.md")
-    ap.add_argument("--keep", metavar="DIR", help="Keep the runs in DIR (default: a temp folder).")
+    ap.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="Keep the runs in DIR (default: a temp folder); complete runs already there are reused.",
+    )
+    ap.add_argument(
+        "--redo",
+        default="",
+        metavar="RUN_IDS",
+        help="Comma-separated run ids in DIR to measure again.",
+    )
     args = ap.parse_args()
 
     from sharedconv.harness import allocators
@@ -163,7 +227,7 @@ def main() -> None:
     root = Path(args.keep or tempfile.mkdtemp(prefix="sharedconv-alloc-"))
     t0 = time.perf_counter()
     print(f"harness: {len(PROBLEMS)} problems, allocators {', '.join(mallocs)}", flush=True)
-    run_harness(root, mallocs, threads)
+    run_harness(root, mallocs, threads, {r for r in args.redo.split(",") if r})
     runs, _ = find_runs([root])
     records = [r for run in runs for r in run.cases]
     timed = [r for r in records if (r.get("timing") or {}).get("stats")]
@@ -226,6 +290,7 @@ def main() -> None:
                 cells.append(text)
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += allocator_summary(timed, mallocs, default)
     lines += [
         "## Does the allocator change the winner?",
         "",
