@@ -196,6 +196,103 @@ def allocator_summary(timed: list[dict], mallocs: list[str], default: str) -> li
     return [*lines, ""]
 
 
+PAIRED = [  # (backend, strategy, problem, mode): one per framework, small to large
+    ("torch", "fold", "B=4,C=32,H=64,W=64,N=16,K=5", "forward"),
+    ("torch", "conv3d", "B=2,C=16,H=32,W=32,N=8,K=5", "train"),
+    ("tensorflow", "fold", "B=4,C=4,H=64,W=64,N=16,K=5", "forward"),
+    ("tensorflow", "fold_xla", "B=10,C=3,H=200,W=200,N=20,K=5", "forward"),
+    ("jax", "fold", "B=2,C=3,H=32,W=32,N=8,K=3", "forward"),
+    ("jax", "shift_add", "B=4,C=32,H=64,W=64,N=16,K=5", "train"),
+    ("numpy", "oracle32", "B=4,C=32,H=64,W=64,N=16,K=5", "forward"),
+    ("keras-tensorflow", "fold", "B=10,C=3,H=200,W=200,N=20,K=5", "forward"),
+]
+PAIRED_BUDGETS = (BUDGET, 2.0)  # 2.0: warm-up 0.2 s instead of 0.05 s
+
+
+def paired_cross_check(rounds: int, threads: int) -> list[str]:
+    """Each case: `sharedconv run` (fresh worker, default allocator) at each budget, then the
+    standalone script, seconds apart, ``rounds`` times; the ratio standalone/harness per round,
+    so the machine's drift over minutes cancels (the unpaired table above cannot tell drift
+    from a bias of the harness)."""
+    import shutil
+
+    from sharedconv.harness.allocators import default
+    from sharedconv.harness.store import read_run
+
+    malloc = default()
+    root = Path(tempfile.mkdtemp(prefix="sharedconv-paired-"))
+    rows = []
+    for backend, strategy, problem, mode in PAIRED:
+        ratios: dict[float, list[float]] = {b: [] for b in PAIRED_BUDGETS}
+        medians: dict[str, list[float]] = {}
+        for k in range(rounds):
+            harness = {}
+            for budget in PAIRED_BUDGETS:
+                run_id = f"p-{backend}-{strategy}-{mode}-{k}-{budget}"
+                subprocess.run(
+                    [sys.executable, "-m", "sharedconv.harness.cli", "run", "-b", backend,
+                     "-s", strategy, "--shape", problem, "--mode", mode, "--budget", str(budget),
+                     "--malloc", malloc, "--results", str(root), "--run-id", run_id],
+                    capture_output=True, text=True,
+                )  # fmt: skip
+                cases = [c for c in read_run(root / run_id).cases if c.get("timing")]
+                if cases:
+                    harness[budget] = cases[0]["timing"]["stats"]["median"]
+            record = {"backend": backend, "strategy": strategy, "problem": problem, "mode": mode}
+            alone = run_standalone([record], malloc, threads).get(
+                f"{backend}|{strategy}|{problem}|{mode}", {}
+            )
+            if "median" not in alone:
+                continue
+            medians.setdefault("standalone", []).append(alone["median"])
+            for budget, median in harness.items():
+                medians.setdefault(str(budget), []).append(median)
+                ratios[budget].append(alone["median"] / median)
+        rows.append((backend, strategy, problem, mode, ratios, medians))
+    shutil.rmtree(root, ignore_errors=True)
+    lines = [
+        "## The harness against a standalone script, paired",
+        "",
+        f"Written by `python scripts/bench_allocator.py --paired {rounds}`. The unpaired table "
+        "above sets numbers measured up to an hour apart side by side, and this machine drifts by "
+        "more than 10% over minutes (docs/harness-benchmark.md). Here each case is measured by "
+        f"`sharedconv run` (a fresh worker, `--malloc {malloc}`) with budget {PAIRED_BUDGETS[0]} s "
+        f"(warm-up 0.05 s) and {PAIRED_BUDGETS[1]} s (warm-up 0.2 s), then by the standalone "
+        f"script (2 s of calls first), seconds apart, {rounds} times. The ratio is standalone / "
+        "harness per round; its median over the rounds is shown. Goal: within 10% (0.90-1.10).",
+        "",
+        f"| case | ratio, budget {PAIRED_BUDGETS[0]} s | ratio, budget {PAIRED_BUDGETS[1]} s | "
+        "medians ms (harness 0.5 s / 2 s / standalone), per round |",
+        "|---|---|---|---|",
+    ]
+    met = {b: 0 for b in PAIRED_BUDGETS}
+    total = 0
+    for backend, strategy, problem, mode, ratios, medians in rows:
+        if not all(ratios[b] for b in PAIRED_BUDGETS):
+            lines.append(f"| {backend}/{strategy} {problem} {mode} | not measured | | |")
+            continue
+        total += 1
+        cells = []
+        for b in PAIRED_BUDGETS:
+            r = statistics.median(ratios[b])
+            met[b] += 0.90 <= r <= 1.10
+            cells.append(f"{r:.2f}")
+        per_round = " / ".join(
+            ", ".join(_ms(v) for v in medians.get(key, []))
+            for key in (str(PAIRED_BUDGETS[0]), str(PAIRED_BUDGETS[1]), "standalone")
+        )
+        lines.append(
+            f"| {backend}/{strategy} {problem} {mode} | {cells[0]} | {cells[1]} | {per_round} |"
+        )
+    lines += [
+        "",
+        f"Within 10%: {met[PAIRED_BUDGETS[0]]} of {total} at budget {PAIRED_BUDGETS[0]} s, "
+        f"{met[PAIRED_BUDGETS[1]]} of {total} at budget {PAIRED_BUDGETS[1]} s.",
+        "",
+    ]
+    return lines
+
+
 def _ms(v: float | None) -> str:
     return "" if v is None else (f"{v * 1e3:.1f}" if v >= 0.01 else f"{v * 1e3:.2f}")
 
@@ -214,7 +311,23 @@ def main() -> None:
         metavar="RUN_IDS",
         help="Comma-separated run ids in DIR to measure again.",
     )
+    ap.add_argument(
+        "--paired",
+        type=int,
+        metavar="ROUNDS",
+        help="Only the paired cross-check, ROUNDS rounds; its section in --out is replaced.",
+    )
     args = ap.parse_args()
+    if args.paired:
+        from sharedconv.harness.worker import default_threads
+
+        section = paired_cross_check(args.paired, default_threads())
+        out = Path(args.out)
+        text = out.read_text() if out.exists() else ""
+        head = text.split("## The harness against a standalone script, paired")[0].rstrip()
+        out.write_text(head + "\n\n" + "\n".join(section))
+        print("\n".join(section))
+        return
 
     from sharedconv.harness import allocators
     from sharedconv.harness.machine import machine_info
