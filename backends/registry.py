@@ -215,3 +215,28 @@ def parse_backend_list(text: str | None) -> list[str]:
             f"unknown backend(s) {', '.join(unknown)}; registered backends: {', '.join(backend_names())}"
         )
     return names
+
+
+def describe_registered() -> list[dict[str, Any]]:
+    """Every registered backend as plain data: status, reason, versions, strategies."""
+    rows: list[dict[str, Any]] = []
+    for spec in list_specs():
+        row: dict[str, Any] = {"name": spec.name, "origin": spec.origin, "target": spec.target}
+        if spec.error:
+            row.update(status="error", reason=spec.error, strategies=[], versions={})
+            rows.append(row)
+            continue
+        try:
+            backend = load_backend(spec.name)
+            reason = backend.available()
+            row.update(
+                status="available" if reason is None else "unavailable",
+                reason=reason,
+                versions=backend.versions() if reason is None else {},
+                devices=list(backend.devices),
+                strategies=[s.describe() for s in backend.strategies],
+            )
+        except BackendLoadError as e:
+            row.update(status="error", reason=str(e), strategies=[], versions={})
+        rows.append(row)
+    return rows

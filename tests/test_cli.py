@@ -89,7 +89,7 @@ def test_suites_lists_every_suite():
 
 def test_a_suite_budget_is_the_default_and_a_bad_one_is_refused(monkeypatch):
     from sharedconv.backends import suites
-    from sharedconv.harness.cli import DEFAULT_BUDGET, suite_budget
+    from sharedconv.harness.cli_options import DEFAULT_BUDGET, suite_budget
 
     smoke = suites.load_suite("smoke").budget
     assert smoke is not None and smoke < DEFAULT_BUDGET  # a quick look, by design
