@@ -52,9 +52,7 @@ if require_results(data):
         except ProblemError as e:
             st.error(f"That shape does not parse: {e}")
             st.stop()
-        found = answer(
-            [run], Question(wanted, mode, run.meta.get("device", "cpu"), True, malloc)
-        )
+        found = answer([run], Question(wanted, mode, run.meta.get("device", "cpu"), True, malloc))
         nearest = problem_text = found.problem
         if not found.exact:
             st.warning(
