@@ -30,6 +30,7 @@ from .cli_options import (
     selection_options,
     threads_from,
 )
+from .records import is_failed
 from .worker import default_threads
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -112,7 +113,7 @@ def verify_cmd(sel: Selection, as_json: bool) -> None:
 
     def collect(record: dict[str, Any]) -> None:
         records.append(record)
-        if not as_json and record["status"] in ("mismatch", "crashed", "timeout", "error"):
+        if not as_json and is_failed(record):
             click.echo(f"  FAIL {record['case']}: {record.get('reason', '')}", err=True)
 
     execute(plan, collect)

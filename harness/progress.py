@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .report import FAILED
+from .records import is_failed
 
 
 class RunProgress:
@@ -49,7 +49,7 @@ class RunProgress:
         self._progress.__exit__(*exc)
 
     def on_record(self, record: dict[str, Any]) -> None:
-        if record["status"] in FAILED:
+        if is_failed(record):
             self.failures += 1
             self._progress.console.print(
                 f"[red]{escape(record['status'])}[/] {escape(record['case'])}: "

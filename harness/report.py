@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-FAILED = ("mismatch", "crashed", "timeout", "error")
+from .records import FAILED, is_failed, worst_error, worst_ratio
+
 STATUS_STYLE = {
     "pass": "[green]pass[/]",
     "mismatch": "[bold red]FAIL[/]",
@@ -24,21 +25,6 @@ STATUS_STYLE = {
 }
 
 
-def worst_error(record: dict[str, Any]) -> float | None:
-    errors = (record.get("verify") or {}).get("errors") or {}
-    values = [max(e["rel_fro"], e["max_norm"]) for e in errors.values()]
-    return max(values) if values else None
-
-
-def worst_ratio(record: dict[str, Any]) -> float | None:
-    """The largest error over its bound, across the outputs (1.0 is the limit)."""
-    errors = (record.get("verify") or {}).get("errors") or {}
-    values = [
-        max(e["rel_fro"], e["max_norm"]) / e["bound"] for e in errors.values() if e.get("bound")
-    ]
-    return max(values) if values else None
-
-
 def error_text(record: dict[str, Any]) -> str:
     worst, ratio = worst_error(record), worst_ratio(record)
     if worst is None or ratio is None:
@@ -47,7 +33,7 @@ def error_text(record: dict[str, Any]) -> str:
 
 
 def failed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") in FAILED]
+    return [r for r in records if is_failed(r)]
 
 
 def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:

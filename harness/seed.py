@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .summary import format_bytes, format_seconds, malloc_of, median_s, peak_bytes
+from .records import median_s, worst_error
+from .summary import format_bytes, format_seconds, malloc_of, peak_bytes
 
 OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
 STRATEGIES = ("conv3d", "time_distributed", "functional_split")
@@ -47,8 +48,7 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ),
         ):
             predict = r["strategy"].endswith("_predict")
-            errors = (r.get("verify") or {}).get("errors", {})
-            worst = max((max(e["rel_fro"], e["max_norm"]) for e in errors.values()), default=None)
+            worst = worst_error(r)
             ref = digests.get((predict, 1))
             out.append(
                 {

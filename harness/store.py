@@ -17,19 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .records import FINAL
+
 RUN_SCHEMA = 1
 CASE_SCHEMA = 1
 REQUIRED_CASE_KEYS = ("case", "backend", "strategy", "problem", "mode", "status")
-FINAL_STATUSES = (
-    "pass",
-    "mismatch",
-    "skipped",
-    "unavailable",
-    "crashed",
-    "timeout",
-    "error",
-    "unverified",
-)
+FINAL_STATUSES = FINAL  # a case with one of these is done: --resume does not run it again
 
 
 class StoreError(ValueError):
