@@ -30,7 +30,7 @@ BOUNDS: dict[str, float] = {
     "float16": 2e-3,
     "bfloat16": 1.6e-2,
 }
-# float32 computed with TF32 tensor cores (GPUs, SHAREDCONV_TF32=1): the products see 10
+# float32 computed with TF32 tensor cores (GPUs, Plan.tf32 / Backend.tf32): the products see 10
 # mantissa bits, as float16 does, and are summed in float32.
 TF32_BOUND = BOUNDS["float16"]
 

@@ -40,7 +40,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
     ),
 }
 
-_REQUIRED_METHODS = ("available", "versions", "prepare", "synchronize", "to_numpy")
+# what a subclass must implement itself: the base class has a sound default for the rest
+_REQUIRED_METHODS = ("prepare",)
 
 
 class BackendLoadError(RuntimeError):
@@ -148,7 +149,13 @@ def validate_backend(obj: Any, spec: BackendSpec) -> Backend:
             raise BackendLoadError(
                 f"{where}: constructing it failed: {type(e).__name__}: {e}"
             ) from e
-    missing = [m for m in _REQUIRED_METHODS if not callable(getattr(obj, m, None))]
+    if not isinstance(obj, Backend):
+        raise BackendLoadError(
+            f"{where} is a {type(obj).__name__}, not a subclass of "
+            "sharedconv.backends.api.Backend; subclass it (the contract's defaults live there)"
+        )
+    # the base class has defaults for all but these: a subclass must implement them
+    missing = [m for m in _REQUIRED_METHODS if getattr(type(obj), m) is getattr(Backend, m)]
     if missing:
         raise BackendLoadError(
             f"{where} lacks the method(s) {', '.join(missing)} of the backend contract"
@@ -168,15 +175,6 @@ def validate_backend(obj: Any, spec: BackendSpec) -> Backend:
         if s.name in names:
             raise BackendLoadError(f"{where} declares strategy {s.name!r} twice")
         names.add(s.name)
-    for attr, default in (("devices", ("cpu",)), ("install_hint", spec.install_hint)):
-        if not hasattr(obj, attr):
-            setattr(obj, attr, default)
-    if not hasattr(obj, "configure"):
-        obj.configure = lambda threads, device: {}
-    if not hasattr(obj, "supports"):
-        obj.supports = Backend.supports.__get__(obj)
-    if not hasattr(obj, "strategy"):
-        obj.strategy = Backend.strategy.__get__(obj)
     return obj
 
 

@@ -62,6 +62,7 @@ class Plan:
     mallocs: list[str] = field(default_factory=lambda: [allocators.default()])
     # times every case is measured, each time in a fresh worker (runner.merge_rounds)
     rounds: int = 1
+    tf32: bool = False  # float32 may use TF32 tensor cores on a GPU (Backend.tf32)
 
 
 # Above this many output elements the oracle checks a seeded sample of whole images.
@@ -256,6 +257,7 @@ def execute(
                     plan.device,
                     verbose=plan.verbose,
                     malloc=key.malloc,
+                    tf32=plan.tf32,
                 )
             t0 = time.perf_counter()
             try:

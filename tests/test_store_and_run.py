@@ -341,7 +341,7 @@ def test_recommend_answers_per_device_from_the_fullest_run(tmp_path):
             record["timing"]["stats"]["median"] = 1e-3 * (i + 1)
             if precision:
                 record["precision"] = precision
-            if precision == "TF32 on":  # what compare_outputs writes under SHAREDCONV_TF32=1
+            if precision == "TF32 on":  # what compare_outputs writes for a Plan(tf32=True)
                 record["verify"]["precision"] = "tf32"
             writer.append(record)
         writer.finish()
