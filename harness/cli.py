@@ -20,6 +20,8 @@ from sharedconv.backends.suites import load_suite, suite_names
 from . import allocators
 from .cli_options import (
     MALLOC_OPTION,
+    SECONDS,
+    Finite,
     Selection,
     backends_from,
     device_from,
@@ -138,18 +140,18 @@ def _results_root(results: str | None) -> Path:
 @selection_options(default_suite="smoke")
 @click.option(
     "--budget",
-    type=float,
+    type=SECONDS,
     help="Seconds of steady-state sampling per case (default: 2, or the suite's own, e.g. "
     "0.5 for smoke; see `sharedconv suites`).",
 )
 @click.option(
     "--precision",
-    type=float,
+    type=Finite(0, 1),
     default=0.02,
     show_default=True,
     help="Stop a case when the median's 95% CI is within ± this fraction.",
 )
-@click.option("--min-samples", type=int, default=5, show_default=True)
+@click.option("--min-samples", type=click.IntRange(2, 100_000), default=5, show_default=True)
 @click.option(
     "--time-anyway",
     is_flag=True,
@@ -172,7 +174,7 @@ def _results_root(results: str | None) -> Path:
 )
 @click.option(
     "--top",
-    type=int,
+    type=click.IntRange(0, 10_000),
     default=12,
     show_default=True,
     help="Rows per problem in the final tables (0: all).",
@@ -203,8 +205,6 @@ def run_cmd(
     from .runner import plan_from_meta, plan_size, run_plan, start_run
     from .store import RunWriter, StoreError, read_run
 
-    if (budget is not None and budget <= 0) or precision <= 0 or min_samples < 2:
-        raise click.UsageError("--budget and --precision must be > 0 and --min-samples >= 2")
     root = _results_root(results)
     if resume:
         if sel.shapes or sel.suite:
@@ -300,7 +300,11 @@ def runs_cmd(results: str | None) -> None:
     help="Measure this problem now (all available backends) instead of looking it up.",
 )
 @click.option(
-    "--budget", type=float, default=1.0, show_default=True, help="With --measure: seconds per case."
+    "--budget",
+    type=SECONDS,
+    default=1.0,
+    show_default=True,
+    help="With --measure: seconds per case.",
 )
 @click.option(
     "--device",
@@ -386,14 +390,14 @@ def recommend_cmd(
 @RESULTS_OPTION
 @click.option(
     "--threshold",
-    type=float,
+    type=Finite(0, 100),
     default=0.10,
     show_default=True,
     help="Flag cases whose median changed by more than this fraction.",
 )
 @click.option(
     "--alpha",
-    type=float,
+    type=Finite(0, 1),
     default=0.05,
     show_default=True,
     help="Significance level of the Mann-Whitney U test.",
@@ -449,7 +453,7 @@ def compare_cmd(
 )
 @click.option(
     "--budget",
-    type=float,
+    type=SECONDS,
     default=1.0,
     show_default=True,
     help="Seconds of steady-state sampling per case.",
@@ -580,7 +584,9 @@ def import_cmd(file: str, results: str | None, run_id: str | None) -> None:
 
     try:
         writer, n, foreign = import_file(
-            Path(file), _results_root(results), run_id or new_run_id("import")
+            Path(file),
+            _results_root(results),
+            run_id if run_id is not None else new_run_id("import"),
         )
     except ImportRefused as e:
         raise click.BadParameter(str(e), param_hint="FILE") from None

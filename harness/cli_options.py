@@ -8,6 +8,8 @@ options of ``run`` and ``verify`` and builds their :class:`~sharedconv.harness.e
 from __future__ import annotations
 
 import functools
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,9 +104,39 @@ def device_from(device: str) -> str:
 def threads_from(threads: int | None) -> int:
     if threads is None:
         return default_threads()
-    if threads < 1:
-        raise click.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
+    most = os.cpu_count() or 1
+    if not 1 <= threads <= most:
+        raise click.BadParameter(
+            f"must be between 1 and this machine's {most} logical cores, got {threads}",
+            param_hint="--threads",
+        )
     return threads
+
+
+class Finite(click.ParamType):
+    """A float that must be finite and inside ``(low, high]`` (``low`` itself allowed when
+    ``low_open`` is False): click's FloatRange lets ``nan`` through every comparison."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, low_open: bool = True):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        too_low = v <= self.low if self.low_open else v < self.low
+        if too_low or v > self.high:
+            bracket = "(" if self.low_open else "["
+            self.fail(f"{value!r} is outside {bracket}{self.low:g}, {self.high:g}]", param, ctx)
+        return v
+
+
+SECONDS = Finite(0, 24 * 3600)  # --timeout, --budget: more than 0, at most a day
 
 
 def mallocs_from(text: str | None) -> list[str]:
@@ -188,14 +220,14 @@ def selection_options(default_suite: str):
                 MALLOC_OPTION,
                 click.option(
                     "--seed",
-                    type=int,
+                    type=click.IntRange(0, 2**32 - 1),
                     default=0,
                     show_default=True,
                     help="Seed of the random inputs.",
                 ),
                 click.option(
                     "--timeout",
-                    type=float,
+                    type=SECONDS,
                     default=120.0,
                     show_default=True,
                     help="Seconds one case may take before its worker is killed.",

@@ -50,7 +50,8 @@ def start_run(
         "workers": {},
         **(extra or {}),
     }
-    writer = RunWriter.create(root, run_id or new_run_id(suite or "adhoc"), meta)
+    run_id = run_id if run_id is not None else new_run_id(suite or "adhoc")
+    writer = RunWriter.create(root, run_id, meta)
     writer.meta["roofline"] = roofline if roofline is not None else measure_roofline(plan.threads)
     writer.save_meta()
     return writer

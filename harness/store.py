@@ -29,11 +29,32 @@ class StoreError(ValueError):
     pass
 
 
+RUN_ID_CHARS = "letters, digits, '.', '_' and '-'"
+
+
+def run_folder(root: Path, run_id: str) -> Path:
+    """``root/run_id``, after checking that the id is a plain name: it cannot climb out of
+    ``root`` (``..``, an absolute path, a separator) or name ``root`` itself (``.``)."""
+    ok = (
+        isinstance(run_id, str)
+        and 0 < len(run_id) <= 120
+        and run_id not in (".", "..")
+        and all(c.isascii() and (c.isalnum() or c in "._-") for c in run_id)
+    )
+    if not ok:
+        raise StoreError(
+            f"run id {run_id!r} is not a plain name: use {RUN_ID_CHARS} (at most 120), "
+            "not '.' or '..'; a run always lives directly inside the results folder"
+        )
+    return Path(root) / run_id
+
+
 def new_run_id(label: str = "") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     host = socket.gethostname().split(".")[0][:20] or "host"
     parts = [stamp, host] + ([label] if label else [])
-    return "-".join(p.replace("/", "_").replace(" ", "_") for p in parts)
+    text = "-".join(parts)
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
 
 
 def record_ident(record: dict[str, Any], run_malloc: str | list[str] | None) -> str:
@@ -55,7 +76,7 @@ class RunWriter:
 
     @classmethod
     def create(cls, root: Path, run_id: str, meta: dict[str, Any]) -> RunWriter:
-        folder = Path(root) / run_id
+        folder = run_folder(root, run_id)
         if (folder / "run.json").exists():
             raise StoreError(
                 f"run {run_id!r} already exists in {root}; use --resume {run_id} to continue it"
@@ -74,7 +95,7 @@ class RunWriter:
 
     @classmethod
     def resume(cls, root: Path, run_id: str) -> tuple[RunWriter, set[str]]:
-        folder = Path(root) / run_id
+        folder = run_folder(root, run_id)
         if not (folder / "run.json").exists():
             raise StoreError(f"no run {run_id!r} in {root}; `sharedconv runs` lists the runs there")
         meta = json.loads((folder / "run.json").read_text())
