@@ -276,7 +276,7 @@ def runs_cmd(results: str | None) -> None:
         click.echo(
             f"{run.run_id}  [{run.meta.get('status')}]  {run.meta.get('suite') or 'ad hoc'}: {summary}"
         )
-    for line in skipped:
+    for line in skipped + [w for run in runs for w in run.warnings]:
         click.echo(f"skipped: {line}", err=True)
     if not runs:
         click.echo(f"no runs in {_results_root(results)}; make one with `sharedconv run`", err=True)
@@ -364,7 +364,9 @@ def recommend_cmd(
         return
     from .recommend import NoAnswer, Question, answer
 
-    runs, _ = find_runs([_results_root(results)])  # results/ holds the reference runs too
+    runs, skipped = find_runs([_results_root(results)])  # results/ holds the reference runs too
+    for line in skipped:
+        click.echo(f"skipped: {line}", err=True)
     # --malloc NAME: only timings made under that allocator (default: whichever the run has;
     # the tables name it, with how to get it for your own script)
     only = mallocs_from(malloc)[0] if malloc else None
@@ -420,6 +422,9 @@ def compare_cmd(
             runs.append(read_run(path))
         except StoreError as e:
             raise click.BadParameter(str(e), param_hint="RUN_A/RUN_B") from None
+    for run in runs:  # a damaged line is never dropped silently
+        for warning in run.warnings:
+            click.echo(f"warning: {warning}", err=True)
     rows = compare_runs(runs[0], runs[1], threshold, alpha)
     if not rows:
         raise click.UsageError("the two runs have no timed case in common")

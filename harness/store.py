@@ -22,7 +22,6 @@ from .records import FINAL
 RUN_SCHEMA = 1
 CASE_SCHEMA = 1
 REQUIRED_CASE_KEYS = ("case", "backend", "strategy", "problem", "mode", "status")
-FINAL_STATUSES = FINAL  # a case with one of these is done: --resume does not run it again
 
 
 class StoreError(ValueError):
@@ -98,10 +97,11 @@ class RunWriter:
         folder = run_folder(root, run_id)
         if not (folder / "run.json").exists():
             raise StoreError(f"no run {run_id!r} in {root}; `sharedconv runs` lists the runs there")
-        meta = json.loads((folder / "run.json").read_text())
-        records, _ = read_cases(folder / "cases.jsonl")
-        malloc = meta.get("malloc")
-        done = {record_ident(r, malloc) for r in records if r.get("status") in FINAL_STATUSES}
+        # the same validation as every reader: a damaged, foreign or newer run.json is refused
+        # with its reason, and never written into
+        run = read_run(folder)
+        meta = run.meta
+        done = {record_ident(r, meta.get("malloc")) for r in run.cases if r["status"] in FINAL}
         _truncate_damaged_tail(folder / "cases.jsonl")
         meta["status"] = "running"
         meta.setdefault("resumed", []).append(_now())
@@ -174,33 +174,125 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---- reading -------------------------------------------------------------------------------
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def invalid_field(record: dict[str, Any]) -> str | None:
+    """The first field a reader relies on that has the wrong type, as ``name (why)``, or None.
+
+    Readers index these fields directly (rankings, answers, pages), so a record with a wrong
+    type here would break every reader of every run; it is skipped with this reason instead.
+    """
+    for key in REQUIRED_CASE_KEYS:
+        if not isinstance(record.get(key), str):
+            return f"{key} (not text)"
+    if record["status"] not in FINAL:
+        return f"status (unknown value {record['status'][:40]!r})"
+    if not isinstance(record.get("case_schema", CASE_SCHEMA), int):
+        return "case_schema (not an integer)"
+    for key in ("flops", "fewest_bytes", "threads"):
+        if key in record and record[key] is not None and not _number(record[key]):
+            return f"{key} (not a number)"
+    timing = record.get("timing")
+    if timing is not None:
+        if not isinstance(timing, dict) or not isinstance(timing.get("stats", {}), dict):
+            return "timing (not an object)"
+        for key, value in (timing.get("stats") or {}).items():
+            if key != "noisy" and key != "median_of" and value is not None and not _number(value):
+                return f"timing.stats.{key} (not a number)"
+        if not all(_number(t) for t in timing.get("block_times", [])):
+            return "timing.block_times (not numbers)"
+    for key in ("memory", "verify", "params"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return f"{key} (not an object)"
+    peak = (record.get("memory") or {}).get("peak_bytes")
+    if peak is not None and not _number(peak):
+        return "memory.peak_bytes (not a number)"
+    return None
+
+
+# run.json fields readers index, and the types they must have (None allowed for all but run_id)
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "schema": (int,),
+    "status": (str,),
+    "suite": (str,),
+    "command": (str,),
+    "threads": (int,),
+    "device": (str,),
+    "malloc": (str, list),
+    "machine": (dict,),
+    "roofline": (dict,),
+    "workers": (dict,),
+    "timing": (dict,),
+    "project": (dict,),
+    "problems": (list,),
+    "backends": (list,),
+    "modes": (list,),
+}
+
+
+def invalid_meta(meta: dict[str, Any]) -> str | None:
+    """The first run.json field of the wrong type, as ``name (why)``, or None."""
+    for key, types in META_TYPES.items():
+        value = meta.get(key)
+        if value is None and key != "run_id":
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"{key} is not {' or '.join(t.__name__ for t in types)}"
+    roof = meta.get("roofline") or {}
+    for key in ("peak_flops", "copy_bytes_per_s"):
+        if key in roof and not _number(roof[key]):
+            return f"roofline.{key} is not a number"
+    return None
+
+
 def read_cases(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every valid case line of a ``cases.jsonl``, and a warning per skipped line."""
-    records: list[dict[str, Any]] = []
+    """Every valid case line of a ``cases.jsonl``, and a warning per skipped line.
+
+    A line is skipped, with a warning naming the file, line and reason, when it is not JSON
+    (a kill during a write), not UTF-8, not a sharedconv record, of a newer schema, or holds a
+    field of the wrong type. A case written twice counts once: the last line wins (a resumed
+    round, a hand-merged file), and the warning says so.
+    """
+    records: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
     if not Path(path).exists():
-        return records, [f"{path}: missing"]
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
+        return [], [f"{path}: missing"]
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                warnings.append(f"{where}: skipped a line that is not UTF-8 text")
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as e:
-                warnings.append(f"{path}:{number}: skipped a damaged line ({e.msg})")
+            except (json.JSONDecodeError, RecursionError) as e:
+                why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                warnings.append(f"{where}: skipped a damaged line ({why})")
                 continue
             if not isinstance(record, dict) or any(k not in record for k in REQUIRED_CASE_KEYS):
-                warnings.append(
-                    f"{path}:{number}: skipped a line that is not a sharedconv case record"
-                )
+                warnings.append(f"{where}: skipped a line that is not a sharedconv case record")
+                continue
+            bad = invalid_field(record)
+            if bad:
+                warnings.append(f"{where}: skipped a record whose field {bad}")
                 continue
             if record.get("case_schema", CASE_SCHEMA) > CASE_SCHEMA:
-                warnings.append(
-                    f"{path}:{number}: skipped a record of a newer schema; upgrade sharedconv"
-                )
+                warnings.append(f"{where}: skipped a record of a newer schema; upgrade sharedconv")
                 continue
-            records.append(record)
-    return records, warnings
+            # rounds.jsonl holds one line per round of a case: each round is its own record
+            key = f"{record['case']}#{record.get('round', '')}"
+            if key in records:
+                warnings.append(f"{where}: case {record['case']!r} again; the last line counts")
+                del records[key]  # keep the file order of the line that counts
+            records[key] = record
+    return list(records.values()), warnings
 
 
 @dataclass
@@ -224,13 +316,19 @@ def read_run(folder: Path) -> Run:
     folder = Path(folder)
     meta_path = folder / "run.json"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise StoreError(f"{folder} has no run.json; not a sharedconv run") from None
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{meta_path} is damaged ({e.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 JSON"
+        raise StoreError(f"{meta_path} is damaged ({why})") from None
+    except OSError as e:
+        raise StoreError(f"{meta_path} cannot be read ({e.strerror})") from None
     if not isinstance(meta, dict) or "run_id" not in meta:
         raise StoreError(f"{meta_path} is not a sharedconv run description")
+    bad = invalid_meta(meta)
+    if bad:
+        raise StoreError(f"{meta_path}: the field {bad}; the run is skipped")
     if meta.get("schema", RUN_SCHEMA) > RUN_SCHEMA:
         raise StoreError(
             f"{meta_path} has schema {meta.get('schema')}; this sharedconv reads {RUN_SCHEMA}"
