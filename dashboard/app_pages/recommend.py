@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 from sharedconv.backends.problem import ProblemError, parse_problem
-from sharedconv.dashboard.common import colors, download, loaded, pick_run, require_results
+from sharedconv.dashboard.common import colors, download, loaded, md, pick_run, require_results
 from sharedconv.dashboard.figures import SEED_NAMES, ranking_bar
 from sharedconv.harness.allocators import ALLOCATORS
 from sharedconv.harness.recommend import Question, allocators_of, answer
@@ -64,7 +64,7 @@ if require_results(data):
         [r for r in records if r["problem"] == problem_text and r["mode"] == mode],
         run.meta.get("roofline"),
     )
-    st.success(recommendation(rows))
+    st.success(md(recommendation(rows)))
     known = ALLOCATORS.get(malloc)
     how = known.how_to_get() if known else ""
     st.caption(
