@@ -71,16 +71,24 @@ class RunWriter:
     def __init__(self, folder: Path, meta: dict[str, Any]):
         self.folder = folder
         self.meta = meta
+        self._lock = OwnerLock.acquire(folder)  # before anything is written
         self._cases = open(folder / "cases.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     @classmethod
     def create(cls, root: Path, run_id: str, meta: dict[str, Any]) -> RunWriter:
         folder = run_folder(root, run_id)
-        if (folder / "run.json").exists():
+        Path(root).mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()  # atomic: of two processes creating one run, exactly one succeeds
+        except FileExistsError:
+            if (folder / "run.json").exists():
+                raise StoreError(
+                    f"run {run_id!r} already exists in {root}; use --resume {run_id} to continue it"
+                ) from None
             raise StoreError(
-                f"run {run_id!r} already exists in {root}; use --resume {run_id} to continue it"
-            )
-        folder.mkdir(parents=True, exist_ok=True)
+                f"{folder} exists and is not a run (or another process is creating it); "
+                "choose another --run-id"
+            ) from None
         meta = {
             "schema": RUN_SCHEMA,
             "run_id": run_id,
@@ -125,6 +133,65 @@ class RunWriter:
         self.meta["ended"] = _now()
         self.save_meta()
         self._cases.close()
+        self._lock.release()
+
+
+class OwnerLock:
+    """The writer's exclusive ``flock`` on ``<run>/owner.lock``, held while it writes.
+
+    The kernel drops it when the process dies, however it dies, so "running" in run.json with
+    no lock held means the writer is gone: readers show such a run as interrupted. A second
+    writer (``--resume`` of a live run) is refused at once, naming the owner's pid.
+    """
+
+    NAME = "owner.lock"
+
+    def __init__(self, file: Any):
+        self._file = file
+
+    @classmethod
+    def acquire(cls, folder: Path) -> OwnerLock:
+        import fcntl
+
+        path = Path(folder) / cls.NAME
+        f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the writer's life
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "?"
+            f.close()
+            raise StoreError(
+                f"run {Path(folder).name!r} is being written by another process (pid {owner}); "
+                "wait for it to finish, or stop it and resume"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        return cls(f)
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing drops the flock
+
+    @staticmethod
+    def held(folder: Path) -> bool:
+        """Whether a live process holds the run's lock (False when there is no lock file)."""
+        import fcntl
+
+        path = Path(folder) / OwnerLock.NAME
+        try:
+            f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError:
+            return False
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            f.close()
+        return False
 
 
 class RoundLog:
@@ -332,6 +399,12 @@ def read_run(folder: Path) -> Run:
     if meta.get("schema", RUN_SCHEMA) > RUN_SCHEMA:
         raise StoreError(
             f"{meta_path} has schema {meta.get('schema')}; this sharedconv reads {RUN_SCHEMA}"
+        )
+    if meta.get("status") == "running" and not OwnerLock.held(folder):
+        # its writer is gone (killed, crashed, the machine restarted): resumable
+        meta["status"] = "interrupted"
+        meta.setdefault(
+            "status_note", "its writer stopped without finishing; --resume continues it"
         )
     cases, warnings = read_cases(folder / "cases.jsonl")
     for r in cases:
