@@ -203,7 +203,7 @@ def run_cmd(
     from .progress import RunProgress
     from .report import print_tables, ranking_tables, skip_summary
     from .runner import plan_from_meta, plan_size, run_plan, start_run
-    from .store import RunWriter, StoreError, read_run
+    from .store import RunWriter, StorageFailure, StoreError, read_run
 
     root = _results_root(results)
     if resume:
@@ -213,6 +213,9 @@ def run_cmd(
             )
         try:
             writer, done = RunWriter.resume(root, resume)
+        except StorageFailure as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
         except StoreError as e:
             raise click.BadParameter(str(e), param_hint="--resume") from None
         plan = plan_from_meta(writer.meta)
@@ -228,6 +231,9 @@ def run_cmd(
         )
         try:
             writer = start_run(plan, root, sel.suite_label(), run_id)
+        except StorageFailure as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
         except StoreError as e:
             raise click.BadParameter(str(e), param_hint="--run-id") from None
         done = set()
@@ -243,6 +249,9 @@ def run_cmd(
     with RunProgress(console, total) as progress:
         try:
             records = run_plan(plan, writer, done, progress.on_record)
+        except StorageFailure as e:
+            console.print(f"error: {e}; the run is interrupted (resumable)", markup=False)
+            sys.exit(1)
         except KeyboardInterrupt:
             console.print(
                 f"interrupted; continue with: sharedconv run --resume {writer.meta['run_id']}",

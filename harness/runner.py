@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from . import allocators
 from .execute import OracleStore, Plan, execute, plan_cases
 from .machine import machine_info, project_commit
 from .roofline import measure as measure_roofline
-from .store import RoundLog, RunWriter, new_run_id
+from .store import RoundLog, RunWriter, StoreError, new_run_id
 
 DEFAULT_RESULTS = Path("results")
 
@@ -114,8 +115,11 @@ def run_plan(
             execute(plan, record, skip=done or set(), on_worker=hello)
         else:
             _run_rounds(plan, writer, set(done or ()), record, hello)
-    except BaseException:
-        writer.finish("interrupted")
+    except BaseException as e:
+        if isinstance(e, StoreError):
+            writer.meta["status_note"] = str(e)
+        with contextlib.suppress(StoreError):  # the disk may be what failed
+            writer.finish("interrupted")
         raise
     writer.finish("complete")
     return records

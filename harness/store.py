@@ -8,6 +8,7 @@ unpickled. The schema is documented in ``results/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -25,7 +26,12 @@ REQUIRED_CASE_KEYS = ("case", "backend", "strategy", "problem", "mode", "status"
 
 
 class StoreError(ValueError):
-    pass
+    """A run cannot be created, read or continued as asked (the message says why)."""
+
+
+class StorageFailure(StoreError):
+    """The file system refused a write (read-only, full, a file in the way): the message
+    names the path and the operating system's reason."""
 
 
 RUN_ID_CHARS = "letters, digits, '.', '_' and '-'"
@@ -72,12 +78,19 @@ class RunWriter:
         self.folder = folder
         self.meta = meta
         self._lock = OwnerLock.acquire(folder)  # before anything is written
-        self._cases = open(folder / "cases.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        try:
+            self._cases = open(folder / "cases.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        except OSError as e:
+            self._lock.release()
+            raise StorageFailure(f"cannot write {folder / 'cases.jsonl'}: {e.strerror}") from None
 
     @classmethod
     def create(cls, root: Path, run_id: str, meta: dict[str, Any]) -> RunWriter:
         folder = run_folder(root, run_id)
-        Path(root).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # read-only, a file in the way, no such device, ...
+            raise StorageFailure(f"cannot create {root}: {e.strerror}") from None
         try:
             folder.mkdir()  # atomic: of two processes creating one run, exactly one succeeds
         except FileExistsError:
@@ -89,6 +102,8 @@ class RunWriter:
                 f"{folder} exists and is not a run (or another process is creating it); "
                 "choose another --run-id"
             ) from None
+        except OSError as e:  # read-only, a file in the way, no such device, ...
+            raise StorageFailure(f"cannot create {folder}: {e.strerror}") from None
         meta = {
             "schema": RUN_SCHEMA,
             "run_id": run_id,
@@ -119,21 +134,43 @@ class RunWriter:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable)
-        self._cases.write(line + "\n")
-        self._cases.flush()
-        os.fsync(self._cases.fileno())
+        write_whole_line(self._cases, line)
 
     def save_meta(self) -> None:
         tmp = self.folder / "run.json.tmp"
-        tmp.write_text(json.dumps(self.meta, indent=1, default=_jsonable))
-        os.replace(tmp, self.folder / "run.json")
+        try:
+            tmp.write_text(json.dumps(self.meta, indent=1, default=_jsonable))
+            os.replace(tmp, self.folder / "run.json")
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageFailure(f"cannot write {self.folder / 'run.json'}: {e.strerror}") from None
 
     def finish(self, status: str = "complete") -> None:
+        """Mark the run ended (best effort when the disk is what failed: the lock is still
+        released, and a run whose writer is gone reads as interrupted anyway)."""
         self.meta["status"] = status
         self.meta["ended"] = _now()
-        self.save_meta()
-        self._cases.close()
-        self._lock.release()
+        try:
+            self.save_meta()
+        finally:
+            with contextlib.suppress(OSError):
+                self._cases.close()
+            self._lock.release()
+
+
+def write_whole_line(f: Any, line: str) -> None:
+    """Append ``line`` and make it durable, or leave the file as it was: a write that fails
+    (disk full, I/O error) is cut back, so no half line is ever left behind."""
+    start = f.tell()
+    try:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            f.truncate(start)
+            f.seek(start)
+        raise StorageFailure(f"cannot write {f.name}: {e.strerror}") from None
 
 
 class OwnerLock:
@@ -154,7 +191,10 @@ class OwnerLock:
         import fcntl
 
         path = Path(folder) / cls.NAME
-        f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the writer's life
+        try:
+            f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the writer's life
+        except OSError as e:
+            raise StorageFailure(f"cannot write {path}: {e.strerror}") from None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -208,11 +248,9 @@ class RoundLog:
         return [r for r in records if isinstance(r.get("round"), int)]
 
     def append(self, record: dict[str, Any]) -> None:
-        self._file.write(
-            json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable) + "\n"
+        write_whole_line(
+            self._file, json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable)
         )
-        self._file.flush()
-        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self._file.close()
