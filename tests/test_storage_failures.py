@@ -3,10 +3,10 @@ system's reason, exit code 1, the run marked interrupted, no half line, no temp 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
-import pytest
 from click.testing import CliRunner
 from sharedconv.harness.cli import cli
 
@@ -34,16 +34,23 @@ def test_results_folder_the_kernel_refuses(tmp_path):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
-def test_disk_full_mid_run_interrupts_cleanly(tmp_path):
-    assert _run("--results", str(tmp_path), "--run-id", "full").exit_code == 0
-    folder = tmp_path / "full"
-    (folder / "cases.jsonl").unlink()
-    (folder / "cases.jsonl").symlink_to("/dev/full")  # every write: No space left on device
-    result = CliRunner().invoke(cli, ["run", "--resume", "full", "--results", str(tmp_path)])
+def test_disk_full_mid_run_interrupts_cleanly(tmp_path, monkeypatch):
+    """The device fills while the first record is being made durable: the OS's ENOSPC,
+    raised where the kernel would raise it (fsync of cases.jsonl)."""
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("cases.jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    result = _run("--results", str(tmp_path), "--run-id", "full")
     assert result.exit_code == 1, result.output
-    assert "cannot write" in result.output and "No space left on device" in result.output
+    folder = tmp_path / "full"
+    assert f"cannot write {folder / 'cases.jsonl'}: No space left on device" in result.output
     assert "Traceback" not in result.output
+    assert (folder / "cases.jsonl").read_text() == ""  # the line was cut back, not left half
     meta = json.loads((folder / "run.json").read_text())
     assert meta["status"] == "interrupted"
     assert "No space left on device" in meta["status_note"]
