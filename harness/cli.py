@@ -132,6 +132,18 @@ def verify_cmd(sel: Selection, as_json: bool) -> None:
 
 
 # ---- run ----------------------------------------------------------------------------------
+def options_given(ctx: click.Context, keep: tuple[str, ...]) -> list[str]:
+    """The options typed on the command line, other than ``keep``, by their flag."""
+    from click.core import ParameterSource
+
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    return [
+        flags[name]
+        for name in ctx.params
+        if name not in keep and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
+
+
 def _results_root(results: str | None) -> Path:
     return Path(results) if results else Path("results")
 
@@ -207,9 +219,10 @@ def run_cmd(
 
     root = _results_root(results)
     if resume:
-        if sel.shapes or sel.suite:
+        given = options_given(click.get_current_context(), keep=("resume", "results", "top"))
+        if given:
             raise click.UsageError(
-                "--resume continues a run with its own problems; drop --shape/--suite"
+                "--resume continues a run with the settings stored in it; drop " + ", ".join(given)
             )
         try:
             writer, done = RunWriter.resume(root, resume)

@@ -69,6 +69,16 @@ BAD += [
     for run_id in ("../../x", "/tmp/abs", ".", "..", "a b", "x/y", "")
 ]
 BAD += [(["run", "--resume", "../elsewhere"], "is not a plain name")]
+# --resume keeps the stored settings: options that would change them are refused by name
+BAD += [
+    (["run", "--resume", "x", *extra], f"settings stored in it; drop {needle}")
+    for extra, needle in (
+        (["-b", "torch"], "--backends"),
+        (["--budget", "3"], "--budget"),
+        (["--timeout", "9", "--malloc", "system"], "--timeout, --malloc"),
+        (["--shape", "C=1,H=8,N=1,K=1"], "--shape"),
+    )
+]
 
 
 @pytest.mark.parametrize("args, needle", BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
