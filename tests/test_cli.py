@@ -75,7 +75,7 @@ BAD += [
     for extra, needle in (
         (["-b", "torch"], "--backends"),
         (["--budget", "3"], "--budget"),
-        (["--timeout", "9", "--malloc", "system"], "--timeout, --malloc"),
+        (["--timeout", "9", "--malloc", "system"], "--malloc, --timeout"),
         (["--shape", "C=1,H=8,N=1,K=1"], "--shape"),
     )
 ]
