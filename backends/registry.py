@@ -215,13 +215,16 @@ def parse_backend_list(text: str | None) -> list[str]:
     return names
 
 
-def describe_registered() -> list[dict[str, Any]]:
-    """Every registered backend as plain data: status, reason, versions, strategies."""
+def describe_registered(faults: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every registered backend as plain data: status, reason, versions, strategies.
+    ``faults``: backends known to crash or hang when loaded (the harness tries them in a child
+    process first); they are listed with the reason and never loaded here."""
     rows: list[dict[str, Any]] = []
     for spec in list_specs():
         row: dict[str, Any] = {"name": spec.name, "origin": spec.origin, "target": spec.target}
-        if spec.error:
-            row.update(status="error", reason=spec.error, strategies=[], versions={})
+        fault = (faults or {}).get(spec.name)
+        if spec.error or fault:
+            row.update(status="error", reason=spec.error or fault, strategies=[], versions={})
             rows.append(row)
             continue
         try:

@@ -55,11 +55,12 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def backends_cmd(as_json: bool) -> None:
     """List every registered backend: availability, versions and strategies."""
-    from sharedconv.backends.registry import describe_registered
+    from sharedconv.backends.registry import backend_names, describe_registered
 
+    from .discovery import faults
     from .report import backends_table
 
-    rows = describe_registered()
+    rows = describe_registered(faults(backend_names()))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -84,11 +85,16 @@ def strategies_cmd(backends: str | None) -> None:
     """Describe every strategy: layouts, seed option and what its timed call contains."""
     from rich.console import Console
 
+    from .discovery import faults
     from .report import strategies_table
 
+    names = backends_from(backends)
+    crashing = faults(names)
     entries: list[tuple[str, Any]] = []
-    for name in backends_from(backends):
+    for name in names:
         try:
+            if name in crashing:
+                raise BackendLoadError(crashing[name])
             entries.append((name, load_backend(name)))
         except BackendLoadError as e:
             entries.append((name, e))

@@ -77,9 +77,14 @@ def backends_from(text: str | None) -> list[str]:
 def strategies_from(text: str | None, backends: list[str]) -> list[str] | None:
     if not text:
         return None
+    from .discovery import faults
+
     wanted = [s.strip() for s in text.split(",") if s.strip()]
     known: set[str] = set()
+    crashing = faults(backends)
     for name in backends:
+        if name in crashing:
+            continue
         try:
             known.update(s.name for s in load_backend(name).strategies)
         except BackendLoadError:
@@ -306,7 +311,10 @@ def keras_backends_from(text: str | None) -> list[str]:
             f"the seed question is about Keras; not Keras backends: {', '.join(not_keras)}",
             param_hint="--backends",
         )
-    available = [n for n in names if load_backend(n).available() is None]
+    from .discovery import faults
+
+    crashing = faults(names)
+    available = [n for n in names if n not in crashing and load_backend(n).available() is None]
     if not available:
         raise click.UsageError(
             "no Keras backend is installed: pip install 'sharedconv[keras,tensorflow]' (or jax, torch)"

@@ -22,6 +22,7 @@ from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inp
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
 from . import allocators
+from .discovery import faults
 from .memory import available_bytes, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
@@ -178,9 +179,12 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
     (unavailable backend, unsupported problem, too big for this machine's memory) or None,
     and the strategy's description for the record."""
     memory_at_start = available_bytes()  # one worker at a time: what a fresh worker can have
+    crashing = faults(plan.backends)  # tried in a child first: a plugin cannot take the run down
     for name in plan.backends:
         spec = get_spec(name)
         try:
+            if name in crashing:
+                raise BackendLoadError(f"unavailable: {crashing[name]}")
             backend = load_backend(name)
             missing = backend.available()
         except BackendLoadError as e:

@@ -142,6 +142,10 @@ class WorkerProcess:
             except Exception:
                 self._kill(proc)
         if proc is not None:
+            # whatever the worker started (a framework's helpers, a plugin's subprocess) is in
+            # its process group, which outlives it: end the group with the worker
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             for stream in (proc.stdin, proc.stdout):
                 with contextlib.suppress(Exception):
                     stream.close()
