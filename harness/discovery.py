@@ -22,10 +22,12 @@ PROBE_TIMEOUT_S = float(os.environ.get("SHAREDCONV_PLUGIN_TIMEOUT", "30"))
 
 _PROBE = r"""
 import json, sys
-from sharedconv.backends.registry import load_backend
+from sharedconv.backends.registry import UnknownBackendError, load_backend
 for name in sys.argv[1:]:
     try:
         load_backend(name).available()
+        answer = None
+    except UnknownBackendError:  # registered only in the parent (e.g. by a test): not ours
         answer = None
     except BaseException as e:  # the parent decides what a failure means
         kind = "" if type(e).__name__ == "BackendLoadError" else f"{type(e).__name__}: "
