@@ -5,7 +5,7 @@ largest absolute error over the largest reference magnitude ``max|got - ref| / m
 An output agrees when both are within its bound. The bound is on the whole output, so one
 wrong channel among a hundred still fails the max metric.
 
-The bound starts from the dtype's value in DESIGN.md and grows with the square root of the
+The bound starts from the dtype's value in the original brief and grows with the square root of the
 length of the sum behind each element once that sum exceeds 4096 terms: rounding errors of
 a long reduction grow like sqrt(n) * eps, so ``dw`` and ``db`` of a large problem (a sum over
 B*C*H'*W' positions, over a million for the seed's shape) cannot meet a bound made for a
@@ -22,7 +22,7 @@ import numpy as np
 
 from .problem import ConvProblem
 
-# Per dtype, from DESIGN.md. float16/bfloat16 bounds leave room for rounding the output to
+# Per dtype, from the original brief. float16/bfloat16 bounds leave room for rounding the output to
 # 11 / 8 significant bits plus accumulation in that precision over K*K taps.
 BOUNDS: dict[str, float] = {
     "float64": 1e-10,
@@ -30,7 +30,7 @@ BOUNDS: dict[str, float] = {
     "float16": 2e-3,
     "bfloat16": 1.6e-2,
 }
-# float32 computed with TF32 tensor cores (GPUs, SHAREDCONV_TF32=1): the products see 10
+# float32 computed with TF32 tensor cores (GPUs, Plan.tf32 / Backend.tf32): the products see 10
 # mantissa bits, as float16 does, and are summed in float32.
 TF32_BOUND = BOUNDS["float16"]
 

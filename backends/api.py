@@ -1,6 +1,6 @@
 """The public API for backend authors. Everything else in sharedconv is private.
 
-A backend is one class (subclass :class:`Backend` or implement the same attributes) and one
+A backend is one class (a subclass of :class:`Backend`: the registry refuses anything else) and one
 entry point in the ``sharedconv.backends`` group of the plugin's ``pyproject.toml``::
 
     [project.entry-points."sharedconv.backends"]

@@ -10,6 +10,12 @@ A backend is a small object:
 - ``configure(threads, device) -> dict``: called once per worker process before anything
   else, so the backend sets its thread pools before its framework starts; returns facts to
   record (the default does nothing)
+- ``tf32``: set by the harness before ``configure``: whether float32 work may use TF32 tensor
+  cores on a GPU (``Plan.tf32``, off by default). A backend that can use TF32 honours it in
+  ``configure``/``prepare``; the harness then holds float32 outputs to TF32's bound and labels
+  the verdict. A backend that cannot ignores it.
+- optional: ``device_memory(call)``, a GPU framework's own peak-memory accounting of one call
+  (the base class returns None: the harness measures the process RSS instead)
 - ``prepare(problem, arrays, strategy, device, mode) -> Callable[[], outputs]``: moves the
   canonical NumPy arrays to the device in the strategy's input layout, builds / traces /
   compiles, and returns a zero-argument callable. Calling it runs one forward pass (or one
@@ -94,12 +100,14 @@ class Strategy:
 
 
 class Backend:
-    """Base class with the defaults; subclass it or implement the same attributes."""
+    """The base class every backend subclasses (the registry refuses anything else): the
+    contract's defaults live here, and nothing is patched onto a plugin at load time."""
 
     name: str = ""
     install_hint: str = ""
     devices: tuple[str, ...] = ("cpu",)
     strategies: Sequence[Strategy] = ()
+    tf32: bool = False  # set by the harness before configure(); see the module docstring
 
     def available(self) -> str | None:
         return None

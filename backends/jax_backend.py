@@ -257,7 +257,7 @@ class JaxBackend(Backend):
         import jax
 
         jax.config.update("jax_enable_x64", True)
-        tf32 = os.environ.get("SHAREDCONV_TF32", "0") == "1"
+        tf32 = self.tf32
         facts: dict[str, Any] = {
             "x64": True,
             "precision": "default (TF32 allowed)" if tf32 else "HIGHEST",
@@ -282,7 +282,7 @@ class JaxBackend(Backend):
 
         dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
         dtype = jnp.dtype(problem.dtype)
-        tf32 = os.environ.get("SHAREDCONV_TF32", "0") == "1"
+        tf32 = self.tf32
         precision = jax.lax.Precision.DEFAULT if tf32 else jax.lax.Precision.HIGHEST
         fn = _builders(jax, problem, precision)[strategy.name]
 

@@ -292,6 +292,10 @@ def _parse_pair_text(key: str, text: str) -> tuple[int, int]:
     raise ProblemError(f"{key} must be N or AxB (e.g. {key}=2 or {key}=2x1), got {text!r}")
 
 
+MAX_RANGE = 1000  # values of one range
+MAX_GRID = 10_000  # problems of one --shape
+
+
 def _expand_range(key: str, text: str) -> list[str]:
     """``1..128:x2`` -> 1,2,4,...,128; ``8..32:+8`` -> 8,16,24,32; ``1..4`` -> 1,2,3,4."""
     if ".." not in text:
@@ -308,6 +312,9 @@ def _expand_range(key: str, text: str) -> list[str]:
         inc = _parse_int(key, step[1:]) if step else 1
         if inc < 1:
             raise ProblemError(f"{key}={text}: the step after ':+' must be >= 1")
+        count = (hi - lo) // inc + 1  # counted before anything is built
+        if count > MAX_RANGE:
+            raise ProblemError(f"{key}={text} expands to {count} values; at most {MAX_RANGE}")
         values = list(range(lo, hi + 1, inc))
     elif step.startswith("x"):
         factor = _parse_int(key, step[1:])
@@ -319,8 +326,8 @@ def _expand_range(key: str, text: str) -> list[str]:
             v *= factor
     else:
         raise ProblemError(f"{key}={text}: a range step is ':+N' or ':xN' (e.g. C=1..128:x2)")
-    if len(values) > 1000:
-        raise ProblemError(f"{key}={text} expands to {len(values)} values; at most 1000")
+    if len(values) > MAX_RANGE:
+        raise ProblemError(f"{key}={text} expands to {len(values)} values; at most {MAX_RANGE}")
     return [str(v) for v in values]
 
 
@@ -410,12 +417,17 @@ def parse_problems(text: str) -> list[ConvProblem]:
         raise ProblemError(f"empty problem; example: {_EXAMPLE}")
     fields = _split_fields(text)
     keys = list(fields)
-    problems = []
-    for combo in product(*(fields[k] for k in keys)):
-        problems.append(_build(dict(zip(keys, combo, strict=True)), text))
-    if len(problems) > 10_000:
-        raise ProblemError(f"{text!r} expands to {len(problems)} problems; at most 10000")
-    return problems
+    size = math.prod(len(fields[k]) for k in keys)  # before any combination is built
+    if size > MAX_GRID:
+        counts = " x ".join(f"{len(fields[k])} {k}" for k in keys if len(fields[k]) > 1)
+        raise ProblemError(
+            f"{text!r} expands to {size} problems ({counts}); at most {MAX_GRID}: "
+            "narrow a range or use a coarser step (e.g. C=1..1024:x2)"
+        )
+    return [
+        _build(dict(zip(keys, combo, strict=True)), text)
+        for combo in product(*(fields[k] for k in keys))
+    ]
 
 
 def parse_problem(text: str) -> ConvProblem:

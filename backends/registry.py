@@ -40,7 +40,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
     ),
 }
 
-_REQUIRED_METHODS = ("available", "versions", "prepare", "synchronize", "to_numpy")
+# what a subclass must implement itself: the base class has a sound default for the rest
+_REQUIRED_METHODS = ("prepare",)
 
 
 class BackendLoadError(RuntimeError):
@@ -148,7 +149,13 @@ def validate_backend(obj: Any, spec: BackendSpec) -> Backend:
             raise BackendLoadError(
                 f"{where}: constructing it failed: {type(e).__name__}: {e}"
             ) from e
-    missing = [m for m in _REQUIRED_METHODS if not callable(getattr(obj, m, None))]
+    if not isinstance(obj, Backend):
+        raise BackendLoadError(
+            f"{where} is a {type(obj).__name__}, not a subclass of "
+            "sharedconv.backends.api.Backend; subclass it (the contract's defaults live there)"
+        )
+    # the base class has defaults for all but these: a subclass must implement them
+    missing = [m for m in _REQUIRED_METHODS if getattr(type(obj), m) is getattr(Backend, m)]
     if missing:
         raise BackendLoadError(
             f"{where} lacks the method(s) {', '.join(missing)} of the backend contract"
@@ -168,15 +175,6 @@ def validate_backend(obj: Any, spec: BackendSpec) -> Backend:
         if s.name in names:
             raise BackendLoadError(f"{where} declares strategy {s.name!r} twice")
         names.add(s.name)
-    for attr, default in (("devices", ("cpu",)), ("install_hint", spec.install_hint)):
-        if not hasattr(obj, attr):
-            setattr(obj, attr, default)
-    if not hasattr(obj, "configure"):
-        obj.configure = lambda threads, device: {}
-    if not hasattr(obj, "supports"):
-        obj.supports = Backend.supports.__get__(obj)
-    if not hasattr(obj, "strategy"):
-        obj.strategy = Backend.strategy.__get__(obj)
     return obj
 
 
@@ -215,3 +213,31 @@ def parse_backend_list(text: str | None) -> list[str]:
             f"unknown backend(s) {', '.join(unknown)}; registered backends: {', '.join(backend_names())}"
         )
     return names
+
+
+def describe_registered(faults: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every registered backend as plain data: status, reason, versions, strategies.
+    ``faults``: backends known to crash or hang when loaded (the harness tries them in a child
+    process first); they are listed with the reason and never loaded here."""
+    rows: list[dict[str, Any]] = []
+    for spec in list_specs():
+        row: dict[str, Any] = {"name": spec.name, "origin": spec.origin, "target": spec.target}
+        fault = (faults or {}).get(spec.name)
+        if spec.error or fault:
+            row.update(status="error", reason=spec.error or fault, strategies=[], versions={})
+            rows.append(row)
+            continue
+        try:
+            backend = load_backend(spec.name)
+            reason = backend.available()
+            row.update(
+                status="available" if reason is None else "unavailable",
+                reason=reason,
+                versions=backend.versions() if reason is None else {},
+                devices=list(backend.devices),
+                strategies=[s.describe() for s in backend.strategies],
+            )
+        except BackendLoadError as e:
+            row.update(status="error", reason=str(e), strategies=[], versions={})
+        rows.append(row)
+    return rows

@@ -302,7 +302,7 @@ class TensorflowBackend(Backend):
         tf.get_logger().setLevel("ERROR")
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf32 = os.environ.get("SHAREDCONV_TF32", "0") == "1"
+        tf32 = self.tf32
         facts: dict[str, Any] = {
             "intra_op_threads": threads,
             "inter_op_threads": 1,

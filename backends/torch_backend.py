@@ -8,7 +8,6 @@ the device is ``cuda``.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -259,7 +258,7 @@ class TorchBackend(Backend):
             "mkldnn": bool(torch.backends.mkldnn.is_available()),
         }
         if device == "cuda":
-            tf32 = os.environ.get("SHAREDCONV_TF32", "0") == "1"
+            tf32 = self.tf32
             torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.set_float32_matmul_precision("high" if tf32 else "highest")

@@ -25,8 +25,18 @@ def loaded() -> Loaded:
     if data.skipped:
         with st.sidebar.expander(f"{len(data.skipped)} file(s) skipped"):
             for line in data.skipped:
-                st.caption(line)
+                st.caption(md(line))
     return data
+
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def md(value: object) -> str:
+    """``value`` as literal text inside Markdown: strings from results files, plugins and
+    frameworks are data, so a link, image, HTML tag or formula in them is shown, never
+    rendered or fetched."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIALS else c for c in str(value))
 
 
 def require_results(data: Loaded) -> bool:

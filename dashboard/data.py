@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sharedconv.harness.records import gbps, gflops, worst_error, worst_ratio
 from sharedconv.harness.store import Run, find_runs
 from sharedconv.harness.summary import malloc_of, peak_bytes, roofline_fraction
 
@@ -52,13 +53,6 @@ class Loaded:
         return next(r for r in self.runs if r.run_id == run_id)
 
 
-def _worst(errors: dict[str, Any], name: str) -> float | None:
-    e = errors.get(name)
-    if not e:
-        return None
-    return max(e["rel_fro"], e["max_norm"])
-
-
 def flatten(run: Run) -> list[dict[str, Any]]:
     rows = []
     roof = run.meta.get("roofline")
@@ -69,10 +63,6 @@ def flatten(run: Run) -> list[dict[str, Any]]:
     for r in run.cases:
         params = r.get("params", {})
         stats = ((r.get("timing") or {}).get("stats")) or {}
-        errors = ((r.get("verify") or {}).get("errors")) or {}
-        ratios = [
-            max(e["rel_fro"], e["max_norm"]) / e["bound"] for e in errors.values() if e.get("bound")
-        ]
         median = stats.get("median")
         faults = (r.get("timing") or {}).get("faults") or {}
         row = {
@@ -103,19 +93,19 @@ def flatten(run: Run) -> list[dict[str, Any]]:
             "fault_bound": bool(faults.get("flagged")),
             "flops": r.get("flops"),
             "fewest_bytes": r.get("fewest_bytes"),
-            "gflops": r["flops"] / median / 1e9 if median else None,
-            "gbps": r["fewest_bytes"] / median / 1e9 if median else None,
+            "gflops": gflops(r),
+            "gbps": gbps(r),
             "roofline_pct": 100 * roofline_fraction(r, roof)
             if median and roof and "peak_flops" in roof
             else None,
             "setup_s": r.get("setup_s"),
             "first_call_s": r.get("first_call_s"),
             "threads": r.get("threads"),
-            "err_y": _worst(errors, "y"),
-            "err_dx": _worst(errors, "dx"),
-            "err_dw": _worst(errors, "dw"),
-            "err_db": _worst(errors, "db"),
-            "error_vs_bound": max(ratios) if ratios else None,
+            "err_y": worst_error(r, "y"),
+            "err_dx": worst_error(r, "dx"),
+            "err_dw": worst_error(r, "dw"),
+            "err_db": worst_error(r, "db"),
+            "error_vs_bound": worst_ratio(r),
             "timed_region": r.get("timed_region", ""),
         }
         for p in PARAMS:

@@ -8,7 +8,6 @@ the answer is a JSON-able record.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -116,7 +115,7 @@ def execute_case(
             record["verified_on"] = (
                 f"a seeded sample of {len(sample)} of {problem.B * problem.C} images (dw, db in full)"
             )
-        verdict = compare(problem, got, reference, tf32=os.environ.get("SHAREDCONV_TF32") == "1")
+        verdict = compare(problem, got, reference, tf32=bool(context.get("tf32")))
         del got, reference
         record["verify"] = verdict
         record["status"] = "pass" if not verdict["failures"] else "mismatch"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .records import median_s
 from .stats import mann_whitney_u
 from .store import Run
-from .summary import format_seconds, median_s, samples_of
+from .summary import format_seconds, samples_of
 
 
 def compare_runs(

@@ -22,6 +22,7 @@ from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inp
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
 from . import allocators
+from .discovery import faults
 from .memory import available_bytes, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
@@ -62,6 +63,7 @@ class Plan:
     mallocs: list[str] = field(default_factory=lambda: [allocators.default()])
     # times every case is measured, each time in a fresh worker (runner.merge_rounds)
     rounds: int = 1
+    tf32: bool = False  # float32 may use TF32 tensor cores on a GPU (Backend.tf32)
 
 
 # Above this many output elements the oracle checks a seeded sample of whole images.
@@ -177,9 +179,12 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
     (unavailable backend, unsupported problem, too big for this machine's memory) or None,
     and the strategy's description for the record."""
     memory_at_start = available_bytes()  # one worker at a time: what a fresh worker can have
+    crashing = faults(plan.backends)  # tried in a child first: a plugin cannot take the run down
     for name in plan.backends:
         spec = get_spec(name)
         try:
+            if name in crashing:
+                raise BackendLoadError(f"unavailable: {crashing[name]}")
             backend = load_backend(name)
             missing = backend.available()
         except BackendLoadError as e:
@@ -256,6 +261,7 @@ def execute(
                     plan.device,
                     verbose=plan.verbose,
                     malloc=key.malloc,
+                    tf32=plan.tf32,
                 )
             t0 = time.perf_counter()
             try:

@@ -164,7 +164,9 @@ def sharedconv_case(request: pytest.FixtureRequest) -> PreparedCase:
             + "; ".join(verdict["failures"]),
             pytrace=False,
         )
-    worst = max(max(e["rel_fro"], e["max_norm"]) for e in verdict["errors"].values())
+    from .records import worst_error
+
+    worst = worst_error({"verify": verdict})
     extra = {
         "sharedconv_case": f"{name}/{sname}/{problem.slug()}/{mode}/cpu",
         "backend": name,
@@ -202,7 +204,9 @@ def sharedconv_benchmark(benchmark: Any, sharedconv_case: PreparedCase):
             getattr(getattr(stats, "stats", None), "median", None) if stats is not None else None
         )
         if median:
-            benchmark.extra_info["gflops"] = sharedconv_case.extra_info["flops"] / median / 1e9
+            from .records import gflops
+
+            benchmark.extra_info["gflops"] = gflops(sharedconv_case.extra_info, median)
         return result
 
     return run

@@ -9,8 +9,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-FAILED = ("mismatch", "crashed", "timeout", "error")
+from .records import FAILED, is_failed, worst_error, worst_ratio
+
 STATUS_STYLE = {
     "pass": "[green]pass[/]",
     "mismatch": "[bold red]FAIL[/]",
@@ -23,21 +25,6 @@ STATUS_STYLE = {
 }
 
 
-def worst_error(record: dict[str, Any]) -> float | None:
-    errors = (record.get("verify") or {}).get("errors") or {}
-    values = [max(e["rel_fro"], e["max_norm"]) for e in errors.values()]
-    return max(values) if values else None
-
-
-def worst_ratio(record: dict[str, Any]) -> float | None:
-    """The largest error over its bound, across the outputs (1.0 is the limit)."""
-    errors = (record.get("verify") or {}).get("errors") or {}
-    values = [
-        max(e["rel_fro"], e["max_norm"]) / e["bound"] for e in errors.values() if e.get("bound")
-    ]
-    return max(values) if values else None
-
-
 def error_text(record: dict[str, Any]) -> str:
     worst, ratio = worst_error(record), worst_ratio(record)
     if worst is None or ratio is None:
@@ -46,7 +33,7 @@ def error_text(record: dict[str, Any]) -> str:
 
 
 def failed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") in FAILED]
+    return [r for r in records if is_failed(r)]
 
 
 def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
@@ -57,12 +44,12 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
             t.add_column(col, overflow="fold")
         for r in records:
             t.add_row(
-                f"{r['backend']}/{r['strategy']}",
-                r["problem"],
+                Text(f"{r['backend']}/{r['strategy']}"),
+                Text(r["problem"]),
                 r["mode"],
-                STATUS_STYLE.get(r["status"], r["status"]),
+                STATUS_STYLE.get(r["status"], Text(str(r["status"]))),
                 error_text(r),
-                r.get("reason", "") or "",
+                Text(str(r.get("reason", "") or "")),
             )
         tables.append(t)
         return tables
@@ -79,7 +66,7 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
         other = sum(v for k, v in counts.items() if k not in ("pass", "mismatch", "skipped"))
         other_kinds = ", ".join(k for k in counts if k not in ("pass", "mismatch", "skipped"))
         t.add_row(
-            name,
+            Text(name),
             str(counts.get("pass", 0)),
             f"[bold red]{counts['mismatch']}[/]" if counts.get("mismatch") else "0",
             str(counts.get("skipped", 0)),
@@ -95,29 +82,36 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
             f.add_column(col, overflow="fold")
         for r in bad:
             f.add_row(
-                f"{r['backend']}/{r['strategy']}",
-                r["problem"],
+                Text(f"{r['backend']}/{r['strategy']}"),
+                Text(r["problem"]),
                 r["mode"],
                 STATUS_STYLE[r["status"]],
-                r.get("reason", ""),
+                Text(str(r.get("reason", ""))),
             )
         tables.append(f)
 
+    tables.extend(skip_summary(records))
+    return tables
+
+
+def skip_summary(records: list[dict[str, Any]]) -> list[Table]:
+    """Skipped and unavailable cases grouped by strategy and reason, with counts (reasons come
+    from plugins and frameworks: data, not markup)."""
     reasons: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in records:
         if r["status"] in ("skipped", "unavailable"):
             reasons[(f"{r['backend']}/{r['strategy']}", r.get("reason", ""))].append(
                 f"{r['problem']} {r['mode']}"
             )
-    if reasons:
-        s = Table(title="Skipped and unavailable, with the reason", title_justify="left")
-        s.add_column("backend/strategy")
-        s.add_column("reason", overflow="fold")
-        s.add_column("cases", justify="right")
-        for (name, reason), cases in reasons.items():
-            s.add_row(name, reason, str(len(cases)))
-        tables.append(s)
-    return tables
+    if not reasons:
+        return []
+    s = Table(title="Skipped and unavailable, with the reason", title_justify="left")
+    s.add_column("backend/strategy")
+    s.add_column("reason", overflow="fold")
+    s.add_column("cases", justify="right")
+    for (name, reason), cases in reasons.items():
+        s.add_row(Text(name), Text(str(reason)), str(len(cases)))
+    return [s]
 
 
 def print_tables(tables: list[Table], console: Console | None = None) -> None:
@@ -157,7 +151,7 @@ def ranking_tables(
         t = Table(
             title=f"{problem}  [{mode}, {device}, allocator {malloc}]",
             title_justify="left",
-            caption=f"{recommendation(rows)}\nMeasured under the {malloc} allocator{how}.",
+            caption=Text(f"{recommendation(rows)}\nMeasured under the {malloc} allocator{how}."),
             caption_justify="left",
         )
         for col, justify in (
@@ -179,22 +173,95 @@ def ranking_tables(
             name = row.label + (f" [opt {opt}]" if opt else "")
             t.add_row(
                 str(i),
-                f"[bold]{name}[/]" if opt else name,
+                Text(name, style="bold" if opt else ""),
                 format_seconds(row.median) + (" [yellow]noisy[/]" if row.noisy else ""),
                 f"±{100 * row.iqr / row.median / 2:.0f}%",
                 *(f"{row.vs_option[k]:.2f}" if k in row.vs_option else "" for k in SEED_OPTIONS),
                 format_bytes(row.peak_bytes),
-                ("[yellow]" if (row.faults or {}).get("flagged") else "")
-                + faults_text(row.faults)
-                + ("[/]" if (row.faults or {}).get("flagged") else ""),
+                Text(
+                    faults_text(row.faults),
+                    style="yellow" if (row.faults or {}).get("flagged") else "",
+                ),
                 f"{row.gflops:.1f}",
                 f"{100 * row.roofline_fraction:.0f}%" if row.roofline_fraction is not None else "",
             )
         other = [r for r in group if r["status"] != "pass" or not r.get("timing")]
         failed_here = [r for r in other if r["status"] in FAILED]
         if failed_here:
-            t.caption += "\nNot timed (failed): " + "; ".join(
-                f"{label(r)}: {r['status']}" for r in failed_here
+            t.caption.append(
+                "\nNot timed (failed): "
+                + "; ".join(f"{label(r)}: {r['status']}" for r in failed_here)
             )
         tables.append(t)
     return tables
+
+
+def backends_table(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """``sharedconv backends``: the table, then each reason whole below it (a long install
+    hint or error folded into a cell is unreadable). Names and reasons come from plugins:
+    data, never markup."""
+    console = console or Console()
+    table = Table(title="Registered backends", title_justify="left")
+    for col in ("backend", "status", "versions", "strategies", "from"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        status = {"available": "[green]available[/]", "unavailable": "[yellow]unavailable[/]"}.get(
+            row["status"], "[red]error[/]"
+        )
+        table.add_row(
+            Text(row["name"]),
+            status,
+            Text(", ".join(f"{k} {v}" for k, v in row.get("versions", {}).items())),
+            Text(", ".join(s["name"] for s in row["strategies"])),
+            Text(str(row["origin"])),
+        )
+    console.print(table)
+    for row in rows:
+        if row.get("reason"):
+            console.print(
+                f"{row['name']}: {row['reason']}", soft_wrap=True, highlight=False, markup=False
+            )
+
+
+def strategies_table(entries: list[tuple[str, Any]]) -> Table:
+    """``sharedconv strategies``: ``entries`` are (backend name, backend or load error)."""
+    table = Table(title="Strategies", title_justify="left")
+    for col in (
+        "backend/strategy",
+        "layouts in -> out",
+        "seed option",
+        "description",
+        "timed call",
+    ):
+        table.add_column(col, overflow="fold")
+    for name, backend in entries:
+        if isinstance(backend, Exception):
+            table.add_row(Text(name), "", "", Text(str(backend), style="red"), "")
+            continue
+        for s in backend.strategies:
+            table.add_row(
+                Text(f"{name}/{s.name}"),
+                f"{s.input_layout} -> {s.output_layout}",
+                str(s.seed_option or ""),
+                Text(s.description),
+                Text(s.timed),
+            )
+    return table
+
+
+def compare_table(rows: list[dict[str, Any]], id_a: str, id_b: str) -> Table:
+    """``sharedconv compare``: ratio of medians per case with the test's verdict."""
+    table = Table(title=f"{id_b} vs {id_a} (ratio > 1: B is slower)", title_justify="left")
+    for col in ("case", "A median", "B median", "B/A", "p", "verdict"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        style = {"regression": "bold red", "improvement": "green"}.get(row["verdict"], "")
+        table.add_row(
+            Text(row["case"]),
+            row["a"],
+            row["b"],
+            f"{row['ratio']:.3f}",
+            f"{row['p']:.3g}",
+            Text(row["verdict"], style=style),
+        )
+    return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from . import allocators
 from .execute import OracleStore, Plan, execute, plan_cases
 from .machine import machine_info, project_commit
 from .roofline import measure as measure_roofline
-from .store import RoundLog, RunWriter, new_run_id
+from .store import RoundLog, RunWriter, StoreError, new_run_id
 
 DEFAULT_RESULTS = Path("results")
 
@@ -41,6 +42,7 @@ def start_run(
         "malloc": plan.mallocs,
         "allocators": {m: allocators.describe(m) for m in plan.mallocs},
         "rounds": plan.rounds,
+        "tf32": plan.tf32,
         "seed": plan.seed,
         "timing": plan.timing,
         "timeout_s": plan.timeout,
@@ -49,7 +51,8 @@ def start_run(
         "workers": {},
         **(extra or {}),
     }
-    writer = RunWriter.create(root, run_id or new_run_id(suite or "adhoc"), meta)
+    run_id = run_id if run_id is not None else new_run_id(suite or "adhoc")
+    writer = RunWriter.create(root, run_id, meta)
     writer.meta["roofline"] = roofline if roofline is not None else measure_roofline(plan.threads)
     writer.save_meta()
     return writer
@@ -74,6 +77,7 @@ def plan_from_meta(meta: dict[str, Any]) -> Plan:
         threads=meta["threads"],
         mallocs=stored_mallocs(meta),
         rounds=meta.get("rounds", 1),
+        tf32=bool(meta.get("tf32", False)),
         seed=meta.get("seed", 0),
         timeout=meta.get("timeout_s", 120.0),
         timing=meta.get("timing"),
@@ -111,8 +115,11 @@ def run_plan(
             execute(plan, record, skip=done or set(), on_worker=hello)
         else:
             _run_rounds(plan, writer, set(done or ()), record, hello)
-    except BaseException:
-        writer.finish("interrupted")
+    except BaseException as e:
+        if isinstance(e, StoreError):
+            writer.meta["status_note"] = str(e)
+        with contextlib.suppress(StoreError):  # the disk may be what failed
+            writer.finish("interrupted")
         raise
     writer.finish("complete")
     return records

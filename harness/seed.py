@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .summary import format_bytes, format_seconds, malloc_of, median_s, peak_bytes
+from .records import median_s, worst_error
+from .summary import format_bytes, format_seconds, malloc_of, peak_bytes
 
 OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
 STRATEGIES = ("conv3d", "time_distributed", "functional_split")
@@ -47,8 +48,7 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ),
         ):
             predict = r["strategy"].endswith("_predict")
-            errors = (r.get("verify") or {}).get("errors", {})
-            worst = max((max(e["rel_fro"], e["max_norm"]) for e in errors.values()), default=None)
+            worst = worst_error(r)
             ref = digests.get((predict, 1))
             out.append(
                 {
@@ -127,3 +127,82 @@ def markdown(
         )
     lines += ["", *[f"- {s[0].upper()}{s[1:]}" for s in sentences], ""]
     return "\n".join(lines)
+
+
+def console_table(problem: str, table_rows: list[dict[str, Any]]):
+    """The terminal's table of one problem (strings from records are data, not markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=f"The seed question on {problem}", title_justify="left")
+    for col in (
+        "backend", "allocator", "option", "call path", "mode", "oracle",
+        "bit-identical to opt 1", "median", "IQR", "peak memory",
+    ):  # fmt: skip
+        t.add_column(col)
+    for r in table_rows:
+        oracle = (
+            f"{r['status']} ({r['error']:.1e})"
+            if r["error"] is not None
+            else f"{r['status']}: {r['reason'][:60]}"
+        )
+        t.add_row(
+            *(Text(str(v)) for v in (r["backend"], r["allocator"])),
+            f"{r['option']}: {OPTIONS.get(r['option'], '')}",
+            r["call path"],
+            r["mode"],
+            Text(oracle),
+            {True: "yes", False: "[yellow]no[/]", None: ""}[r["bit-identical to option 1"]],
+            format_seconds(r["median_s"]),
+            format_seconds(r["iqr_s"]),
+            format_bytes(r["peak_bytes"]) if r["median_s"] else "",
+        )
+    return t
+
+
+def write_page(path, sections: list[str], command: str, mallocs: list[str]) -> None:
+    """docs/seed-question.md: the question, the command that answered it, the allocators it
+    measured under (each with how to get it), then one section per problem."""
+    from pathlib import Path
+
+    from . import allocators
+
+    described = "\n".join(
+        f"- `{m}`: {allocators.get(m).summary}"
+        + (f" (for your own script: `{how}`)" if (how := allocators.get(m).how_to_get()) else "")
+        for m in mallocs
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page = PAGE_HEADER.format(command=command, allocators=described)
+    path.write_text(page + "\n".join(sections))
+
+
+PAGE_HEADER = """# The seed question, answered on this machine
+
+> With N filters of shape (5, 5, 1) shared across the channels of an image with many channels,
+> which is best in speed and memory: (1) a `Conv3D` with kernel `(1, K, K)` on input `(B, C, H, W, 1)`,
+> (2) `TimeDistributed(Conv2D)` with the channels as "time", or (3) the functional API, splitting
+> the input per channel and calling one shared `Conv2D` on each piece?
+
+The question was asked in 2017 against Keras 2 on TensorFlow or Theano.
+Theano is no longer developed (its last release was in 2020), and Keras 2's multi-backend API is
+gone; Keras 3 runs the same three constructions on TensorFlow, JAX and PyTorch, and that is what
+is measured here.
+
+The original experiment loaded the same weights into options 1 and 2, asserted equal outputs and
+timed `predict` on `(10, 3, 200, 200, 1)` with 20 filters of 5x5, on CPU. This page is written by
+`{command}`; every number below comes from that command, not from a hand (the run is committed as
+results/reference-seed). "compiled call" is the model called under the backend's compiled
+function (`tf.function`, `jax.jit`, eager torch); "predict" is `model.predict`, which adds Keras's
+batching and a host copy. Each option was checked against the float64 oracle; "bit-identical"
+compares its output with option 1's (same backend and allocator), bit for bit, as the original
+assertion did.
+
+Every case was measured under each of these C allocators in turn (docs/allocator.md shows why
+this decides the answer: under glibc's defaults a large output is fresh memory, page faults
+included, on every call):
+
+{allocators}
+
+"""

@@ -8,6 +8,7 @@ unpickled. The schema is documented in ``results/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -17,30 +18,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .records import FINAL
+
 RUN_SCHEMA = 1
 CASE_SCHEMA = 1
 REQUIRED_CASE_KEYS = ("case", "backend", "strategy", "problem", "mode", "status")
-FINAL_STATUSES = (
-    "pass",
-    "mismatch",
-    "skipped",
-    "unavailable",
-    "crashed",
-    "timeout",
-    "error",
-    "unverified",
-)
 
 
 class StoreError(ValueError):
-    pass
+    """A run cannot be created, read or continued as asked (the message says why)."""
+
+
+class StorageFailure(StoreError):
+    """The file system refused a write (read-only, full, a file in the way): the message
+    names the path and the operating system's reason."""
+
+
+RUN_ID_CHARS = "letters, digits, '.', '_' and '-'"
+
+
+def run_folder(root: Path, run_id: str) -> Path:
+    """``root/run_id``, after checking that the id is a plain name: it cannot climb out of
+    ``root`` (``..``, an absolute path, a separator) or name ``root`` itself (``.``)."""
+    ok = (
+        isinstance(run_id, str)
+        and 0 < len(run_id) <= 120
+        and run_id not in (".", "..")
+        and all(c.isascii() and (c.isalnum() or c in "._-") for c in run_id)
+    )
+    if not ok:
+        raise StoreError(
+            f"run id {run_id!r} is not a plain name: use {RUN_ID_CHARS} (at most 120), "
+            "not '.' or '..'; a run always lives directly inside the results folder"
+        )
+    return Path(root) / run_id
 
 
 def new_run_id(label: str = "") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     host = socket.gethostname().split(".")[0][:20] or "host"
     parts = [stamp, host] + ([label] if label else [])
-    return "-".join(p.replace("/", "_").replace(" ", "_") for p in parts)
+    text = "-".join(parts)
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
 
 
 def record_ident(record: dict[str, Any], run_malloc: str | list[str] | None) -> str:
@@ -58,16 +77,33 @@ class RunWriter:
     def __init__(self, folder: Path, meta: dict[str, Any]):
         self.folder = folder
         self.meta = meta
-        self._cases = open(folder / "cases.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        self._lock = OwnerLock.acquire(folder)  # before anything is written
+        try:
+            self._cases = open(folder / "cases.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        except OSError as e:
+            self._lock.release()
+            raise StorageFailure(f"cannot write {folder / 'cases.jsonl'}: {e.strerror}") from None
 
     @classmethod
     def create(cls, root: Path, run_id: str, meta: dict[str, Any]) -> RunWriter:
-        folder = Path(root) / run_id
-        if (folder / "run.json").exists():
+        folder = run_folder(root, run_id)
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # read-only, a file in the way, no such device, ...
+            raise StorageFailure(f"cannot create {root}: {e.strerror}") from None
+        try:
+            folder.mkdir()  # atomic: of two processes creating one run, exactly one succeeds
+        except FileExistsError:
+            if (folder / "run.json").exists():
+                raise StoreError(
+                    f"run {run_id!r} already exists in {root}; use --resume {run_id} to continue it"
+                ) from None
             raise StoreError(
-                f"run {run_id!r} already exists in {root}; use --resume {run_id} to continue it"
-            )
-        folder.mkdir(parents=True, exist_ok=True)
+                f"{folder} exists and is not a run (or another process is creating it); "
+                "choose another --run-id"
+            ) from None
+        except OSError as e:  # read-only, a file in the way, no such device, ...
+            raise StorageFailure(f"cannot create {folder}: {e.strerror}") from None
         meta = {
             "schema": RUN_SCHEMA,
             "run_id": run_id,
@@ -81,13 +117,14 @@ class RunWriter:
 
     @classmethod
     def resume(cls, root: Path, run_id: str) -> tuple[RunWriter, set[str]]:
-        folder = Path(root) / run_id
+        folder = run_folder(root, run_id)
         if not (folder / "run.json").exists():
             raise StoreError(f"no run {run_id!r} in {root}; `sharedconv runs` lists the runs there")
-        meta = json.loads((folder / "run.json").read_text())
-        records, _ = read_cases(folder / "cases.jsonl")
-        malloc = meta.get("malloc")
-        done = {record_ident(r, malloc) for r in records if r.get("status") in FINAL_STATUSES}
+        # the same validation as every reader: a damaged, foreign or newer run.json is refused
+        # with its reason, and never written into
+        run = read_run(folder)
+        meta = run.meta
+        done = {record_ident(r, meta.get("malloc")) for r in run.cases if r["status"] in FINAL}
         _truncate_damaged_tail(folder / "cases.jsonl")
         meta["status"] = "running"
         meta.setdefault("resumed", []).append(_now())
@@ -97,20 +134,104 @@ class RunWriter:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable)
-        self._cases.write(line + "\n")
-        self._cases.flush()
-        os.fsync(self._cases.fileno())
+        write_whole_line(self._cases, line)
 
     def save_meta(self) -> None:
         tmp = self.folder / "run.json.tmp"
-        tmp.write_text(json.dumps(self.meta, indent=1, default=_jsonable))
-        os.replace(tmp, self.folder / "run.json")
+        try:
+            tmp.write_text(json.dumps(self.meta, indent=1, default=_jsonable))
+            os.replace(tmp, self.folder / "run.json")
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageFailure(f"cannot write {self.folder / 'run.json'}: {e.strerror}") from None
 
     def finish(self, status: str = "complete") -> None:
+        """Mark the run ended (best effort when the disk is what failed: the lock is still
+        released, and a run whose writer is gone reads as interrupted anyway)."""
         self.meta["status"] = status
         self.meta["ended"] = _now()
-        self.save_meta()
-        self._cases.close()
+        try:
+            self.save_meta()
+        finally:
+            with contextlib.suppress(OSError):
+                self._cases.close()
+            self._lock.release()
+
+
+def write_whole_line(f: Any, line: str) -> None:
+    """Append ``line`` and make it durable, or leave the file as it was: a write that fails
+    (disk full, I/O error) is cut back, so no half line is ever left behind."""
+    start = f.tell()
+    try:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            f.truncate(start)
+            f.seek(start)
+        raise StorageFailure(f"cannot write {f.name}: {e.strerror}") from None
+
+
+class OwnerLock:
+    """The writer's exclusive ``flock`` on ``<run>/owner.lock``, held while it writes.
+
+    The kernel drops it when the process dies, however it dies, so "running" in run.json with
+    no lock held means the writer is gone: readers show such a run as interrupted. A second
+    writer (``--resume`` of a live run) is refused at once, naming the owner's pid.
+    """
+
+    NAME = "owner.lock"
+
+    def __init__(self, file: Any):
+        self._file = file
+
+    @classmethod
+    def acquire(cls, folder: Path) -> OwnerLock:
+        import fcntl
+
+        path = Path(folder) / cls.NAME
+        try:
+            f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the writer's life
+        except OSError as e:
+            raise StorageFailure(f"cannot write {path}: {e.strerror}") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "?"
+            f.close()
+            raise StoreError(
+                f"run {Path(folder).name!r} is being written by another process (pid {owner}); "
+                "wait for it to finish, or stop it and resume"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        return cls(f)
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing drops the flock
+
+    @staticmethod
+    def held(folder: Path) -> bool:
+        """Whether a live process holds the run's lock (False when there is no lock file)."""
+        import fcntl
+
+        path = Path(folder) / OwnerLock.NAME
+        try:
+            f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError:
+            return False
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            f.close()
+        return False
 
 
 class RoundLog:
@@ -127,11 +248,9 @@ class RoundLog:
         return [r for r in records if isinstance(r.get("round"), int)]
 
     def append(self, record: dict[str, Any]) -> None:
-        self._file.write(
-            json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable) + "\n"
+        write_whole_line(
+            self._file, json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable)
         )
-        self._file.flush()
-        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self._file.close()
@@ -160,33 +279,125 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---- reading -------------------------------------------------------------------------------
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def invalid_field(record: dict[str, Any]) -> str | None:
+    """The first field a reader relies on that has the wrong type, as ``name (why)``, or None.
+
+    Readers index these fields directly (rankings, answers, pages), so a record with a wrong
+    type here would break every reader of every run; it is skipped with this reason instead.
+    """
+    for key in REQUIRED_CASE_KEYS:
+        if not isinstance(record.get(key), str):
+            return f"{key} (not text)"
+    if record["status"] not in FINAL:
+        return f"status (unknown value {record['status'][:40]!r})"
+    if not isinstance(record.get("case_schema", CASE_SCHEMA), int):
+        return "case_schema (not an integer)"
+    for key in ("flops", "fewest_bytes", "threads"):
+        if key in record and record[key] is not None and not _number(record[key]):
+            return f"{key} (not a number)"
+    timing = record.get("timing")
+    if timing is not None:
+        if not isinstance(timing, dict) or not isinstance(timing.get("stats", {}), dict):
+            return "timing (not an object)"
+        for key, value in (timing.get("stats") or {}).items():
+            if key != "noisy" and key != "median_of" and value is not None and not _number(value):
+                return f"timing.stats.{key} (not a number)"
+        if not all(_number(t) for t in timing.get("block_times", [])):
+            return "timing.block_times (not numbers)"
+    for key in ("memory", "verify", "params"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return f"{key} (not an object)"
+    peak = (record.get("memory") or {}).get("peak_bytes")
+    if peak is not None and not _number(peak):
+        return "memory.peak_bytes (not a number)"
+    return None
+
+
+# run.json fields readers index, and the types they must have (None allowed for all but run_id)
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "schema": (int,),
+    "status": (str,),
+    "suite": (str,),
+    "command": (str,),
+    "threads": (int,),
+    "device": (str,),
+    "malloc": (str, list),
+    "machine": (dict,),
+    "roofline": (dict,),
+    "workers": (dict,),
+    "timing": (dict,),
+    "project": (dict,),
+    "problems": (list,),
+    "backends": (list,),
+    "modes": (list,),
+}
+
+
+def invalid_meta(meta: dict[str, Any]) -> str | None:
+    """The first run.json field of the wrong type, as ``name (why)``, or None."""
+    for key, types in META_TYPES.items():
+        value = meta.get(key)
+        if value is None and key != "run_id":
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"{key} is not {' or '.join(t.__name__ for t in types)}"
+    roof = meta.get("roofline") or {}
+    for key in ("peak_flops", "copy_bytes_per_s"):
+        if key in roof and not _number(roof[key]):
+            return f"roofline.{key} is not a number"
+    return None
+
+
 def read_cases(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every valid case line of a ``cases.jsonl``, and a warning per skipped line."""
-    records: list[dict[str, Any]] = []
+    """Every valid case line of a ``cases.jsonl``, and a warning per skipped line.
+
+    A line is skipped, with a warning naming the file, line and reason, when it is not JSON
+    (a kill during a write), not UTF-8, not a sharedconv record, of a newer schema, or holds a
+    field of the wrong type. A case written twice counts once: the last line wins (a resumed
+    round, a hand-merged file), and the warning says so.
+    """
+    records: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
     if not Path(path).exists():
-        return records, [f"{path}: missing"]
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
+        return [], [f"{path}: missing"]
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                warnings.append(f"{where}: skipped a line that is not UTF-8 text")
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as e:
-                warnings.append(f"{path}:{number}: skipped a damaged line ({e.msg})")
+            except (json.JSONDecodeError, RecursionError) as e:
+                why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                warnings.append(f"{where}: skipped a damaged line ({why})")
                 continue
             if not isinstance(record, dict) or any(k not in record for k in REQUIRED_CASE_KEYS):
-                warnings.append(
-                    f"{path}:{number}: skipped a line that is not a sharedconv case record"
-                )
+                warnings.append(f"{where}: skipped a line that is not a sharedconv case record")
+                continue
+            bad = invalid_field(record)
+            if bad:
+                warnings.append(f"{where}: skipped a record whose field {bad}")
                 continue
             if record.get("case_schema", CASE_SCHEMA) > CASE_SCHEMA:
-                warnings.append(
-                    f"{path}:{number}: skipped a record of a newer schema; upgrade sharedconv"
-                )
+                warnings.append(f"{where}: skipped a record of a newer schema; upgrade sharedconv")
                 continue
-            records.append(record)
-    return records, warnings
+            # rounds.jsonl holds one line per round of a case: each round is its own record
+            key = f"{record['case']}#{record.get('round', '')}"
+            if key in records:
+                warnings.append(f"{where}: case {record['case']!r} again; the last line counts")
+                del records[key]  # keep the file order of the line that counts
+            records[key] = record
+    return list(records.values()), warnings
 
 
 @dataclass
@@ -210,16 +421,28 @@ def read_run(folder: Path) -> Run:
     folder = Path(folder)
     meta_path = folder / "run.json"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise StoreError(f"{folder} has no run.json; not a sharedconv run") from None
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{meta_path} is damaged ({e.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 JSON"
+        raise StoreError(f"{meta_path} is damaged ({why})") from None
+    except OSError as e:
+        raise StoreError(f"{meta_path} cannot be read ({e.strerror})") from None
     if not isinstance(meta, dict) or "run_id" not in meta:
         raise StoreError(f"{meta_path} is not a sharedconv run description")
+    bad = invalid_meta(meta)
+    if bad:
+        raise StoreError(f"{meta_path}: the field {bad}; the run is skipped")
     if meta.get("schema", RUN_SCHEMA) > RUN_SCHEMA:
         raise StoreError(
             f"{meta_path} has schema {meta.get('schema')}; this sharedconv reads {RUN_SCHEMA}"
+        )
+    if meta.get("status") == "running" and not OwnerLock.held(folder):
+        # its writer is gone (killed, crashed, the machine restarted): resumable
+        meta["status"] = "interrupted"
+        meta.setdefault(
+            "status_note", "its writer stopped without finishing; --resume continues it"
         )
     cases, warnings = read_cases(folder / "cases.jsonl")
     for r in cases:

@@ -13,15 +13,13 @@ from typing import Any
 
 from sharedconv.backends.problem import ConvProblem, ProblemError
 
+from .records import gbps, gflops, median_s
+
 SEED_OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed / map over C", 3: "split + shared Conv2D"}
 
 
 def label(record: dict[str, Any]) -> str:
     return f"{record['backend']}/{record['strategy']}"
-
-
-def median_s(record: dict[str, Any]) -> float | None:
-    return ((record.get("timing") or {}).get("stats") or {}).get("median")
 
 
 def samples_of(record: dict[str, Any]) -> list[float]:
@@ -118,8 +116,8 @@ def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) 
                 iqr=stats["iqr"],
                 noisy=bool(stats.get("noisy")),
                 peak_bytes=peak_bytes(r),
-                gflops=r["flops"] / med / 1e9,
-                gbps=r["fewest_bytes"] / med / 1e9,
+                gflops=gflops(r, med),
+                gbps=gbps(r, med),
                 roofline_fraction=roofline_fraction(r, roofline),
                 vs_option={k: v / med for k, v in best_option.items()},
                 faults=r["timing"].get("faults"),

@@ -85,6 +85,7 @@ class WorkerProcess:
     verbose: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     malloc: str = "system"  # the C allocator (harness.allocators), applied to the environment
+    tf32: bool = False  # float32 may use TF32 on a GPU (Backend.tf32)
     startup_timeout: float = 180.0
     hello: dict[str, Any] | None = None
     _proc: subprocess.Popen | None = None
@@ -119,6 +120,7 @@ class WorkerProcess:
                 "backend": self.backend,
                 "threads": self.threads,
                 "device": self.device,
+                "tf32": self.tf32,
             },
             self.startup_timeout,
         )
@@ -140,6 +142,10 @@ class WorkerProcess:
             except Exception:
                 self._kill(proc)
         if proc is not None:
+            # whatever the worker started (a framework's helpers, a plugin's subprocess) is in
+            # its process group, which outlives it: end the group with the worker
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             for stream in (proc.stdin, proc.stdout):
                 with contextlib.suppress(Exception):
                     stream.close()
@@ -291,6 +297,7 @@ def _serve() -> None:
             if op == "hello":
                 pinned = _pin(int(message["threads"]))
                 backend = load_backend(message["backend"])
+                backend.tf32 = bool(message.get("tf32", False))
                 facts = backend.configure(int(message["threads"]), message["device"]) or {}
                 if pinned is not None:
                     facts["affinity"] = pinned
@@ -315,6 +322,7 @@ def _serve() -> None:
                 context = {
                     "threads": int(message["threads"]),
                     "device": message["device"],
+                    "tf32": backend.tf32,
                     "facts": facts,
                 }
             elif op == "case":

@@ -24,20 +24,74 @@ BAD = [
     (["verify", "--suite", "smoke", "--shape", "C=1,H=8,N=1,K=1"], "either --shape or --suite"),
     (["verify", "--mode", "sideways"], "'sideways' is not one of"),
     (["verify", "--dtype", "int8"], "'int8' is not one of"),
-    (["verify", "--threads", "0", "--backends", "numpy"], "must be >= 1"),
+    (["verify", "--threads", "0", "--backends", "numpy"], "must be between 1 and this machine's"),
+    (
+        ["verify", "--threads", "100000", "--backends", "numpy"],
+        "must be between 1 and this machine's",
+    ),
     (["backends", "--nope"], "No such option"),
     (["strategies", "--backends", "nope"], "unknown backend"),
     (["suites", "extra"], "unexpected extra argument"),
 ]
 
 
+SHAPE = ["-b", "numpy", "--shape", "C=2,H=8,N=2,K=3", "--mode", "forward"]
+# numbers: finite and in range where they enter (click's own ranges let nan through)
+BAD += [
+    (["run", *SHAPE, "--timeout", value], f"{value!r} is {why}")
+    for value, why in (
+        ("nan", "not a finite"),
+        ("inf", "not a finite"),
+        ("0", "outside"),
+        ("-5", "outside"),
+    )
+]
+BAD += [
+    (["run", *SHAPE, option, value], needle)
+    for option, value, needle in (
+        ("--budget", "nan", "'nan' is not a finite number"),
+        ("--budget", "inf", "'inf' is not a finite number"),
+        ("--budget", "0", "'0' is outside (0, 86400]"),
+        ("--precision", "nan", "'nan' is not a finite number"),
+        ("--precision", "2", "'2' is outside (0, 1]"),
+        ("--min-samples", "1", "not in the range 2<=x<=100000"),
+        ("--seed", "-1", "not in the range 0<=x<="),
+    )
+]
+BAD += [
+    (["seed", "--budget", "nan"], "'nan' is not a finite number"),
+    (["recommend", "--shape", "C=2,H=8,N=2,K=3", "--measure", "--budget", "-1"], "outside"),
+    (["compare", "a", "b", "--alpha", "nan"], "'nan' is not a finite number"),
+]
+# run ids are plain names inside --results
+BAD += [
+    (["run", *SHAPE, "--run-id", run_id], "is not a plain name")
+    for run_id in ("../../x", "/tmp/abs", ".", "..", "a b", "x/y", "")
+]
+BAD += [(["run", "--resume", "../elsewhere"], "is not a plain name")]
+# --resume keeps the stored settings: options that would change them are refused by name
+BAD += [
+    (["run", "--resume", "x", *extra], f"settings stored in it; drop {needle}")
+    for extra, needle in (
+        (["-b", "torch"], "--backends"),
+        (["--budget", "3"], "--budget"),
+        (["--timeout", "9", "--malloc", "system"], "--malloc, --timeout"),
+        (["--shape", "C=1,H=8,N=1,K=1"], "--shape"),
+    )
+]
+
+
 @pytest.mark.parametrize("args, needle", BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
-def test_bad_input_is_a_clear_message_and_exit_2(args, needle):
+def test_bad_input_is_a_clear_message_and_exit_2(args, needle, tmp_path):
+    if args[0] == "run":
+        args = [*args, "--results", str(tmp_path / "results")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert needle in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    if args[0] == "run":  # nothing was written, inside the results folder or beside it
+        assert not any(p for p in tmp_path.rglob("*") if p.is_file())
 
 
 def test_every_command_has_help():
@@ -89,7 +143,7 @@ def test_suites_lists_every_suite():
 
 def test_a_suite_budget_is_the_default_and_a_bad_one_is_refused(monkeypatch):
     from sharedconv.backends import suites
-    from sharedconv.harness.cli import DEFAULT_BUDGET, suite_budget
+    from sharedconv.harness.cli_options import DEFAULT_BUDGET, suite_budget
 
     smoke = suites.load_suite("smoke").budget
     assert smoke is not None and smoke < DEFAULT_BUDGET  # a quick look, by design

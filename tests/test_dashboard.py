@@ -315,3 +315,28 @@ def test_pages_open_on_this_machines_run_else_a_cpu_run(monkeypatch):
     assert common.default_run_index(data) == 0  # your own run, whatever its device
     only_gpu = dash_data.Loaded(runs[:1], pd.DataFrame())
     assert common.default_run_index(only_gpu) == 0
+
+
+def test_results_strings_reach_the_machine_page_as_text_not_markdown(tmp_path, monkeypatch):
+    """A results file is data: an image or a link in its fields is shown, never fetched or
+    followed (#18, class 12)."""
+    from streamlit.testing.v1 import AppTest
+
+    result = CliRunner().invoke(
+        cli,
+        ["run", "--backends", "numpy", "--shape", "B=1,C=1,H=8,N=2,K=3", "--mode", "forward",
+         "--budget", "0.05", "--results", str(tmp_path), "--run-id", "evil"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta_path = tmp_path / "evil" / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta["suite"] = "![x](http://203.0.113.9/x.png)"
+    meta["roofline"]["method"] = "[click](http://203.0.113.9/) <img src=x>"
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setenv("SHAREDCONV_RESULTS", str(tmp_path))
+    at = AppTest.from_file(str(PAGES / "machine.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "\\!\\[x\\]\\(http" in text and "\\[click\\]\\(http" in text
+    assert "![x](" not in text and "[click](" not in text and "<img" not in text

@@ -169,3 +169,25 @@ def test_round_to_dtype():
     v = np.array([1.0 + 2**-9, 1.0 + 2**-7, 3.14159])
     np.testing.assert_array_equal(round_to_dtype(v, "bfloat16")[:2], [1.0, 1.0 + 2**-7])
     assert round_to_dtype(v, "float16")[2] == np.float16(3.14159)
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("C=1..1000,H=16..1000,N=1..1000,K=3", "expands to 985000000 problems"),
+        ("C=1..1000000000,H=8,N=2,K=3", "expands to 1000000000 values; at most 1000"),
+    ],
+    ids=["grid of a billion", "range of a billion"],
+)
+def test_a_huge_grid_is_refused_before_anything_is_built(text, needle):
+    """Counted from the ranges, not by building the combinations (which hung, RSS climbing):
+    run in a child with a deadline, so a regression fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from sharedconv.backends.problem import ProblemError, parse_problems\n"
+        f"try:\n    parse_problems({text!r})\nexcept ProblemError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert needle in out.stdout, out.stdout + out.stderr

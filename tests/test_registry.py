@@ -37,21 +37,16 @@ def fake_plugins(monkeypatch):
         def prepare(self, problem, arrays, strategy, device, mode):
             return lambda: ()
 
-    class NoPrepare:
+    class NoPrepare(Backend):
         name = "lazy"
         strategies = (Strategy("direct", "one strategy"),)
 
-        def available(self):
-            return None
+    class DuckTyped:  # the contract's attributes without the base class
+        name = "duck"
+        strategies = (Strategy("direct", "one strategy"),)
 
-        def versions(self):
-            return {}
-
-        def synchronize(self, outputs):
-            pass
-
-        def to_numpy(self, outputs):
-            return outputs
+        def prepare(self, problem, arrays, strategy, device, mode):
+            return lambda: ()
 
     class WrongName(Good):
         name = "something-else"
@@ -66,6 +61,7 @@ def fake_plugins(monkeypatch):
         WrongName,
         NoStrategies,
     )
+    module.DuckTyped = DuckTyped
     monkeypatch.setitem(sys.modules, "acme_conv_plugin", module)
     declared: list[SimpleNamespace] = []
     monkeypatch.setattr(registry, "_entry_points", lambda: list(declared))
@@ -93,6 +89,7 @@ def test_a_plugin_backend_is_one_class_and_one_entry_point(fake_plugins):
     "ep_name, target, needle",
     [
         ("lazy", "acme_conv_plugin:NoPrepare", "lacks the method(s) prepare"),
+        ("duck", "acme_conv_plugin:DuckTyped", "not a subclass of sharedconv.backends.api.Backend"),
         ("acme", "acme_conv_plugin:WrongName", "calls itself 'something-else'"),
         ("empty", "acme_conv_plugin:NoStrategies", "declares no strategies"),
         ("gone", "acme_conv_plugin:Missing", "has no attribute 'Missing'"),

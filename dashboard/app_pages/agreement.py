@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from sharedconv.dashboard.common import download, loaded, pick_run, require_results
 from sharedconv.dashboard.figures import agreement_heatmap
+from sharedconv.harness.records import FAILED
 
 st.title("Do they all agree with the oracle?")
 st.caption(
@@ -25,7 +26,7 @@ if require_results(data):
     verified = frame.dropna(subset=["error_vs_bound"])
     if not verified.empty:
         st.plotly_chart(agreement_heatmap(verified), use_container_width=True)
-    failed = frame[frame["status"].isin(["mismatch", "crashed", "timeout", "error"])]
+    failed = frame[frame["status"].isin(sorted(FAILED))]
     st.subheader(f"Failures ({len(failed)})")
     if failed.empty:
         st.success("No strategy disagreed with the oracle, crashed or timed out in this run.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from sharedconv.dashboard.common import default_run_index, loaded, require_results
+from sharedconv.dashboard.common import default_run_index, loaded, md, require_results
 from sharedconv.harness.allocators import probe_text
 from sharedconv.harness.allocators import run_text as allocator_text
 from sharedconv.harness.summary import format_bytes
@@ -16,7 +16,7 @@ if require_results(data):
     for i, run in enumerate(data.runs):
         meta = run.meta
         machine = meta.get("machine", {})
-        with st.expander(run.label, expanded=i == opened):
+        with st.expander(md(run.label), expanded=i == opened):
             c1, c2, c3, c4 = st.columns(4)
             c1.metric("CPU / GPU", machine.get("gpu") or machine.get("cpu_model", "?"))
             c2.metric("cores used", f"{meta.get('threads')} of {machine.get('usable_cores')}")
@@ -30,12 +30,13 @@ if require_results(data):
                 f"**Roofline**: {roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s peak, "
                 f"{roof.get('copy_bytes_per_s', 0) / 1e9:.1f} GB/s copy bandwidth; ridge point "
                 f"{roof.get('peak_flops', 0) / max(roof.get('copy_bytes_per_s', 1), 1):.1f} FLOP/byte. "
-                f"_{roof.get('method', roof.get('error', ''))}_"
+                + md(roof.get("method", roof.get("error", "")))
             )
             st.markdown(
-                f"**Run**: `{meta.get('command', '')}` — suite {meta.get('suite') or 'ad hoc'}, status {meta.get('status')}, "
-                f"started {meta.get('started')}, ended {meta.get('ended', '—')}; project commit "
-                f"`{(meta.get('project') or {}).get('commit') or 'unknown'}`"
+                f"**Run**: {md(meta.get('command', ''))} — suite {md(meta.get('suite') or 'ad hoc')}, "
+                f"status {md(meta.get('status'))}, started {md(meta.get('started'))}, ended "
+                f"{md(meta.get('ended', '—'))}; project commit "
+                f"{md((meta.get('project') or {}).get('commit') or 'unknown')}"
                 + (
                     " (with uncommitted changes)"
                     if (meta.get("project") or {}).get("dirty")
@@ -54,7 +55,7 @@ if require_results(data):
                 "each case in N workers spread over the run, and shows how much they differ)."
             )
             if meta.get("precision"):
-                st.markdown(f"**Precision**: {meta['precision']}")
+                st.markdown(f"**Precision**: {md(meta['precision'])}")
             workers = meta.get("workers", {})
             if workers:
                 rows = [

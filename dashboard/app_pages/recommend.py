@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 from sharedconv.backends.problem import ProblemError, parse_problem
-from sharedconv.dashboard.common import colors, download, loaded, pick_run, require_results
+from sharedconv.dashboard.common import colors, download, loaded, md, pick_run, require_results
 from sharedconv.dashboard.figures import SEED_NAMES, ranking_bar
-from sharedconv.harness.summary import nearest_problem, rank, recommendation
+from sharedconv.harness.allocators import ALLOCATORS
+from sharedconv.harness.recommend import Question, allocators_of, answer
+from sharedconv.harness.summary import rank, recommendation
 
 st.title("Which strategy should I use?")
 st.caption(
@@ -18,6 +20,14 @@ data = loaded()
 if require_results(data):
     run = data.run(pick_run(data, "recommend_run"))
     records = [r for r in run.cases if r.get("timing") and r["status"] == "pass"]
+    # a ranking never mixes allocators: a run measured under several shows one at a time
+    mallocs = allocators_of(records) or ["fixed"]
+    malloc = (
+        st.sidebar.selectbox("Allocator", mallocs, key="recommend_malloc")
+        if len(mallocs) > 1
+        else mallocs[0]
+    )
+    records = [r for r in records if r.get("malloc", "fixed") == malloc]
     modes = sorted({r["mode"] for r in records}) or ["forward"]
     mode = st.sidebar.radio("Mode", modes, horizontal=True, key="recommend_mode")
     dtypes = sorted({r["dtype"] for r in records if r["mode"] == mode})
@@ -42,11 +52,9 @@ if require_results(data):
         except ProblemError as e:
             st.error(f"That shape does not parse: {e}")
             st.stop()
-        nearest, distance = nearest_problem(wanted, measured)
-        if nearest == wanted.to_text():
-            problem_text = nearest
-        else:
-            problem_text = nearest
+        found = answer([run], Question(wanted, mode, run.meta.get("device", "cpu"), True, malloc))
+        nearest = problem_text = found.problem
+        if not found.exact:
             st.warning(
                 f"**{wanted.to_text()}** was not measured in this run. The nearest measured problem is "
                 f"**{nearest}**; the ranking below is for that one. To measure yours: "
@@ -56,7 +64,14 @@ if require_results(data):
         [r for r in records if r["problem"] == problem_text and r["mode"] == mode],
         run.meta.get("roofline"),
     )
-    st.success(recommendation(rows))
+    st.success(md(recommendation(rows)))
+    known = ALLOCATORS.get(malloc)
+    how = known.how_to_get() if known else ""
+    st.caption(
+        f"Measured under the {malloc} allocator"
+        + (f"; for your own script: {how}" if how else " (the environment as it was)")
+        + ". docs/allocator.md shows how much the allocator changes these times."
+    )
     table = pd.DataFrame(
         [
             {
@@ -69,6 +84,7 @@ if require_results(data):
                 "peak memory (MiB)": row.peak_bytes / 2**20
                 if row.peak_bytes is not None
                 else float("nan"),
+                "page faults per call": (row.faults or {}).get("minor_per_call"),
                 "GFLOP/s": row.gflops,
                 "% roofline": 100 * row.roofline_fraction
                 if row.roofline_fraction is not None
@@ -108,6 +124,7 @@ if require_results(data):
         (data.cases["run_id"] == run.run_id)
         & (data.cases["problem"] == problem_text)
         & (data.cases["mode"] == mode)
+        & (data.cases["malloc"] == malloc)
     ]
     frame = frame[frame["median_s"].notna() & (frame["status"] == "pass")]
     st.plotly_chart(

@@ -4,7 +4,7 @@
 
 runs one pytest process per backend and merges the JSON; or one backend directly:
 
-    pytest tests/benchmarks --benchmark-enable --sharedconv-backend torch --sharedconv-suite seed
+    pytest "$(sharedconv pytest-bench --path)" --benchmark-enable --sharedconv-backend torch --sharedconv-suite seed
 
 Each case is verified against the float64 oracle before it is timed (a mismatch fails), the
 device is synchronized inside the measured call, and extra_info carries FLOPs, GFLOP/s,

@@ -1,0 +1,5 @@
+"""A plugin module that segfaults when imported."""
+
+import ctypes
+
+ctypes.string_at(0)  # reads address 0: SIGSEGV
