@@ -75,7 +75,7 @@ BAD += [
     for extra, needle in (
         (["-b", "torch"], "--backends"),
         (["--budget", "3"], "--budget"),
-        (["--timeout", "9", "--malloc", "system"], "--malloc, --timeout"),
+        (["--timeout", "9", "--malloc", "system"], "--timeout, --malloc"),  # as typed
         (["--shape", "C=1,H=8,N=1,K=1"], "--shape"),
     )
 ]

@@ -284,7 +284,7 @@ def test_recommend_names_the_nearest_measured_problem(tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["run", "--budget", "0"], "--budget and --precision must be > 0"),
+        (["run", "--budget", "0"], "'0' is outside (0, 86400]"),
         (["run", "--resume", "nope", "--results", "/tmp/definitely-not-here-sc"], "no run 'nope'"),
         (["recommend", "--shape", "C=1..4,H=8,N=1,K=1"], "give one problem"),
         (["recommend"], "Missing option '--shape'"),
