@@ -360,6 +360,8 @@ def main() -> None:
         "faults are minor page faults per call over the timed blocks (`getrusage`, every "
         "thread of the worker).",
         "",
+        "Nothing else may run while it measures: on this 2-core machine another process, even at `nice 19`, made OpenMP threads wait for a core and quantized some times to about 24 ms and 96 ms; runs disturbed that way were measured again (`--keep DIR --redo RUN_IDS`).",
+        "",
         "The allocators (`sharedconv run --malloc NAME`):",
         "",
     ]
