@@ -4,9 +4,9 @@ Why it matters (docs/allocator.md has the numbers): PyTorch, XLA (JAX, TensorFlo
 ``jit_compile``) and TensorFlow's CPU kernels take their large outputs and scratch buffers
 from ``malloc``. Under glibc's defaults a block over the mmap threshold (at most 32 MiB) is a
 fresh mapping on every call, so the kernel zeroes every page of it again: on this project's
-2-core machine the same torch ``conv2d`` took 80 ms with 48,052 page faults per call under
-glibc and 11-13 ms with 0 faults under jemalloc or a tuned glibc. The allocator, not the
-strategy, decided the winner.
+2-core machine torch's ``fold`` on ``B=4,C=32,H=64,N=16,K=5`` took 32.2 ms with 14,368 page
+faults per call under glibc's defaults and 6.5 ms with none under jemalloc, and the fastest
+strategy changed with the allocator on 7 of 10 problems.
 
 Each choice is an environment for the worker (variables and a preloaded library), applied
 before the framework starts. ``system`` leaves the user's environment as it is (the
@@ -77,9 +77,8 @@ class Allocator:
         """``base`` (the worker's environment) with this allocator applied."""
         env = dict(base)
         if not self.inherit:
-            for key in list(env):
-                if key in INHERITED_KEYS or key.startswith(("MALLOC_", "TCMALLOC_")):
-                    del env[key]
+            for key in [k for k in env if is_allocator_setting(k)]:
+                del env[key]
         env.update(self.env)
         if self.library is not None:
             path = self.library_path()
@@ -101,6 +100,12 @@ class Allocator:
 
 
 INHERITED_KEYS = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF", "JE_MALLOC_CONF")
+
+
+def is_allocator_setting(key: str) -> bool:
+    """An environment variable that changes which allocator runs or how it behaves."""
+    return key in INHERITED_KEYS or key.startswith(("MALLOC_", "TCMALLOC_"))
+
 
 ALLOCATORS: dict[str, Allocator] = {
     a.name: a
@@ -265,11 +270,7 @@ def probe() -> dict[str, object]:
     mapped = _mapped_library()
     if mapped:
         facts["library"] = mapped
-    env = {
-        k: v
-        for k, v in sorted(os.environ.items())
-        if v and (k in INHERITED_KEYS or k.startswith(("MALLOC_", "TCMALLOC_")))
-    }
+    env = {k: v for k, v in sorted(os.environ.items()) if v and is_allocator_setting(k)}
     if env:
         facts["environment"] = env
     return facts

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterable
 from functools import cache
+
+from .worker import kill_group, signal_name
 
 # seconds a plugin gets to import and answer available(), in the child
 PROBE_TIMEOUT_S = float(os.environ.get("SHAREDCONV_PLUGIN_TIMEOUT", "30"))
@@ -49,7 +50,7 @@ def _child(names: list[str], timeout: float) -> tuple[dict[str, str | None], str
         out, _ = proc.communicate(timeout=timeout)
         failure = None if proc.returncode == 0 else _death(proc.returncode)
     except subprocess.TimeoutExpired:
-        _kill(proc)
+        kill_group(proc)
         out, _ = proc.communicate()
         failure = f"did not answer within {timeout:.0f} s (hangs at import or in available())"
     answers: dict[str, str | None] = {}
@@ -64,18 +65,8 @@ def _child(names: list[str], timeout: float) -> tuple[dict[str, str | None], str
 
 def _death(code: int) -> str:
     if code < 0:
-        try:
-            return f"the process died of {signal.Signals(-code).name} at import or in available()"
-        except ValueError:
-            return f"the process died of signal {-code} at import or in available()"
+        return f"the process died of {signal_name(-code)} at import or in available()"
     return f"the process exited with code {code} at import or in available()"
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
 
 
 @cache

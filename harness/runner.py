@@ -13,7 +13,7 @@ from . import allocators
 from .execute import OracleStore, Plan, execute, plan_cases
 from .machine import machine_info, project_commit
 from .roofline import measure as measure_roofline
-from .store import RoundLog, RunWriter, StoreError, new_run_id
+from .store import RoundLog, RunWriter, StoreError, new_run_id, stored_mallocs
 
 DEFAULT_RESULTS = Path("results")
 
@@ -56,13 +56,6 @@ def start_run(
     writer.meta["roofline"] = roofline if roofline is not None else measure_roofline(plan.threads)
     writer.save_meta()
     return writer
-
-
-def stored_mallocs(meta: dict[str, Any]) -> list[str]:
-    """A run's allocators: a list since they became a case dimension, one name before that,
-    absent in runs from before ``--malloc`` (their memory probe fixed glibc's thresholds)."""
-    value = meta.get("malloc", "fixed")
-    return list(value) if isinstance(value, list) else [value]
 
 
 def plan_from_meta(meta: dict[str, Any]) -> Plan:

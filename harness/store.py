@@ -62,13 +62,11 @@ def new_run_id(label: str = "") -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
 
 
-def record_ident(record: dict[str, Any], run_malloc: str | list[str] | None) -> str:
-    """A stored record's case ident with its allocator: records from before the allocator
-    was a case dimension carry neither, and were measured under their run's one ``malloc``."""
-    if "malloc" in record:
-        return record["case"]
-    malloc = run_malloc[0] if isinstance(run_malloc, list) and run_malloc else run_malloc
-    return f"{record['case']}/{malloc or 'fixed'}"
+def stored_mallocs(meta: dict[str, Any]) -> list[str]:
+    """A run's allocators: a list since they became a case dimension, one name before that,
+    absent in runs from before ``--malloc`` (their memory probe fixed glibc's thresholds)."""
+    value = meta.get("malloc") or "fixed"
+    return list(value) if isinstance(value, list) else [value]
 
 
 class RunWriter:
@@ -124,7 +122,9 @@ class RunWriter:
         # with its reason, and never written into
         run = read_run(folder)
         meta = run.meta
-        done = {record_ident(r, meta.get("malloc")) for r in run.cases if r["status"] in FINAL}
+        done = {
+            r["case"] for r in run.cases if r["status"] in FINAL
+        }  # idents as read_run made them
         _truncate_damaged_tail(folder / "cases.jsonl")
         meta["status"] = "running"
         meta.setdefault("resumed", []).append(_now())
@@ -446,10 +446,9 @@ def read_run(folder: Path) -> Run:
         )
     cases, warnings = read_cases(folder / "cases.jsonl")
     for r in cases:
-        if "malloc" not in r:  # from before the allocator was a case dimension
-            r["case"] = record_ident(r, meta.get("malloc"))
-            m = meta.get("malloc")
-            r["malloc"] = (m[0] if isinstance(m, list) and m else m) or "fixed"
+        if "malloc" not in r:  # from before the allocator was a case dimension: the run's one
+            r["malloc"] = stored_mallocs(meta)[0]
+            r["case"] = f"{r['case']}/{r['malloc']}"
     return Run(meta["run_id"], folder, meta, cases, warnings)
 
 

@@ -19,6 +19,7 @@ The clock is a parameter so the rules can be tested with a fake one.
 
 from __future__ import annotations
 
+import functools
 import gc
 import resource
 import time
@@ -193,13 +194,9 @@ def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict
     return {"peak_bytes": max(0, peak - baseline) if peak is not None else None, "method": method}
 
 
-_TRIMMER: list[Trimmer] = []
-
-
+@functools.cache
 def _trimmer() -> Trimmer:
-    if not _TRIMMER:
-        _TRIMMER.append(Trimmer())
-    return _TRIMMER[0]
+    return Trimmer()
 
 
 def measure(

@@ -212,10 +212,7 @@ class WorkerProcess:
         tail = self.stderr_tail()
         self._proc = None
         if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
+            name = signal_name(-code)
             hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
             return WorkerFault("crashed", f"the worker died of {name}{hint}", tail, name)
         return WorkerFault("crashed", f"the worker exited with code {code}", tail)
@@ -233,10 +230,22 @@ class WorkerProcess:
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
+        kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a process started with ``start_new_session`` and everything in its group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def short_error(e: BaseException, limit: int = 400) -> str:

@@ -30,12 +30,14 @@ REPO = Path(__file__).resolve().parent.parent
 def wheel_env(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+        # -v: pip shows the build backend's output only when verbose; the warnings are in it
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "-w",
          str(tmp / "dist"), str(REPO)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     # no setuptools warning screens (data folders that are not declared packages)
+    assert "running bdist_wheel" in build.stdout + build.stderr  # the backend's output is here
     assert "Package would be ignored" not in build.stdout + build.stderr
     (wheel,) = (tmp / "dist").glob("sharedconv-*.whl")
     venv = tmp / "venv"

@@ -9,7 +9,7 @@ from sharedconv.dashboard.common import colors, download, loaded, md, pick_run, 
 from sharedconv.dashboard.figures import SEED_NAMES, ranking_bar
 from sharedconv.harness.allocators import ALLOCATORS
 from sharedconv.harness.recommend import Question, allocators_of, answer
-from sharedconv.harness.summary import rank, recommendation
+from sharedconv.harness.summary import malloc_of, rank, recommendation
 
 st.title("Which strategy should I use?")
 st.caption(
@@ -27,7 +27,7 @@ if require_results(data):
         if len(mallocs) > 1
         else mallocs[0]
     )
-    records = [r for r in records if r.get("malloc", "fixed") == malloc]
+    records = [r for r in records if malloc_of(r) == malloc]
     modes = sorted({r["mode"] for r in records}) or ["forward"]
     mode = st.sidebar.radio("Mode", modes, horizontal=True, key="recommend_mode")
     dtypes = sorted({r["dtype"] for r in records if r["mode"] == mode})
