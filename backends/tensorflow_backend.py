@@ -177,7 +177,9 @@ STRATEGIES = tuple(_with_form(s, False) for s in _BASE) + tuple(_with_form(s, Tr
 
 
 def _builders(tf: Any, problem: ConvProblem) -> dict[str, Callable]:
-    B, C, H, W = problem.x_shape
+    # Reshapes leave the batch to TensorFlow (-1): the Keras layer runs these inside Keras'
+    # training graph, whose batch size is unknown while it is traced.
+    _, C, H, W = problem.x_shape
     N, KH, KW = problem.w_shape
     ho, wo = problem.out_hw
     (pt, pb), (pl, pr) = problem.pads
@@ -196,8 +198,8 @@ def _builders(tf: Any, problem: ConvProblem) -> dict[str, Callable]:
         return y + b if b is not None else y
 
     def fold(x: Any, w: Any, b: Any) -> Any:
-        xc = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (B * C, H, W, 1))
-        return tf.reshape(conv1(xc, w, b), (B, C, ho, wo, N))
+        xc = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (-1, H, W, 1))
+        return tf.reshape(conv1(xc, w, b), (-1, C, ho, wo, N))
 
     def conv3d(x: Any, w: Any, b: Any) -> Any:
         x5 = tf.transpose(x, (0, 3, 1, 2))[..., None]  # (B, C, H, W, 1): "depth" is the channel
@@ -217,7 +219,7 @@ def _builders(tf: Any, problem: ConvProblem) -> dict[str, Callable]:
         y = tf.nn.depthwise_conv2d(
             x, kernel, strides=[1, sh, sw, 1], padding=explicit, dilations=[dh, dw]
         )  # (B, H', W', C*N), channel c owns outputs c*N .. c*N+N-1
-        y = tf.reshape(y, (B, ho, wo, C, N))
+        y = tf.reshape(y, (-1, ho, wo, C, N))
         return y + b if b is not None else y
 
     def channels_first(x: Any) -> Any:  # (B, H, W, C) -> (C, B, H, W, 1)
@@ -241,7 +243,7 @@ def _builders(tf: Any, problem: ConvProblem) -> dict[str, Callable]:
             rates=[1, dh, dw, 1],
             padding="SAME" if same else "VALID",
         )  # (B, H', W', KH*KW*C), ordered (KH, KW, C)
-        patches = tf.reshape(patches, (B, ho, wo, KH * KW, C))
+        patches = tf.reshape(patches, (-1, ho, wo, KH * KW, C))
         y = tf.einsum("bhwkc,nk->bhwcn", patches, tf.reshape(w, (N, KH * KW)))
         return y + b if b is not None else y
 

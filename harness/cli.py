@@ -654,6 +654,15 @@ def dashboard_cmd(results: str | None, port: int, host: str, allow_remote_run: b
     launch(results, host, port, allow_remote_run)
 
 
+def _add_layers() -> None:
+    from sharedconv.layers.cli import layers_group
+
+    cli.add_command(layers_group)
+
+
+_add_layers()
+
+
 def main() -> None:
     cli(prog_name="sharedconv")
 

@@ -1,0 +1,641 @@
+"""What the layers share: the problem a call is, the candidates, the choice and its cache.
+
+A layer call is one :class:`~sharedconv.backends.problem.ConvProblem` (the shape, stride,
+padding, dilation, bias and dtype of the call) in one mode (``forward``, or ``train``: forward
+and backward) on one device. :func:`choose` answers "which strategy" for it, in this order:
+
+1. the layer's own memo (a dict lookup per call: the dispatch cost);
+2. ``SHAREDCONV_AUTOTUNE=0``: the fallback strategy, ``fold`` (deterministic, no timing);
+3. a decision cached on disk for this machine (:class:`Cache`; ``sharedconv layers cache``);
+4. stored sharedconv results for this machine, when the user points at them
+   (``results=`` or ``SHAREDCONV_RESULTS``);
+5. an autotune (:func:`autotune`): every candidate verified against the reference strategy on
+   the call's inputs, timed with the harness's own timer (``harness.timing.steady_state``),
+   the fastest verified one kept and cached.
+
+Every candidate is a strategy of the layer's framework backend (``backends/torch_backend.py``,
+``jax_backend.py``, ``tensorflow_backend.py``) wrapped in the layout permutations between the
+layer's layout and the strategy's declared one: no strategy is written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..backends.agreement import bound_for, output_error, reduction_terms
+from ..backends.contract import Strategy
+from ..backends.layouts import permutation
+from ..backends.problem import ConvProblem, ProblemError
+
+AUTOTUNE_ENV = "SHAREDCONV_AUTOTUNE"
+RESULTS_ENV = "SHAREDCONV_RESULTS"
+CACHE_ENV = "SHAREDCONV_CACHE_DIR"
+BUDGET_ENV = "SHAREDCONV_TUNE_BUDGET"
+FALLBACK = "fold"
+REFERENCE = "fold"
+DEFAULT_BUDGET = 1.0  # seconds of timing per new shape, spread over the candidates
+PRUNE_FACTOR = (
+    3.0  # a candidate whose warm call is this much slower than the best is not timed further
+)
+CACHE_SCHEMA = 1
+
+
+class LayerError(ValueError):
+    """A layer was configured or called in a way it cannot honour; the message says how to fix it."""
+
+
+def autotune_enabled() -> bool:
+    return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def tune_budget(budget: float | None) -> float:
+    if budget is not None:
+        return float(budget)
+    text = os.environ.get(BUDGET_ENV)
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            raise LayerError(f"{BUDGET_ENV}={text!r} is not a number of seconds") from None
+        if not (0 < value < 3600):
+            raise LayerError(f"{BUDGET_ENV}={text!r}: give seconds between 0 and 3600")
+        return value
+    return DEFAULT_BUDGET
+
+
+def pair(value: Any, what: str) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    raise LayerError(f"{what} must be an integer or a pair of integers, got {value!r}")
+
+
+def make_problem(
+    x_shape: Sequence[int],
+    layout: str,
+    filters: int,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: Any,
+    dilation: tuple[int, int],
+    bias: bool,
+    dtype: str,
+) -> ConvProblem:
+    """The problem one call computes; ``layout`` names the input's axes ("BCHW" or "BHWC")."""
+    if len(x_shape) != 4:
+        raise LayerError(f"the input must be 4-D ({', '.join(layout)}), got shape {tuple(x_shape)}")
+    dims = dict(zip(layout, (int(d) for d in x_shape), strict=True))
+    if not isinstance(padding, str) and tuple(padding) == (0, 0):
+        padding = "valid"  # one spelling, so decisions and stored results match
+    try:
+        return ConvProblem(
+            B=dims["B"],
+            C=dims["C"],
+            H=dims["H"],
+            W=dims["W"],
+            N=filters,
+            KH=kernel[0],
+            KW=kernel[1],
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=bias,
+            dtype=dtype,
+        )
+    except ProblemError as e:
+        raise LayerError(f"input of shape {tuple(x_shape)} ({layout}): {e}") from None
+
+
+def machine_id() -> str:
+    from ..harness.machine import cpu_model
+
+    return f"{cpu_model()} / {os.cpu_count()} logical cores / {platform.machine()}"
+
+
+@dataclass(frozen=True)
+class Key:
+    """What a decision depends on; a change in any field means tuning again."""
+
+    framework: str
+    framework_version: str
+    device: str  # "cpu" or the GPU's name
+    threads: int
+    machine: str
+    problem: str
+    mode: str
+    layout: str  # "BCHW->BCNHW" etc.
+
+    def text(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class Trial:
+    """One candidate's verification and time in an autotune."""
+
+    strategy: str
+    median_s: float | None = None
+    first_call_s: float | None = None
+    verified: bool = False
+    note: str = ""  # why it was refused or pruned
+
+
+@dataclass
+class Choice:
+    """What a layer picked for one problem, and why."""
+
+    strategy: str
+    source: str  # "pinned", "fallback", "cache", "results", "autotune"
+    key: Key
+    reason: str = ""
+    trials: list[Trial] = field(default_factory=list)
+    tuning_s: float | None = None
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "source": self.source,
+            "key": asdict(self.key),
+            "reason": self.reason,
+            "trials": [asdict(t) for t in self.trials],
+            "tuning_s": self.tuning_s,
+            "created": self.created,
+            "sharedconv": __version__,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Choice:
+        return cls(
+            strategy=str(data["strategy"]),
+            source=str(data["source"]),
+            key=Key(**data["key"]),
+            reason=str(data.get("reason", "")),
+            trials=[Trial(**t) for t in data.get("trials", [])],
+            tuning_s=data.get("tuning_s"),
+            created=str(data.get("created", "")),
+        )
+
+    def describe(self) -> str:
+        """A few lines for people: the pick, where it came from, the candidates' times."""
+        lines = [f"{self.strategy} ({self.source}{': ' + self.reason if self.reason else ''})"]
+        lines.append(
+            f"  for {self.key.problem}, {self.key.mode}, {self.key.framework} on {self.key.device}"
+        )
+        for t in sorted(self.trials, key=lambda t: (t.median_s is None, t.median_s or 0)):
+            time_text = f"{t.median_s * 1e3:9.3f} ms" if t.median_s is not None else "        -   "
+            lines.append(f"  {t.strategy:<20} {time_text}  {t.note}".rstrip())
+        if self.tuning_s is not None:
+            lines.append(f"  tuning took {self.tuning_s:.2f} s")
+        return "\n".join(lines)
+
+
+def cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sharedconv"
+
+
+class Cache:
+    """Decisions on disk, one JSON file per user (``layers.json`` in :func:`cache_dir`).
+
+    Writes take an exclusive lock and replace the file atomically, so two processes tuning at
+    once never damage it; a damaged or unreadable file is reported once and treated as empty
+    (decisions are re-made, never a crash)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else cache_dir()
+        self.path = self.folder / "layers.json"
+        self.problems: list[str] = []
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            self.problems.append(f"{self.path} could not be read ({e.__class__.__name__}); ignored")
+            return {}
+        entries = data.get("entries") if isinstance(data, dict) else None
+        if not isinstance(entries, dict) or data.get("schema") != CACHE_SCHEMA:
+            self.problems.append(
+                f"{self.path} is not a sharedconv layer cache (schema {CACHE_SCHEMA}); ignored"
+            )
+            return {}
+        return entries
+
+    def get(self, key: Key) -> Choice | None:
+        entry = self._read().get(key.text())
+        if entry is None:
+            return None
+        try:
+            return Choice.from_dict(entry)
+        except (KeyError, TypeError, ValueError):
+            self.problems.append(f"{self.path}: a damaged entry for {key.problem}; tuning again")
+            return None
+
+    def entries(self) -> list[Choice]:
+        out = []
+        for entry in self._read().values():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                out.append(Choice.from_dict(entry))
+        return out
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "layers.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, entries: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".layers.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"schema": CACHE_SCHEMA, "entries": entries}, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def put(self, choice: Choice) -> None:
+        try:
+            with self._locked():
+                entries = self._read()
+                entries[choice.key.text()] = choice.to_dict()
+                self._write(entries)
+        except OSError as e:
+            self.problems.append(
+                f"the decision could not be cached in {self.folder} ({e.strerror}); it holds for this process only"
+            )
+
+    def clear(self) -> int:
+        with self._locked():
+            n = len(self._read())
+            self._write({})
+        return n
+
+
+# --------------------------------------------------------------------------- stored results
+
+
+def from_results(
+    key: Key, problem: ConvProblem, offered: Sequence[str], folders: Sequence[Path]
+) -> Choice | None:
+    """The fastest passing strategy among ``offered`` in stored runs of this machine."""
+    from ..backends.problem import parse_problem
+    from ..harness.machine import cpu_model
+    from ..harness.store import StoreError, read_run
+
+    best: tuple[float, str, str] | None = None
+    device = "cpu" if key.device == "cpu" else "cuda"
+    for folder in folders:
+        try:
+            run = read_run(Path(folder))
+        except StoreError:
+            continue
+        machine = run.meta.get("machine", {})
+        same_machine = (
+            (machine.get("gpu") == key.device)
+            if device == "cuda"
+            else (machine.get("cpu_model") == cpu_model())
+        )
+        if not same_machine:
+            continue
+        for r in run.cases:
+            if (
+                r.get("backend") != key.framework
+                or r.get("strategy") not in offered
+                or r.get("mode") != key.mode
+                or r.get("device") != device
+                or r.get("status") != "pass"
+                or not r.get("timing")
+            ):
+                continue
+            try:
+                if parse_problem(str(r["problem"])) != problem:
+                    continue
+                median = float(r["timing"]["stats"]["median"])
+            except (ProblemError, KeyError, TypeError, ValueError):
+                continue
+            if best is None or median < best[0]:
+                best = (median, r["strategy"], run.run_id)
+    if best is None:
+        return None
+    return Choice(
+        strategy=best[1],
+        source="results",
+        key=key,
+        reason=f"fastest passing case in run {best[2]} ({best[0] * 1e3:.3f} ms)",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+
+
+def results_folders(results: Any) -> list[Path]:
+    if results is None:
+        text = os.environ.get(RESULTS_ENV, "")
+        return [Path(p) for p in text.split(os.pathsep) if p]
+    if isinstance(results, (str, os.PathLike)):
+        return [Path(results)]
+    return [Path(p) for p in results]
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+@dataclass
+class Candidate:
+    """One strategy as the layer runs it: ``fn(x, w, b)`` in the layer's layouts."""
+
+    strategy: Strategy
+    fn: Callable[..., Any]
+
+
+def wrap(
+    fn: Callable, strategy: Strategy, in_layout: str, out_layout: str, permute: Callable
+) -> Callable:
+    """``fn`` (in the strategy's declared layouts) behind the layer's layouts."""
+    to_strategy = permutation(in_layout, strategy.input_layout)
+    to_layer = permutation(strategy.output_layout, out_layout)
+    identity_in = to_strategy == tuple(range(len(to_strategy)))
+    identity_out = to_layer == tuple(range(len(to_layer)))
+
+    def call(x: Any, w: Any, b: Any) -> Any:
+        y = fn(x if identity_in else permute(x, to_strategy), w, b)
+        return y if identity_out else permute(y, to_layer)
+
+    return call
+
+
+def candidates_for(
+    backend: Any,
+    builders: dict[str, Callable],
+    problem: ConvProblem,
+    device: str,
+    mode: str,
+    in_layout: str,
+    out_layout: str,
+    permute: Callable,
+) -> tuple[dict[str, Candidate], dict[str, str]]:
+    """The strategies a layer may run for ``problem``, and the reasons for the others."""
+    offered: dict[str, Candidate] = {}
+    refused: dict[str, str] = {}
+    for s in backend.strategies:
+        if s.name not in builders:
+            refused[s.name] = "compiles a separate graph; compile the whole model instead"
+            continue
+        why = backend.supports(problem, s, device, mode)
+        if why:
+            refused[s.name] = why
+            continue
+        offered[s.name] = Candidate(s, wrap(builders[s.name], s, in_layout, out_layout, permute))
+    return offered, refused
+
+
+# --------------------------------------------------------------------------- autotune
+
+
+@dataclass
+class Runner:
+    """How one framework runs a candidate: ``prepare(fn, mode) -> call`` returning outputs
+    (``(y,)`` or ``(y, dx, dw[, db])``), ``sync(outputs)`` and ``to_numpy(outputs)``."""
+
+    prepare: Callable[[Callable, str], Callable[[], tuple[Any, ...]]]
+    sync: Callable[[Any], None]
+    to_numpy: Callable[[Any], tuple[np.ndarray, ...]]
+
+
+def harness_median(call: Callable[[], Any], sync: Callable[[Any], None], budget: float) -> float:
+    """The median seconds per call from the harness's own steady-state timer."""
+    from ..harness.timing import steady_state
+
+    record = steady_state(
+        call,
+        sync,
+        {
+            "budget": budget,
+            "warmup": min(0.05, budget / 4),
+            "warmup_calls": 1,
+            "min_samples": 3,
+            "max_samples": 50,
+            "precision": 0.03,
+        },
+    )
+    return float(record["stats"]["median"])
+
+
+def _names(problem: ConvProblem, mode: str) -> tuple[str, ...]:
+    if mode != "train":
+        return ("y",)
+    return ("y", "dx", "dw", "db") if problem.bias else ("y", "dx", "dw")
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+def _disagreements(
+    problem: ConvProblem,
+    names: Sequence[str],
+    got: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    tf32: bool = False,
+) -> list[str]:
+    bad = []
+    if len(got) != len(reference):
+        bad.append(f"{len(got)} outputs, expected {len(reference)}")
+    for n, g, r in zip(names, got, reference, strict=False):
+        err = output_error(np.asarray(g, dtype=np.float64), r)
+        bound = 2 * bound_for(problem.dtype, reduction_terms(problem, n), tf32)
+        if not err.shape_ok:
+            bad.append(f"{n} has shape {np.shape(g)}, expected {r.shape}")
+        elif not err.finite:
+            bad.append(f"{n} is not finite")
+        elif err.worst > bound:
+            bad.append(f"{n} off by {err.worst:.1e} of max (bound {bound:.1e})")
+    return bad
+
+
+def autotune(
+    key: Key,
+    problem: ConvProblem,
+    candidates: dict[str, Candidate],
+    runner: Runner,
+    budget: float,
+    measure: Callable[[Callable[[], Any], Callable[[Any], None], float], float] = harness_median,
+    clock: Callable[[], float] = time.perf_counter,
+    tf32: bool = False,
+) -> Choice:
+    """Verify every candidate against the reference, time the verified ones, keep the fastest.
+
+    The reference is ``fold`` (the framework's own convolution, verified against the float64
+    oracle in every sharedconv run); a candidate agrees when each output is within twice the
+    harness's bound for the dtype (both sides carry rounding). ``measure`` is the timer, a
+    parameter so the selection rules can be tested with fake times.
+    """
+    start = clock()
+    names = _names(problem, key.mode)
+    ref_name = REFERENCE if REFERENCE in candidates else next(iter(candidates))
+    order = [ref_name, *(n for n in candidates if n != ref_name)]
+    reference: tuple[np.ndarray, ...] | None = None
+    trials: list[Trial] = []
+    best: tuple[float, str] | None = None
+    spent = 0.0  # timing seconds used so far (verification and compilation are not counted)
+    for i, name in enumerate(order):
+        trial = Trial(name)
+        trials.append(trial)
+        try:
+            call = runner.prepare(candidates[name].fn, key.mode)
+            t0 = clock()
+            out = call()
+            runner.sync(out)
+            trial.first_call_s = clock() - t0
+            got = runner.to_numpy(out)
+            del out
+        except Exception as e:  # a candidate that fails is refused, never fatal
+            text = str(e).splitlines()[0][:160] if str(e) else ""
+            trial.note = f"failed: {e.__class__.__name__}: {text}"
+            continue
+        if reference is None:
+            reference = tuple(np.asarray(a, dtype=np.float64) for a in got)
+            trial.verified = True
+            trial.note = "reference"
+        else:
+            bad = _disagreements(problem, names, got, reference, tf32)
+            if bad:
+                trial.note = "refused: disagrees with the reference: " + "; ".join(bad)
+                continue
+            trial.verified = True
+        # the best of a few warm calls (at most 3, or 20 ms) decides whether a full timing is
+        # worth its share of the budget
+        warm = math.inf
+        probe_start = clock()
+        for _ in range(3):
+            t0 = clock()
+            out = call()
+            runner.sync(out)
+            warm = min(warm, clock() - t0)
+            del out
+            if clock() - probe_start > 0.02:
+                break
+        spent += clock() - probe_start
+        share = (budget - spent) / (len(order) - i)
+        if best is not None and warm > PRUNE_FACTOR * best[0]:
+            trial.median_s = warm
+            trial.note = _join(
+                trial.note,
+                f"best warm call over {PRUNE_FACTOR:g}x the best median: not timed further",
+            )
+            continue
+        if share <= 0:
+            trial.median_s = warm
+            trial.note = _join(trial.note, "the tuning budget was spent: best warm call")
+        else:
+            t0 = clock()
+            trial.median_s = measure(call, runner.sync, share)
+            spent += clock() - t0
+        if best is None or trial.median_s < best[0]:
+            best = (trial.median_s, name)
+    if best is None:
+        raise LayerError(
+            "no strategy could compute this call: "
+            + "; ".join(f"{t.strategy}: {t.note}" for t in trials)
+        )
+    return Choice(
+        strategy=best[1],
+        source="autotune",
+        key=key,
+        reason=f"fastest of {sum(t.verified for t in trials)} verified candidates",
+        trials=trials,
+        tuning_s=clock() - start,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+
+
+@dataclass
+class Selector:
+    """A layer's decisions: a per-layer memo in front of :func:`choose`."""
+
+    strategy: str = "auto"
+    budget: float | None = None
+    results: Any = None
+    cache: Cache | None = None
+    memo: dict[Any, tuple[Choice, Callable]] = field(default_factory=dict)
+    last: Choice | None = None
+
+    def validate(self, offered: Sequence[str], framework: str) -> None:
+        if self.strategy != "auto" and self.strategy not in offered:
+            raise LayerError(
+                f"{framework} has no layer strategy {self.strategy!r}; "
+                f"use 'auto' or one of: {', '.join(offered)}"
+            )
+
+
+def choose(
+    selector: Selector,
+    key: Key,
+    problem: ConvProblem,
+    candidates: Callable[[], tuple[dict[str, Candidate], dict[str, str]]],
+    runner: Callable[[], Runner],
+    measure: Callable | None = None,
+    tf32: bool = False,
+) -> tuple[Choice, Callable]:
+    """The decision for ``key`` (see the module docstring for the order) and its function."""
+    offered, refused = candidates()
+    if not offered:
+        raise LayerError(
+            f"no {key.framework} strategy can compute {problem} in {key.mode} mode: "
+            + "; ".join(f"{n}: {why}" for n, why in refused.items())
+        )
+    choice: Choice | None = None
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if selector.strategy != "auto":
+        if selector.strategy not in offered:
+            why = refused.get(selector.strategy, "not a strategy of this framework")
+            raise LayerError(
+                f"strategy {selector.strategy!r} cannot compute {problem} ({key.mode}): {why}; "
+                "use strategy='auto' or one of: " + ", ".join(offered)
+            )
+        choice = Choice(selector.strategy, "pinned", key, "strategy given by the user", created=now)
+    elif not autotune_enabled():
+        name = FALLBACK if FALLBACK in offered else next(iter(offered))
+        choice = Choice(name, "fallback", key, f"{AUTOTUNE_ENV}=0: autotuning is off", created=now)
+    else:
+        cache = selector.cache if selector.cache is not None else Cache()
+        cached = cache.get(key)
+        if cached is not None and cached.strategy in offered:
+            choice = cached
+            choice.source = "cache"
+        if choice is None:
+            folders = results_folders(selector.results)
+            if folders:
+                choice = from_results(key, problem, list(offered), folders)
+        if choice is None:
+            choice = autotune(
+                key,
+                problem,
+                offered,
+                runner(),
+                tune_budget(selector.budget),
+                **({"measure": measure} if measure is not None else {}),
+                tf32=tf32,
+            )
+        if choice.source in ("autotune", "results"):
+            cache.put(choice)
+    selector.last = choice
+    return choice, offered[choice.strategy].fn

@@ -1,0 +1,283 @@
+"""``SharedConv2D``: a Keras 3 layer for N 2-D filters shared across every input channel.
+
+    from sharedconv.layers.keras import SharedConv2D
+    x = keras.Input((64, 64, 100))                      # channels_last: (H, W, C)
+    y = SharedConv2D(16, 3, padding="same")(x)          # -> (B, 64, 64, 100, 16)
+
+This is the layer the 2017 question (Conv3D vs TimeDistributed(Conv2D) vs split) was looking
+for. It runs on all three Keras backends: each call runs a strategy of the backend's own
+framework (``backends/tensorflow_backend.py``, ``jax_backend.py`` or ``torch_backend.py``) on the
+framework's tensors, so Keras' autodiff and compilation see ordinary framework operations.
+``strategy="auto"`` picks the fastest verified one per input shape, dtype and mode (``training``
+selects forward+backward tuning); a strategy name pins it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+import keras
+
+from . import _core, _frameworks
+from ._core import LayerError, Selector
+
+# the batch a TensorFlow decision is made for when Keras traces with an unknown batch (fit's default)
+TUNE_BATCH = 32
+_FRAMEWORK = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def strategies(backend: str | None = None) -> list[str]:
+    """The strategies the layer can run on a Keras backend (the current one by default)."""
+    backend = backend or keras.backend.backend()
+    if backend not in _FRAMEWORK:
+        raise LayerError(
+            f"Keras backend {backend!r} is not supported; use tensorflow, jax or torch"
+        )
+    if backend == "torch":
+        from ..backends.torch_backend import STRATEGIES
+    elif backend == "jax":
+        from ..backends.jax_backend import STRATEGIES
+    else:
+        from ..backends.tensorflow_backend import STRATEGIES
+    return [s.name for s in STRATEGIES if "compiled" not in s.tags and not s.name.endswith("_xla")]
+
+
+@keras.saving.register_keras_serializable(package="sharedconv")
+class SharedConv2D(keras.layers.Layer):
+    """N filters applied to every channel separately, no channel mixing.
+
+    ``data_format="channels_last"`` (Keras' default): input ``(B, H, W, C)``, output
+    ``(B, H', W', C, filters)``; ``"channels_first"``: ``(B, C, H, W)`` to ``(B, C, filters,
+    H', W')``. The kernel is ``(KH, KW, 1, filters)``, the kernel of the one-input-channel
+    ``Conv2D`` it replaces (weights load across), and the bias ``(filters,)``.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid",
+        dilation_rate: int | tuple[int, int] = 1,
+        use_bias: bool = True,
+        data_format: str | None = None,
+        strategy: str = "auto",
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        tune_budget: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise LayerError(f"filters must be a positive integer, got {filters!r}")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise LayerError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.filters = filters
+        self.kernel_size = _core.pair(kernel_size, "kernel_size")
+        self.strides = _core.pair(strides, "strides")
+        self.dilation_rate = _core.pair(dilation_rate, "dilation_rate")
+        self.padding = padding.lower()
+        self.use_bias = bool(use_bias)
+        self.data_format = data_format or keras.config.image_data_format()
+        if self.data_format not in ("channels_last", "channels_first"):
+            raise LayerError(
+                f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}"
+            )
+        offered = strategies()
+        if strategy != "auto" and strategy not in offered:
+            raise LayerError(
+                f"unknown strategy {strategy!r} on Keras' {keras.backend.backend()} backend; "
+                f"use 'auto' or one of: {', '.join(offered)}"
+            )
+        self.strategy = strategy
+        self.tune_budget = tune_budget
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self._selector = Selector(strategy=strategy, budget=tune_budget)
+        channels_last = self.data_format == "channels_last"
+        self._layouts = ("BHWC", "BHWCN") if channels_last else ("BCHW", "BCNHW")
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape: tuple[Any, ...]) -> None:
+        kh, kw = self.kernel_size
+        self.kernel = self.add_weight(
+            name="kernel", shape=(kh, kw, 1, self.filters), initializer=self.kernel_initializer
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+            "use_bias": self.use_bias,
+            "data_format": self.data_format,
+            "strategy": self.strategy,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "tune_budget": self.tune_budget,
+        }
+
+    @property
+    def choice(self) -> _core.Choice | None:
+        """The decision behind the latest call: strategy, source, candidates and their times."""
+        return self._selector.last
+
+    def _problem(self, shape: tuple[Any, ...]) -> Any:
+        dims = dict(zip(self._layouts[0], shape, strict=True))
+        if dims["B"] is None and keras.backend.backend() == "tensorflow":
+            # Keras traces TensorFlow training steps with an unknown batch; the strategies
+            # leave the batch to TensorFlow, so the decision is made for a typical batch
+            shape = tuple(TUNE_BATCH if a == "B" else dims[a] for a in self._layouts[0])
+        if any(d is None for d in shape):
+            raise LayerError(
+                f"SharedConv2D needs a known input shape when it runs, got {tuple(shape)}; "
+                "give keras.Input its full shape"
+            )
+        return _core.make_problem(
+            shape,
+            self._layouts[0],
+            self.filters,
+            self.kernel_size,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+            self.use_bias,
+            keras.backend.standardize_dtype(self.compute_dtype),
+        )
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(input_shape) != 4:
+            raise LayerError(f"SharedConv2D takes 4-D inputs, got shape {tuple(input_shape)}")
+        dims = dict(zip(self._layouts[0], input_shape, strict=True))
+        out = {}
+        for axis, size, k, s, d in (
+            ("H", dims["H"], self.kernel_size[0], self.strides[0], self.dilation_rate[0]),
+            ("W", dims["W"], self.kernel_size[1], self.strides[1], self.dilation_rate[1]),
+        ):
+            if size is None:
+                out[axis] = None
+            elif self.padding == "same":
+                out[axis] = -(-size // s)
+            else:
+                out[axis] = (size - d * (k - 1) - 1) // s + 1
+        sizes = {"B": dims["B"], "C": dims["C"], "N": self.filters, **out}
+        return tuple(sizes[a] for a in self._layouts[1])
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        ops = keras.ops
+        kh, kw = self.kernel_size
+        w = ops.transpose(
+            ops.reshape(ops.convert_to_tensor(self.kernel), (kh, kw, self.filters)), (2, 0, 1)
+        )
+        b = ops.convert_to_tensor(self.bias) if self.bias is not None else None
+        fn = self._dispatch(inputs, w, b, "train" if training else "forward")
+        return fn(inputs, w, b)
+
+    def _dispatch(self, x: Any, w: Any, b: Any, mode: str) -> Any:
+        backend = keras.backend.backend()
+        shape = tuple(x.shape)
+        memo = self._selector.memo.get((backend, shape, mode))
+        if memo is not None:
+            self._selector.last = memo[0]
+            return memo[1]
+        problem = self._problem(shape)
+        layout = f"{self._layouts[0]}->{self._layouts[1]}"
+        choosers = {
+            "torch": self._choose_torch,
+            "jax": self._choose_jax,
+            "tensorflow": self._choose_tf,
+        }
+        if backend not in choosers:
+            raise LayerError(
+                f"Keras backend {backend!r} is not supported; use tensorflow, jax or torch"
+            )
+        if backend == "torch":
+            choice, fn = self._choose_torch(problem, mode, layout, x, w, b)
+        else:
+            # in a thread of its own: JAX's traces and TensorFlow's graphs and tapes are per
+            # thread, so the candidates compile and run outside whatever Keras is tracing
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                choice, fn = pool.submit(choosers[backend], problem, mode, layout, x, w, b).result()
+        self._selector.memo[(backend, shape, mode)] = (choice, fn)
+        return fn
+
+    def _choose(
+        self,
+        framework: str,
+        problem: Any,
+        mode: str,
+        device: str,
+        key: Any,
+        builders: dict,
+        permute: Any,
+        runner: Any,
+    ) -> tuple:
+        from ..backends.registry import load_backend
+
+        backend = load_backend(framework)
+        offered = set(strategies())
+        builders = {n: f for n, f in builders.items() if n in offered}
+        in_layout, out_layout = self._layouts
+
+        def candidates() -> tuple[dict, dict]:
+            return _core.candidates_for(
+                backend, builders, problem, device, mode, in_layout, out_layout, permute
+            )
+
+        return _core.choose(self._selector, key, problem, candidates, runner)
+
+    def _choose_torch(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
+        device = x.device
+        key = _frameworks.torch_key(problem, mode, device, layout)
+        return self._choose(
+            "torch",
+            problem,
+            mode,
+            "cpu" if device.type == "cpu" else "cuda",
+            key,
+            _frameworks.torch_builders(problem),
+            _frameworks.torch_permute,
+            lambda: _frameworks.torch_runner(problem, x, w, b, self._layouts[1]),
+        )
+
+    def _choose_jax(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
+        import jax
+
+        platform = jax.default_backend()
+        key = _frameworks.jax_key(problem, mode, platform, layout, "highest")
+        return self._choose(
+            "jax",
+            problem,
+            mode,
+            "cpu" if platform == "cpu" else "cuda",
+            key,
+            _frameworks.jax_builders(problem, "highest"),
+            _frameworks.jax_permute,
+            lambda: _frameworks.jax_runner(problem, x, w, b, *self._layouts, platform),
+        )
+
+    def _choose_tf(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        device = "cpu" if not gpus else gpus[0].name
+        key = _frameworks.tf_key(problem, mode, device, layout)
+        return self._choose(
+            "tensorflow",
+            problem,
+            mode,
+            "cpu" if not gpus else "cuda",
+            key,
+            _frameworks.tf_builders(problem),
+            _frameworks.tf_permute,
+            lambda: _frameworks.tf_runner(problem, x, w, b, *self._layouts),
+        )
