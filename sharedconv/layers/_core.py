@@ -28,6 +28,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -521,6 +522,12 @@ def autotune(
                 trial.note = "refused: disagrees with the reference: " + "; ".join(bad)
                 continue
             trial.verified = True
+        if best is not None and trial.first_call_s > PRUNE_FACTOR * best[0]:
+            trial.median_s = trial.first_call_s
+            trial.note = _join(
+                trial.note, f"first call over {PRUNE_FACTOR:g}x the best median: not timed further"
+            )
+            continue
         # the best of a few warm calls (at most 3, or 20 ms) decides whether a full timing is
         # worth its share of the budget
         warm = math.inf
@@ -637,5 +644,8 @@ def choose(
             )
         if choice.source in ("autotune", "results"):
             cache.put(choice)
+        for problem_text in cache.problems:  # a damaged or unwritable cache: said, never fatal
+            warnings.warn(f"sharedconv layers: {problem_text}", RuntimeWarning, stacklevel=4)
+        cache.problems.clear()
     selector.last = choice
     return choice, offered[choice.strategy].fn

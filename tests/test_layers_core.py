@@ -1,0 +1,248 @@
+"""How the layers choose a strategy, with a NumPy "framework" and fake timings: no
+deep-learning framework is imported here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sharedconv.backends.contract import Strategy
+from sharedconv.backends.oracle import forward
+from sharedconv.backends.problem import ConvProblem
+from sharedconv.harness.machine import cpu_model
+from sharedconv.harness.store import RunWriter
+
+from sharedconv.layers import _core
+from sharedconv.layers._core import Cache, Candidate, Key, LayerError, Runner, Selector
+
+PROBLEM = ConvProblem(B=2, C=3, H=8, W=8, N=4, KH=3, KW=3)
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal(PROBLEM.x_shape).astype(np.float32)
+W = RNG.standard_normal(PROBLEM.w_shape).astype(np.float32)
+B = RNG.standard_normal((PROBLEM.N,)).astype(np.float32)
+
+
+def conv(x, w, b):
+    return forward(PROBLEM, x, w, b, compute_dtype=np.float32)
+
+
+def broken(x, w, b):
+    return conv(x, w, b) + 0.5
+
+
+def failing(x, w, b):
+    raise RuntimeError("no kernel for this shape")
+
+
+def key(**changes) -> Key:
+    fields = dict(
+        framework="numpy",
+        framework_version="1",
+        device="cpu",
+        threads=2,
+        machine="test machine",
+        problem=PROBLEM.to_text(),
+        mode="forward",
+        layout="BCHW->BCNHW",
+    )
+    return Key(**{**fields, **changes})
+
+
+def candidates(**fns) -> dict[str, Candidate]:
+    return {name: Candidate(Strategy(name, name), fn) for name, fn in fns.items()}
+
+
+RUNNER = Runner(
+    prepare=lambda fn, mode: lambda: (fn(X, W, B),),
+    sync=lambda outputs: None,
+    to_numpy=lambda outputs: tuple(np.asarray(o) for o in outputs),
+)
+
+
+def timed_runner(times: dict[str, float]):
+    """A runner and a timer whose 'times' are given: the timer reports the candidate's."""
+    current = {"name": None}
+    by_fn = {}
+
+    def prepare(fn, mode):
+        name = by_fn[id(fn)]
+
+        def call():
+            current["name"] = name
+            return (fn(X, W, B),)
+
+        return call
+
+    def measure(call, sync, budget):
+        call()
+        return times[current["name"]]
+
+    return prepare, measure, by_fn
+
+
+def tune(
+    cands: dict[str, Candidate], times: dict[str, float], budget: float = 1.0, k: Key | None = None
+):
+    prepare, measure, by_fn = timed_runner(times)
+    by_fn.update({id(c.fn): name for name, c in cands.items()})
+    runner = Runner(prepare, RUNNER.sync, RUNNER.to_numpy)
+    return _core.autotune(k or key(), PROBLEM, cands, runner, budget, measure=measure)
+
+
+def test_picks_the_fastest_from_the_timings():
+    cands = candidates(
+        fold=conv, fast=lambda x, w, b: conv(x, w, b), slow=lambda x, w, b: conv(x, w, b)
+    )
+    choice = tune(cands, {"fold": 2e-3, "fast": 1e-3, "slow": 3e-3})
+    assert choice.strategy == "fast" and choice.source == "autotune"
+    assert {t.strategy: t.median_s for t in choice.trials}["fast"] == 1e-3
+    assert all(t.verified for t in choice.trials)
+
+
+def test_refuses_a_candidate_that_disagrees_with_the_reference_even_when_fastest():
+    choice = tune(candidates(fold=conv, wrong=broken), {"fold": 2e-3, "wrong": 1e-6})
+    assert choice.strategy == "fold"
+    wrong = next(t for t in choice.trials if t.strategy == "wrong")
+    assert not wrong.verified and wrong.median_s is None
+    assert wrong.note.startswith("refused: disagrees with the reference: y off by")
+
+
+def test_a_failing_candidate_is_refused_with_its_reason_and_the_others_still_tuned():
+    choice = tune(
+        candidates(fold=conv, crash=failing, ok=lambda x, w, b: conv(x, w, b)),
+        {"fold": 2e-3, "ok": 1e-3, "crash": 0},
+    )
+    assert choice.strategy == "ok"
+    crash = next(t for t in choice.trials if t.strategy == "crash")
+    assert crash.note == "failed: RuntimeError: no kernel for this shape"
+
+
+def test_no_candidate_at_all_is_a_layer_error_that_lists_the_reasons():
+    with pytest.raises(LayerError, match="fold: failed: RuntimeError: no kernel"):
+        tune(candidates(fold=failing), {})
+
+
+def test_choose_pins_falls_back_caches_and_retunes_when_the_key_changes(tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    tuned = []
+
+    def run(selector, k):
+        cands = candidates(fold=conv, other=lambda x, w, b: conv(x, w, b))
+        prepare, measure, by_fn = timed_runner({"fold": 2e-3, "other": 1e-3})
+        by_fn.update({id(c.fn): name for name, c in cands.items()})
+
+        def runner():
+            tuned.append(k)
+            return Runner(prepare, RUNNER.sync, RUNNER.to_numpy)
+
+        return _core.choose(
+            selector,
+            k,
+            PROBLEM,
+            lambda: (cands, {"gone": "not offered here"}),
+            runner,
+            measure=measure,
+        )[0]
+
+    assert run(Selector(strategy="fold", cache=cache), key()).source == "pinned"
+    with pytest.raises(LayerError, match="strategy 'gone' cannot compute .*: not offered here"):
+        run(Selector(strategy="gone", cache=cache), key())
+    monkeypatch.setenv(_core.AUTOTUNE_ENV, "0")
+    fallback = run(Selector(cache=cache), key())
+    assert (fallback.source, fallback.strategy) == ("fallback", "fold") and not tuned
+    monkeypatch.delenv(_core.AUTOTUNE_ENV)
+
+    first = run(Selector(cache=cache), key())
+    assert (first.source, first.strategy) == ("autotune", "other") and len(tuned) == 1
+    again = run(Selector(cache=cache), key())
+    assert again.source == "cache" and again.strategy == "other" and len(tuned) == 1
+    # a new framework version, thread count or machine is a new key: tuned again
+    for changed in (key(framework_version="2"), key(threads=1), key(machine="another")):
+        assert run(Selector(cache=cache), changed).source == "autotune"
+    assert len(tuned) == 4
+    assert len(Cache(tmp_path).entries()) == 4
+
+
+def test_a_damaged_cache_is_reported_and_ignored_never_fatal(tmp_path):
+    (tmp_path / "layers.json").write_text('{"schema": 1, "entries": {"x": ')
+    cache = Cache(tmp_path)
+    assert cache.get(key()) is None
+    assert "could not be read" in cache.problems[0]
+    (tmp_path / "layers.json").write_text(
+        json.dumps({"schema": 1, "entries": {key().text(): {"strategy": 3}}})
+    )
+    cache = Cache(tmp_path)
+    assert cache.get(key()) is None and "damaged entry" in cache.problems[0]
+    choice = tune(candidates(fold=conv), {"fold": 1e-3})
+    cache.put(choice)
+    assert Cache(tmp_path).get(key()).strategy == "fold"
+
+
+def test_an_unwritable_cache_keeps_the_decision_for_the_process(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("not a folder")
+    cache = Cache(target / "sub")
+    cache.put(tune(candidates(fold=conv), {"fold": 1e-3}))
+    assert "could not be cached" in cache.problems[0]
+
+
+def _stored_run(root: Path, cpu: str, strategy_times: dict[str, float]) -> Path:
+    writer = RunWriter.create(root, "stored", {"machine": {"cpu_model": cpu}, "suite": None})
+    for name, median in strategy_times.items():
+        writer.append(
+            {
+                "case": f"numpy/{name}/{PROBLEM.slug()}/forward/cpu/jemalloc",
+                "backend": "numpy",
+                "strategy": name,
+                "problem": PROBLEM.to_text(),
+                "mode": "forward",
+                "device": "cpu",
+                "malloc": "jemalloc",
+                "status": "pass",
+                "timing": {"stats": {"median": median}, "block_times": [median]},
+            }
+        )
+    writer.finish()
+    return writer.folder
+
+
+def test_stored_results_of_this_machine_decide_without_tuning(tmp_path):
+    folder = _stored_run(tmp_path, cpu_model(), {"fold": 3e-3, "other": 1e-3, "not_offered": 1e-9})
+    choice = _core.from_results(key(), PROBLEM, ["fold", "other"], [folder])
+    assert choice is not None and choice.strategy == "other" and choice.source == "results"
+    assert "stored" in choice.reason
+    other_machine = _stored_run(tmp_path / "b", "Some Other CPU", {"fold": 1e-3})
+    assert _core.from_results(key(), PROBLEM, ["fold"], [other_machine]) is None
+    assert _core.from_results(key(), PROBLEM, ["fold"], [tmp_path / "no-such-run"]) is None
+
+
+def test_the_problem_of_a_call_has_one_spelling_and_clear_errors():
+    p = _core.make_problem((2, 8, 8, 3), "BHWC", 4, (3, 3), (1, 1), (0, 0), (1, 1), True, "float32")
+    assert p == ConvProblem(B=2, C=3, H=8, W=8, N=4, KH=3, KW=3) and p.padding == "valid"
+    with pytest.raises(LayerError, match=r"must be 4-D \(B, C, H, W\), got shape \(2, 3\)"):
+        _core.make_problem((2, 3), "BCHW", 4, (3, 3), (1, 1), "valid", (1, 1), True, "float32")
+    with pytest.raises(LayerError, match="the kernel .* is larger than the padded input"):
+        _core.make_problem(
+            (1, 1, 2, 2), "BCHW", 4, (3, 3), (1, 1), "valid", (1, 1), True, "float32"
+        )
+
+
+def test_the_budget_comes_from_the_argument_or_the_environment(monkeypatch):
+    assert _core.tune_budget(None) == _core.DEFAULT_BUDGET
+    monkeypatch.setenv(_core.BUDGET_ENV, "0.5")
+    assert _core.tune_budget(None) == 0.5 and _core.tune_budget(2) == 2
+    monkeypatch.setenv(_core.BUDGET_ENV, "soon")
+    with pytest.raises(LayerError, match="is not a number of seconds"):
+        _core.tune_budget(None)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(_core.CACHE_ENV, str(tmp_path))
+    assert _core.cache_dir() == tmp_path
+    monkeypatch.delenv(_core.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _core.cache_dir() == tmp_path / "xdg" / "sharedconv"
+    assert os.fspath(_core.cache_dir()).endswith("sharedconv")
