@@ -419,6 +419,9 @@ class Runner:
     prepare: Callable[[Callable, str], Callable[[], tuple[Any, ...]]]
     sync: Callable[[Any], None]
     to_numpy: Callable[[Any], tuple[np.ndarray, ...]]
+    # True when prepare() compiles ahead (JAX), so a first call is a warm one and a slow
+    # candidate can be dropped after it; eager frameworks pay one-time costs in a first call
+    compiled_ahead: bool = False
 
 
 def harness_median(call: Callable[[], Any], sync: Callable[[Any], None], budget: float) -> float:
@@ -522,7 +525,11 @@ def autotune(
                 trial.note = "refused: disagrees with the reference: " + "; ".join(bad)
                 continue
             trial.verified = True
-        if best is not None and trial.first_call_s > PRUNE_FACTOR * best[0]:
+        if (
+            runner.compiled_ahead
+            and best is not None
+            and trial.first_call_s > PRUNE_FACTOR * best[0]
+        ):
             trial.median_s = trial.first_call_s
             trial.note = _join(
                 trial.note, f"first call over {PRUNE_FACTOR:g}x the best median: not timed further"

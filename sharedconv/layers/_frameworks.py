@@ -247,7 +247,9 @@ def tf_runner(
 
     def prepare(fn: Callable, mode: str) -> Callable[[], tuple[Any, ...]]:
         if mode != "train":
-            graph = tf.function(lambda x, w: fn(x, w, bs))
+            graph = tf.function(lambda x, w: fn(x, w, bs)).get_concrete_function(
+                xs, ws
+            )  # traced here
             return lambda: (graph(xs, ws),)
         dy = tf.cast(
             tf.constant(_synthetic(problem, shape_in(out_layout, problem.y_shape), 1)), dtype
@@ -261,7 +263,8 @@ def tf_runner(
                 y = fn(x, w, bs)
             return (y, *tape.gradient(y, watched, output_gradients=dy))
 
-        return lambda: tuple(step(xs, ws))
+        traced = step.get_concrete_function(xs, ws)
+        return lambda: tuple(traced(xs, ws))
 
     def sync(outputs: Any) -> None:
         return None  # eager TensorFlow returns finished tensors on CPU; .numpy() waits on GPU

@@ -1,0 +1,611 @@
+#!/usr/bin/env python3
+"""The drop-in layers against every strategy of their framework, side by side in one process.
+
+    python scripts/bench_layers.py --out docs/layers.md            # CPU, about 25 minutes on 2 cores
+    python scripts/bench_layers.py --device cuda --frameworks torch,jax --json OUT.json
+
+For each framework (one child process each: torch, jax, keras-tensorflow, keras-jax,
+keras-torch), each shape and mode (forward; train = forward and backward):
+
+1. a layer with ``strategy="auto"`` is built and called once on a fresh decision cache: the
+   tuning time and the pick are recorded;
+2. the same call through the auto layer and through a layer pinned to each strategy the
+   framework offers is timed with the harness's timer (``harness.timing.steady_state``), in
+   ``--rounds`` rounds, each round in a new random order, so drift hits every candidate alike;
+   a candidate's time is the median of its round medians. A candidate whose first call is
+   over 10x the fastest's is timed by that call alone (marked);
+3. auto's time over the best strategy's time is the headline ratio (goal: within 5%).
+
+The per-call dispatch overhead is measured on a 1-element problem: the layer's call against
+the chosen strategy's function called directly, interleaved blocks of 100 calls, the fastest
+block of each (timeit's rule for per-call costs on a noisy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FRAMEWORKS = ["torch", "jax", "keras-tensorflow", "keras-jax", "keras-torch"]
+SHAPES = [
+    "B=4,C=3,H=64,W=64,N=16,K=3",  # few channels, small image
+    "B=4,C=64,H=32,W=32,N=8,K=3",  # many channels, small image
+    "B=4,C=16,H=64,W=64,N=16,K=5",  # the channels suite's middle
+    "B=2,C=100,H=64,W=64,N=16,K=7",  # the seed's 100 channels, K=7
+    "B=2,C=3,H=200,W=200,N=20,K=5",  # the seed's image (B=2 of its 10)
+    "B=8,C=128,H=16,W=16,N=4,K=3",  # many channels, tiny image
+    "B=1,C=32,H=128,W=128,N=8,K=5,padding=same",  # large image
+    "B=4,C=8,H=48,W=48,N=32,K=7,stride=2",  # many filters, strided
+]
+NOT_A_CONTENDER = 10.0
+
+
+# --------------------------------------------------------------------------- child
+
+
+def child(
+    framework: str, device: str, shapes: list[str], modes: list[str], rounds: int, budget: float
+) -> None:
+    if framework.startswith("keras-"):
+        os.environ["KERAS_BACKEND"] = framework.removeprefix("keras-")
+    os.environ["SHAREDCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-layers-")
+    from sharedconv.backends.problem import make_inputs, parse_problem
+
+    from sharedconv.layers._core import harness_median
+
+    maker = {"torch": TorchCalls, "jax": JaxCalls}.get(framework, KerasCalls)(device)
+    rows = []
+    for text in shapes:
+        problem = parse_problem(text)
+        for mode in modes:
+            arrays = make_inputs(problem, seed=0, mode=mode)
+            t0 = time.perf_counter()
+            auto_call, choice = maker.auto(problem, arrays, mode)
+            first = time.perf_counter() - t0
+            calls = {"auto": auto_call}
+            refused = {}
+            for name in maker.strategies():
+                try:
+                    calls[name] = maker.pinned(problem, arrays, mode, name)
+                except Exception as e:  # a strategy that cannot run this problem
+                    refused[name] = f"{e.__class__.__name__}: {str(e).splitlines()[0][:120]}"
+            one = {}
+            for name, call in list(calls.items()):
+                try:
+                    maker.sync(call())
+                    t = time.perf_counter()
+                    maker.sync(call())
+                    one[name] = time.perf_counter() - t
+                except Exception as e:
+                    refused[name] = f"{e.__class__.__name__}: {str(e).splitlines()[0][:120]}"
+                    calls.pop(name)
+            fastest = min(one.values())
+            times: dict[str, list[float]] = {n: [] for n in calls}
+            single = {n for n in calls if n != "auto" and one[n] > NOT_A_CONTENDER * fastest}
+            for _ in range(rounds):
+                order = [n for n in calls if n not in single]
+                random.shuffle(order)
+                for name in order:
+                    times[name].append(harness_median(calls[name], maker.sync, budget))
+            medians = {n: (statistics.median(v) if v else one[n]) for n, v in times.items()}
+            strategies = {n: m for n, m in medians.items() if n != "auto"}
+            best = min(strategies, key=strategies.get)
+            rows.append(
+                {
+                    "framework": framework,
+                    "device": device,
+                    "problem": text,
+                    "mode": mode,
+                    "pick": choice.strategy,
+                    "source": choice.source,
+                    "tuning_s": choice.tuning_s,
+                    "first_call_s": first,
+                    "auto_s": medians["auto"],
+                    "best": best,
+                    "best_s": strategies[best],
+                    "ratio": medians["auto"] / strategies[best],
+                    "pick_s": strategies.get(choice.strategy),
+                    "medians": medians,
+                    "single_call": sorted(single),
+                    "refused": refused,
+                    "rounds": rounds,
+                }
+            )
+            print(
+                f"# {framework} {text} {mode}: auto={choice.strategy} {medians['auto'] * 1e3:.2f} ms, best {best} {strategies[best] * 1e3:.2f} ms, ratio {rows[-1]['ratio']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
+            maker.release()
+    overhead = maker.overhead()
+    print(
+        "BENCH-LAYERS "
+        + json.dumps({"rows": rows, "overhead": overhead, "versions": maker.versions()}),
+        flush=True,
+    )
+
+
+def _interleaved_overhead(layer_call, direct_call, sync, n: int = 2000) -> dict:
+    """Per-call seconds of the layer and of its strategy called directly (the fastest of
+    blocks of 100 calls, the two interleaved), and the difference."""
+    for _ in range(50):
+        sync(layer_call())
+        sync(direct_call())
+    a, b = [], []
+    for _ in range(n // 100):
+        for fn, out in ((layer_call, a), (direct_call, b)):
+            t = time.perf_counter()
+            for _ in range(100):
+                r = fn()
+            sync(r)
+            out.append((time.perf_counter() - t) / 100)
+    # the fastest block of each: timeit's rule for per-call costs on a noisy machine
+    la, lb = min(a), min(b)
+    return {"layer_s": la, "direct_s": lb, "overhead_s": la - lb, "medians_s": [statistics.median(a), statistics.median(b)]}
+
+
+class TorchCalls:
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.torch = torch
+        self.dev = torch.device(device)
+
+    def versions(self) -> dict:
+        return {"torch": self.torch.__version__, "threads": self.torch.get_num_threads()}
+
+    def strategies(self) -> list[str]:
+        from sharedconv.layers.torch import strategies
+
+        return strategies()
+
+    def _layer(self, problem, arrays, strategy):
+        from sharedconv.layers.torch import SharedConv2d
+
+        torch = self.torch
+        layer = SharedConv2d(
+            problem.N,
+            problem.kernel,
+            problem.stride,
+            problem.padding,
+            problem.dilation,
+            problem.bias,
+            strategy,
+            device=self.dev,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(arrays["w"]))
+            if problem.bias:
+                layer.bias.copy_(torch.from_numpy(arrays["b"]))
+        return layer
+
+    def _call(self, layer, arrays, mode):
+        torch = self.torch
+        x = torch.from_numpy(arrays["x"]).to(self.dev)
+        if mode == "forward":
+
+            def forward():
+                with torch.no_grad():
+                    return layer(x)
+
+            return forward
+        x.requires_grad_(True)
+        dy = torch.from_numpy(arrays["dy"]).to(self.dev)
+        params = [x, *layer.parameters()]
+        return lambda: torch.autograd.grad(layer(x), params, dy)
+
+    def auto(self, problem, arrays, mode):
+        layer = self._layer(problem, arrays, "auto")
+        call = self._call(layer, arrays, mode)
+        self.sync(call())
+        return call, layer.choice
+
+    def pinned(self, problem, arrays, mode, name):
+        return self._call(self._layer(problem, arrays, name), arrays, mode)
+
+    def sync(self, out) -> None:
+        if self.dev.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def release(self) -> None:
+        if self.dev.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+    def overhead(self) -> dict:
+        from sharedconv.backends.problem import make_inputs, parse_problem
+
+        torch = self.torch
+        p = parse_problem("B=1,C=1,H=1,W=1,N=1,K=1")
+        arrays = make_inputs(p)
+        layer = self._layer(
+            p, arrays, "fold"
+        )  # the per-call path of a pinned and an auto layer is one
+        x = torch.from_numpy(arrays["x"]).to(self.dev)
+        with torch.no_grad():
+            layer(x)
+        fn = next(iter(layer._selector.memo.values()))[1]
+
+        def via_layer():
+            with torch.no_grad():
+                return layer(x)
+
+        def direct():
+            with torch.no_grad():
+                return fn(x, layer.weight, layer.bias)
+
+        return {
+            **_interleaved_overhead(via_layer, direct, self.sync),
+            "strategy": layer.choice.strategy,
+            "note": "eager: the memo lookup runs on every call",
+        }
+
+
+class JaxCalls:
+    def __init__(self, device: str) -> None:
+        import jax
+
+        self.jax = jax
+        self.platform = "cpu" if device == "cpu" else "gpu"
+
+    def versions(self) -> dict:
+        return {"jax": self.jax.__version__}
+
+    def strategies(self) -> list[str]:
+        from sharedconv.layers.jax import strategies
+
+        return strategies()
+
+    def _build(self, problem, arrays, mode, strategy):
+        import jax
+        import jax.numpy as jnp
+
+        from sharedconv.layers.jax import shared_conv2d
+
+        dev = jax.devices(self.platform)[0]
+        put = lambda a: jax.device_put(jnp.asarray(a), dev)  # noqa: E731
+        x, w = put(arrays["x"]), put(arrays["w"])
+        b = put(arrays["b"]) if problem.bias else None
+        kw = dict(
+            stride=problem.stride,
+            padding=problem.padding,
+            dilation=problem.dilation,
+            strategy=strategy,
+            mode=mode,
+        )
+        if mode == "forward":
+            f = jax.jit(lambda x, w, b: shared_conv2d(x, w, b, **kw))
+            return lambda: f(x, w, b)
+        dy = put(arrays["dy"])
+
+        @jax.jit
+        def step(x, w, b, dy):
+            y, pull = jax.vjp(lambda x, w, b: shared_conv2d(x, w, b, **kw), x, w, b)
+            return pull(dy)
+
+        return lambda: step(x, w, b, dy)
+
+    def auto(self, problem, arrays, mode):
+        from sharedconv.layers.jax import last_choice
+
+        call = self._build(problem, arrays, mode, "auto")
+        self.sync(call())
+        return call, last_choice()
+
+    def pinned(self, problem, arrays, mode, name):
+        return self._build(problem, arrays, mode, name)
+
+    def sync(self, out) -> None:
+        self.jax.block_until_ready(out)
+
+    def release(self) -> None:
+        self.jax.clear_caches()
+
+    def overhead(self) -> dict:
+        import jax.numpy as jnp
+
+        from sharedconv.layers import jax as L
+
+        x, w, b = jnp.ones((1, 1, 1, 1)), jnp.ones((1, 1, 1)), jnp.ones((1,))
+        L.shared_conv2d(x, w, b, mode="forward", strategy="fold")
+        memo = L._selector("fold", None, None).memo
+        fn = next(v for k, v in memo.items() if len(v) == 3 and k[0] == (1, 1, 1, 1))[1]  # this call's entry
+        r = _interleaved_overhead(
+            lambda: L.shared_conv2d(x, w, b, mode="forward", strategy="fold"),
+            lambda: fn(x, w, b),
+            self.sync,
+            2000,
+        )
+        return {
+            **r,
+            "strategy": "fold",
+            "note": "un-jitted calls; under jax.jit the choice is made once, at trace time, and costs nothing per call",
+        }
+
+
+class KerasCalls:
+    """Keras' default data format (channels_last), the call path Keras itself uses."""
+
+    def __init__(self, device: str) -> None:
+        import keras
+
+        self.keras = keras
+        self.backend = keras.backend.backend()
+
+    def versions(self) -> dict:
+        return {"keras": self.keras.__version__, "backend": self.backend}
+
+    def strategies(self) -> list[str]:
+        from sharedconv.layers.keras import strategies
+
+        return strategies()
+
+    def _build(self, problem, arrays, mode, strategy):
+        import numpy as np
+        from sharedconv.backends.layouts import from_canonical
+
+        from sharedconv.layers.keras import SharedConv2D
+
+        pad = problem.padding if isinstance(problem.padding, str) else "valid"
+        layer = SharedConv2D(
+            problem.N,
+            problem.kernel,
+            problem.stride,
+            pad,
+            problem.dilation,
+            problem.bias,
+            strategy=strategy,
+        )
+        x = np.ascontiguousarray(from_canonical(arrays["x"], "BHWC"))
+        layer.build(x.shape)
+        layer.kernel.assign(np.transpose(arrays["w"], (1, 2, 0))[:, :, None, :])
+        if problem.bias:
+            layer.bias.assign(arrays["b"])
+        training = mode == "train"
+        dy = np.ascontiguousarray(from_canonical(arrays["dy"], "BHWCN")) if training else None
+        if self.backend == "torch":
+            import torch
+
+            xt = torch.as_tensor(x)
+            if not training:
+
+                def forward():
+                    with torch.no_grad():
+                        return layer(xt)
+
+                return forward, layer
+            xt.requires_grad_(True)
+            dyt = torch.as_tensor(dy)
+            params = [xt, *(v.value for v in layer.trainable_variables)]
+            return (lambda: torch.autograd.grad(layer(xt, training=True), params, dyt)), layer
+        if self.backend == "jax":
+            import jax
+
+            values = [v.value for v in layer.trainable_variables]
+            xj = jax.numpy.asarray(x)
+
+            def apply(values, x):
+                return layer.stateless_call(values, [], x, training=training)[0]
+
+            if not training:
+                f = jax.jit(apply)
+                return (lambda: f(values, xj)), layer
+            dyj = jax.numpy.asarray(dy)
+            step = jax.jit(lambda values, x, dy: jax.vjp(apply, values, x)[1](dy))
+            return (lambda: step(values, xj, dyj)), layer
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        if not training:
+            f = tf.function(lambda x: layer(x))
+            return (lambda: f(xt)), layer
+        dyt = tf.constant(dy)
+
+        @tf.function
+        def step(x, dy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+            return tape.gradient(y, [x, *layer.trainable_variables], output_gradients=dy)
+
+        return (lambda: step(xt, dyt)), layer
+
+    def auto(self, problem, arrays, mode):
+        call, layer = self._build(problem, arrays, mode, "auto")
+        self.sync(call())
+        return call, layer.choice
+
+    def pinned(self, problem, arrays, mode, name):
+        return self._build(problem, arrays, mode, name)[0]
+
+    def sync(self, out) -> None:
+        if self.backend == "jax":
+            import jax
+
+            jax.block_until_ready(out)
+        elif self.backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+        # TensorFlow on CPU returns finished tensors
+
+    def release(self) -> None:
+        self.keras.utils.clear_session()
+
+    def overhead(self) -> dict:
+        import numpy as np
+
+        from sharedconv.layers.keras import SharedConv2D
+
+        keras = self.keras
+        ops = keras.ops
+        layer = SharedConv2D(1, 1, strategy="fold")  # the per-call path of pinned and auto is one
+        x = ops.convert_to_tensor(np.ones((1, 1, 1, 1), "float32"))
+        layer(x)
+        fn = next(iter(layer._selector.memo.values()))[1]
+
+        class Direct(keras.layers.Layer):
+            """The same kernel transpose and strategy function, without the choice."""
+
+            def call(self, x):
+                w = ops.transpose(
+                    ops.reshape(ops.convert_to_tensor(layer.kernel), (1, 1, 1)), (2, 0, 1)
+                )
+                return fn(x, w, ops.convert_to_tensor(layer.bias))
+
+        direct = Direct()
+        direct(x)
+        r = _interleaved_overhead(lambda: layer(x), lambda: direct(x), self.sync, 1000)
+        return {
+            **r,
+            "strategy": layer.choice.strategy,
+            "note": "eager calls, both through Keras' Layer.__call__; compiled calls (fit, tf.function, jit) choose at trace time",
+        }
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def run_children(args) -> dict:
+    out = {"rows": [], "overhead": {}, "versions": {}, "failed": {}}
+    for fw in args.frameworks.split(","):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            fw,
+            "--device",
+            args.device,
+            "--rounds",
+            str(args.rounds),
+            "--budget",
+            str(args.budget),
+            "--modes",
+            args.modes,
+            "--shapes",
+            ";".join(args.shapes),
+        ]
+        print(f"== {fw}", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-LAYERS ")]
+        if proc.returncode != 0 or not lines:
+            out["failed"][fw] = f"exit {proc.returncode}"
+            continue
+        data = json.loads(lines[-1].removeprefix("BENCH-LAYERS "))
+        out["rows"] += data["rows"]
+        out["overhead"][fw] = data["overhead"]
+        out["versions"][fw] = data["versions"]
+    return out
+
+
+def markdown(data: dict, command: str, machine: str) -> str:
+    rows = data["rows"]
+    lines = [
+        "# The drop-in layers against every strategy of their framework",
+        "",
+        f"Measured on {machine}, {time.strftime('%Y-%m-%d')}, with",
+        "",
+        f"    {command}",
+        "",
+        'Every row: one process per framework; the layer with `strategy="auto"` and a layer pinned to',
+        "each strategy of the framework, timed side by side with the harness's timer in interleaved",
+        "rounds (median of the rounds' medians). **auto / best** is the auto layer's time over the",
+        "fastest pinned strategy's: the goal is at most 1.05. *tuning* is the first call's autotune",
+        "(verification and compilation of every candidate, plus about a second of timing).",
+        "",
+        "| framework | problem | mode | auto picked | best pinned | auto | best | auto / best | tuning |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        ratio = r["ratio"]
+        mark = "" if ratio <= 1.05 else " **over**"
+        lines.append(
+            f"| {r['framework']} | `{r['problem']}` | {r['mode']} | {r['pick']} | {r['best']} | "
+            f"{r['auto_s'] * 1e3:.2f} ms | {r['best_s'] * 1e3:.2f} ms | {ratio:.3f}{mark} | {r['tuning_s']:.1f} s |"
+        )
+    within = sum(r["ratio"] <= 1.05 for r in rows)
+    lines += ["", f"**{within} of {len(rows)}** rows within 5% of the best strategy."]
+    over = [r for r in rows if r["ratio"] > 1.05]
+    if over:
+        lines += ["", "Where auto was over 5% (its pick against the best in this measurement):", ""]
+        for r in over:
+            pick_s = r["pick_s"]
+            lines.append(
+                f"- {r['framework']} `{r['problem']}` {r['mode']}: picked {r['pick']} "
+                f"({pick_s * 1e3:.2f} ms pinned), best {r['best']} ({r['best_s'] * 1e3:.2f} ms)"
+                if pick_s
+                else f"- {r['framework']} `{r['problem']}` {r['mode']}: picked {r['pick']}"
+            )
+    lines += [
+        "",
+        "## Dispatch overhead per call",
+        "",
+        "| framework | layer | strategy called directly | overhead | note |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for fw, o in data["overhead"].items():
+        lines.append(
+            f"| {fw} | {o['layer_s'] * 1e6:.1f} µs | {o['direct_s'] * 1e6:.1f} µs | {o['overhead_s'] * 1e6:.1f} µs | {o['note']} |"
+        )
+    if data["failed"]:
+        lines += [
+            "",
+            "Frameworks that failed: " + ", ".join(f"{k} ({v})" for k, v in data["failed"].items()),
+        ]
+    lines += ["", "Versions: " + "; ".join(f"{k}: {v}" for k, v in data["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--budget", type=float, default=0.15, help="seconds of timing per candidate per round"
+    )
+    parser.add_argument("--modes", default="forward,train")
+    parser.add_argument("--shapes", type=lambda s: s.split(";"), default=SHAPES)
+    parser.add_argument("--out", help="write the Markdown table here")
+    parser.add_argument("--json", help="write the raw rows here")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.device, args.shapes, args.modes.split(","), args.rounds, args.budget)
+        return
+    data = run_children(args)
+    sys.path.insert(0, str(REPO))
+    from sharedconv.harness.machine import cpu_model
+
+    machine = f"{cpu_model()}, {os.cpu_count()} cores" if args.device == "cpu" else args.device
+    if args.device != "cpu":
+        import subprocess as sp
+
+        gpu = sp.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        machine = f"{gpu or args.device} ({cpu_model()} host)"
+    command = "python scripts/bench_layers.py " + " ".join(sys.argv[1:])
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({**data, "machine": machine, "command": command}, indent=1)
+        )
+    text = markdown(data, command, machine)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
