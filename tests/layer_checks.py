@@ -19,6 +19,8 @@ import time
 import traceback
 
 FRAMEWORK = sys.argv[1]
+# cuda: the torch checks run on the GPU; JAX uses its default device (the GPU where there is one)
+DEVICE = os.environ.get("SHAREDCONV_LAYER_DEVICE", "cpu")
 if FRAMEWORK.startswith("keras-"):
     os.environ["KERAS_BACKEND"] = FRAMEWORK.removeprefix("keras-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -64,6 +66,11 @@ def torch_checks() -> None:
 
     from sharedconv.layers.torch import SharedConv2d, strategies
 
+    dev = torch.device(DEVICE)
+    if DEVICE == "cuda":  # exact float32, so the oracle's float32 bound applies
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
     def run(problem, strategy, mode, dtype=torch.float32):
         arrays = make_inputs(problem, seed=3, mode=mode)
         pad = problem.padding
@@ -76,21 +83,23 @@ def torch_checks() -> None:
             problem.bias,
             strategy,
             dtype=dtype,
+            device=dev,
         )
         with torch.no_grad():
             m.weight.copy_(torch.from_numpy(arrays["w"]))
             if problem.bias:
                 m.bias.copy_(torch.from_numpy(arrays["b"]))
-        x = torch.from_numpy(arrays["x"]).to(dtype).requires_grad_(mode == "train")
+        x = torch.from_numpy(arrays["x"]).to(dev, dtype).requires_grad_(mode == "train")
         if mode == "forward":
             with torch.no_grad():
-                return verdict(problem, {"y": m(x).numpy()}, mode, arrays)
+                return verdict(problem, {"y": m(x).cpu().numpy()}, mode, arrays)
         y = m(x)
         params = [x, m.weight] + ([m.bias] if problem.bias else [])
-        grads = torch.autograd.grad(y, params, torch.from_numpy(arrays["dy"]).to(dtype))
-        got = {"y": y.detach().numpy(), "dx": grads[0].numpy(), "dw": grads[1].numpy()}
+        grads = torch.autograd.grad(y, params, torch.from_numpy(arrays["dy"]).to(dev, dtype))
+        got = {"y": y.detach().cpu().numpy(), "dx": grads[0].cpu().numpy()}
+        got["dw"] = grads[1].cpu().numpy()
         if problem.bias:
-            got["db"] = grads[2].numpy()
+            got["db"] = grads[2].cpu().numpy()
         return verdict(problem, got, mode, arrays)
 
     for i, text in enumerate(PROBLEMS):
@@ -126,8 +135,8 @@ def torch_checks() -> None:
     record("serialization", "nn.Conv2d initialisation", init)
 
     def compiled() -> str:
-        m = SharedConv2d(4, 3, padding=1)
-        x = torch.randn(2, 3, 10, 10)
+        m = SharedConv2d(4, 3, padding=1, device=dev)
+        x = torch.randn(2, 3, 10, 10, device=dev)
         with torch.no_grad():
             eager = m(x)
             out = torch.compile(m)(x)
@@ -136,8 +145,8 @@ def torch_checks() -> None:
     record("transforms", "torch.compile", compiled)
 
     def auto() -> str:
-        m = SharedConv2d(4, 3)
-        x = torch.randn(2, 3, 12, 12)
+        m = SharedConv2d(4, 3, device=dev)
+        x = torch.randn(2, 3, 12, 12, device=dev)
         with torch.no_grad():
             m(x)
         first = m.choice
@@ -145,7 +154,7 @@ def torch_checks() -> None:
             return f"first call: {first.source} {first.strategy}"
         if not all(t.verified for t in first.trials if t.median_s is not None):
             return "an unverified candidate was timed"
-        m2 = SharedConv2d(4, 3)
+        m2 = SharedConv2d(4, 3, device=dev)
         with torch.no_grad():
             m2(x)
         return (

@@ -246,3 +246,33 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert _core.cache_dir() == tmp_path / "xdg" / "sharedconv"
     assert os.fspath(_core.cache_dir()).endswith("sharedconv")
+
+
+def test_a_run_off_between_close_candidates_overrules_a_noisy_first_pass():
+    cands = candidates(fold=conv, a=lambda x, w, b: conv(x, w, b), b=lambda x, w, b: conv(x, w, b))
+    # the first pass (one measurement each) says a; three interleaved rounds say b
+    sequences = {"fold": [5e-3] * 4, "a": [1.0e-3, 1.3e-3, 1.3e-3, 1.3e-3], "b": [1.1e-3, 1.0e-3, 1.0e-3, 1.0e-3]}
+    prepare, _, by_fn = timed_runner({})
+    by_fn.update({id(c.fn): name for name, c in cands.items()})
+    current = {}
+
+    def tracking_prepare(fn, mode):
+        call = prepare(fn, mode)
+
+        def tracked():
+            current["name"] = by_fn[id(fn)]
+            return call()
+
+        return tracked
+
+    def measure(call, sync, budget):
+        call()
+        return sequences[current["name"]].pop(0)
+
+    runner = Runner(tracking_prepare, RUNNER.sync, RUNNER.to_numpy)
+    choice = _core.autotune(key(), PROBLEM, cands, runner, 1.0, measure=measure)
+    assert choice.strategy == "b"
+    times = {t.strategy: t.median_s for t in choice.trials}
+    assert times["a"] == pytest.approx(1.3e-3) and times["b"] == pytest.approx(1.0e-3)
+    assert times["fold"] == 5e-3  # not close: no run-off
+    assert "run-off" in next(t for t in choice.trials if t.strategy == "b").note

@@ -42,12 +42,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    net = Net()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = Net().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
         x, labels = batch(rng, args.batch)
-        loss = nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(labels))
+        loss = nn.functional.cross_entropy(net(torch.from_numpy(x).to(device)), torch.from_numpy(labels).to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -60,7 +61,7 @@ def main() -> None:
     with torch.no_grad():  # forward only: the stem tunes once more, for inference
         for _ in range(256 // args.batch):
             x, labels = batch(rng, args.batch)
-            hits.append(net(torch.from_numpy(x)).argmax(1).numpy() == labels)
+            hits.append(net(torch.from_numpy(x).to(device)).argmax(1).cpu().numpy() == labels)
     accuracy = float(np.mean(hits))
     print(
         f"held-out accuracy {accuracy:.2f} (chance {1 / CLASSES:.2f}); {time.perf_counter() - t0:.1f} s in all"

@@ -63,21 +63,27 @@ def torch_runner(problem: ConvProblem, x: Any, w: Any, b: Any, out_layout: str) 
     dev, dtype = x.device, x.dtype
 
     def fresh(t: Any, grad: bool) -> Any:
+        # one detached copy for every candidate: gradients are returned, never accumulated
         return None if t is None else t.detach().clone().requires_grad_(grad)
 
+    inputs_of: dict[str, tuple[Any, ...]] = {}
+
     def prepare(fn: Callable, mode: str) -> Callable[[], tuple[Any, ...]]:
+        if mode not in inputs_of:
+            grad = mode == "train"
+            inputs_of[mode] = (fresh(x, grad), fresh(w, grad), fresh(b, grad))
+        xs, ws, bs = inputs_of[mode]
         if mode != "train":
-            xs, ws, bs = fresh(x, False), fresh(w, False), fresh(b, False)
 
             def forward() -> tuple[Any, ...]:
                 with torch.inference_mode():
                     return (fn(xs, ws, bs),)
 
             return forward
-        xs, ws, bs = fresh(x, True), fresh(w, True), fresh(b, True)
-        dy = torch.from_numpy(_synthetic(problem, shape_in(out_layout, problem.y_shape), 1)).to(
-            dev, dtype
-        )
+        if "dy" not in inputs_of:
+            dy_shape = shape_in(out_layout, problem.y_shape)
+            inputs_of["dy"] = (torch.from_numpy(_synthetic(problem, dy_shape, 1)).to(dev, dtype),)
+        dy = inputs_of["dy"][0]
         inputs = (xs, ws) if bs is None else (xs, ws, bs)
 
         def step() -> tuple[Any, ...]:

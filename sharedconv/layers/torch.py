@@ -10,6 +10,7 @@ input shape, dtype, device and mode (see :mod:`sharedconv.layers._core`); a stra
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -159,7 +160,12 @@ class SharedConv2d(nn.Module):
         def runner() -> _core.Runner:
             return _frameworks.torch_runner(problem, x, self.weight, self.bias, OUT_LAYOUT)
 
-        choice, fn = _core.choose(self._selector, key, problem, candidates, runner)
+        # cuDNN convolutions use TF32 for float32 unless the user turned it off (PyTorch's
+        # default): candidates are then held to TF32's bound, and the key says which it was
+        tf32 = dev == "cuda" and dtype == torch.float32 and bool(torch.backends.cudnn.allow_tf32)
+        if tf32:
+            key = dataclasses.replace(key, framework_version=key.framework_version + " tf32")
+        choice, fn = _core.choose(self._selector, key, problem, candidates, runner, tf32=tf32)
         self._selector.memo[(shape, dtype, device, mode)] = (choice, fn)
         return fn
 
