@@ -118,6 +118,7 @@ def child(
                     "single_call": sorted(single),
                     "refused": refused,
                     "rounds": rounds,
+                    "trials": [[t.strategy, t.median_s, t.note] for t in choice.trials],
                 }
             )
             print(
@@ -150,7 +151,12 @@ def _interleaved_overhead(layer_call, direct_call, sync, n: int = 2000) -> dict:
             out.append((time.perf_counter() - t) / 100)
     # the fastest block of each: timeit's rule for per-call costs on a noisy machine
     la, lb = min(a), min(b)
-    return {"layer_s": la, "direct_s": lb, "overhead_s": la - lb, "medians_s": [statistics.median(a), statistics.median(b)]}
+    return {
+        "layer_s": la,
+        "direct_s": lb,
+        "overhead_s": la - lb,
+        "medians_s": [statistics.median(a), statistics.median(b)],
+    }
 
 
 class TorchCalls:
@@ -317,7 +323,9 @@ class JaxCalls:
         x, w, b = jnp.ones((1, 1, 1, 1)), jnp.ones((1, 1, 1)), jnp.ones((1,))
         L.shared_conv2d(x, w, b, mode="forward", strategy="fold")
         memo = L._selector("fold", None, None).memo
-        fn = next(v for k, v in memo.items() if len(v) == 3 and k[0] == (1, 1, 1, 1))[1]  # this call's entry
+        fn = next(v for k, v in memo.items() if len(v) == 3 and k[0] == (1, 1, 1, 1))[
+            1
+        ]  # this call's entry
         r = _interleaved_overhead(
             lambda: L.shared_conv2d(x, w, b, mode="forward", strategy="fold"),
             lambda: fn(x, w, b),
@@ -476,6 +484,8 @@ class KerasCalls:
 
 
 def run_children(args) -> dict:
+    from sharedconv.harness import allocators
+
     out = {"rows": [], "overhead": {}, "versions": {}, "failed": {}}
     for fw in args.frameworks.split(","):
         cmd = [
@@ -495,7 +505,8 @@ def run_children(args) -> dict:
             ";".join(args.shapes),
         ]
         print(f"== {fw}", file=sys.stderr, flush=True)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        env = allocators.get(args.malloc).environment(dict(os.environ))
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-LAYERS ")]
         if proc.returncode != 0 or not lines:
             out["failed"][fw] = f"exit {proc.returncode}"
@@ -515,6 +526,9 @@ def markdown(data: dict, command: str, machine: str) -> str:
         f"Measured on {machine}, {time.strftime('%Y-%m-%d')}, with",
         "",
         f"    {command}",
+        "",
+        f"under the allocator `{data.get('malloc', 'system')}` (as the harness runs its workers; see",
+        "[allocator.md](allocator.md)).",
         "",
         'Every row: one process per framework; the layer with `strategy="auto"` and a layer pinned to',
         "each strategy of the framework, timed side by side with the harness's timer in interleaved",
@@ -576,15 +590,22 @@ def main() -> None:
     )
     parser.add_argument("--modes", default="forward,train")
     parser.add_argument("--shapes", type=lambda s: s.split(";"), default=SHAPES)
+    parser.add_argument(
+        "--malloc",
+        help="the C allocator of the children (default: the harness's default, jemalloc)",
+    )
     parser.add_argument("--out", help="write the Markdown table here")
     parser.add_argument("--json", help="write the raw rows here")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.device, args.shapes, args.modes.split(","), args.rounds, args.budget)
         return
-    data = run_children(args)
-    sys.path.insert(0, str(REPO))
+    from sharedconv.harness import allocators
     from sharedconv.harness.machine import cpu_model
+
+    args.malloc = args.malloc or allocators.default()
+    data = run_children(args)
+    data["malloc"] = allocators.get(args.malloc).how_to_get() or args.malloc
 
     machine = f"{cpu_model()}, {os.cpu_count()} cores" if args.device == "cpu" else args.device
     if args.device != "cpu":

@@ -251,7 +251,11 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 def test_a_run_off_between_close_candidates_overrules_a_noisy_first_pass():
     cands = candidates(fold=conv, a=lambda x, w, b: conv(x, w, b), b=lambda x, w, b: conv(x, w, b))
     # the first pass (one measurement each) says a; three interleaved rounds say b
-    sequences = {"fold": [5e-3] * 4, "a": [1.0e-3, 1.3e-3, 1.3e-3, 1.3e-3], "b": [1.1e-3, 1.0e-3, 1.0e-3, 1.0e-3]}
+    sequences = {
+        "fold": [5e-3] * 4,
+        "a": [1.0e-3, 1.3e-3, 1.3e-3, 1.3e-3],
+        "b": [1.1e-3, 1.0e-3, 1.0e-3, 1.0e-3],
+    }
     prepare, _, by_fn = timed_runner({})
     by_fn.update({id(c.fn): name for name, c in cands.items()})
     current = {}

@@ -48,7 +48,9 @@ def main() -> None:
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
         x, labels = batch(rng, args.batch)
-        loss = nn.functional.cross_entropy(net(torch.from_numpy(x).to(device)), torch.from_numpy(labels).to(device))
+        loss = nn.functional.cross_entropy(
+            net(torch.from_numpy(x).to(device)), torch.from_numpy(labels).to(device)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import math
 import os
@@ -51,6 +52,8 @@ BUDGET_ENV = "SHAREDCONV_TUNE_BUDGET"
 FALLBACK = "fold"
 REFERENCE = "fold"
 DEFAULT_BUDGET = 1.0  # seconds of timing per new shape, spread over the candidates
+HOPELESS = 10.0  # a candidate this much slower than the best at its probe is not probed again,
+CHEAP_PROBE_S = 0.25  # unless probing it again is this cheap
 PRUNE_FACTOR = (
     3.0  # a candidate whose warm call is this much slower than the best is not timed further
 )
@@ -479,6 +482,21 @@ def _disagreements(
     return bad
 
 
+def _probe(call: Callable[[], Any], runner: Runner, clock: Callable[[], float]) -> float:
+    """The fastest of at most 3 calls, stopping once 20 ms have been spent."""
+    warm = math.inf
+    start = clock()
+    for _ in range(3):
+        t0 = clock()
+        out = call()
+        runner.sync(out)
+        warm = min(warm, clock() - t0)
+        del out
+        if clock() - start > 0.02:
+            break
+    return warm
+
+
 def _run_off(
     trials: list[Trial],
     calls: dict[str, Callable[[], Any]],
@@ -515,7 +533,20 @@ def _run_off(
     return (winner.median_s, winner.strategy)
 
 
-def autotune(
+def autotune(*args: Any, **kwargs: Any) -> Choice:
+    """:func:`_autotune` with Python's cyclic garbage collector paused: a full collection in a
+    process holding a framework takes tens of milliseconds, and one landing in a candidate's
+    calls would decide the pick."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _autotune(*args, **kwargs)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _autotune(
     key: Key,
     problem: ConvProblem,
     candidates: dict[str, Candidate],
@@ -539,8 +570,9 @@ def autotune(
     reference: tuple[np.ndarray, ...] | None = None
     trials: list[Trial] = []
     timed_calls: dict[str, Callable[[], Any]] = {}
+    deferred: list[tuple[Trial, Callable[[], Any]]] = []
     best: tuple[float, str] | None = None
-    spent = 0.0  # timing seconds used so far (verification and compilation are not counted)
+    spent = 0.0  # steady-state timing so far (verification, compilation and probes not counted)
     for i, name in enumerate(order):
         trial = Trial(name)
         trials.append(trial)
@@ -576,37 +608,42 @@ def autotune(
                 trial.note, f"first call over {PRUNE_FACTOR:g}x the best median: not timed further"
             )
             continue
-        # the best of a few warm calls (at most 3, or 20 ms) decides whether a full timing is
-        # worth its share of the budget
-        warm = math.inf
-        probe_start = clock()
-        for _ in range(3):
-            t0 = clock()
-            out = call()
-            runner.sync(out)
-            warm = min(warm, clock() - t0)
-            del out
-            if clock() - probe_start > 0.02:
-                break
-        spent += clock() - probe_start
-        share = (budget - spent) / (len(order) - i)
+        # the best of a few warm calls decides whether a full timing is worth its share
+        warm = _probe(call, runner, clock)
         if best is not None and warm > PRUNE_FACTOR * best[0]:
             trial.median_s = warm
+            if warm <= HOPELESS * best[0] or warm < CHEAP_PROBE_S:
+                # perhaps a cold call, or a slow spell of the machine: probed again at the end
+                deferred.append((trial, call))
+                continue
             trial.note = _join(
-                trial.note,
-                f"best warm call over {PRUNE_FACTOR:g}x the best median: not timed further",
+                trial.note, f"best warm call over {HOPELESS:g}x the best median: not timed further"
             )
             continue
-        if share <= 0:
-            trial.median_s = warm
-            trial.note = _join(trial.note, "the tuning budget was spent: best warm call")
-        else:
-            t0 = clock()
-            trial.median_s = measure(call, runner.sync, share)
-            spent += clock() - t0
+        # the rest of the budget, shared by the candidates still to come; never less than a
+        # quarter of an even share, so a late contender is timed, not guessed
+        share = max((budget - spent) / (len(order) - i), budget / (4 * len(order)))
+        t0 = clock()
+        trial.median_s = measure(call, runner.sync, share)
+        spent += clock() - t0
         timed_calls[name] = call
         if best is None or trial.median_s < best[0]:
             best = (trial.median_s, name)
+    for trial, call in deferred:  # every candidate has run by now: cold costs are paid
+        assert best is not None
+        warm = _probe(call, runner, clock)
+        if warm > PRUNE_FACTOR * best[0]:
+            trial.median_s = warm
+            trial.note = _join(
+                trial.note,
+                f"best warm call over {PRUNE_FACTOR:g}x the best median, twice: not timed further",
+            )
+            continue
+        trial.median_s = measure(call, runner.sync, budget / (4 * len(order)))
+        trial.note = _join(trial.note, "slow at first, timed after the others")
+        timed_calls[trial.strategy] = call
+        if trial.median_s < best[0]:
+            best = (trial.median_s, trial.strategy)
     if best is not None:
         best = _run_off(trials, timed_calls, runner, measure, budget, best)
     if best is None:
