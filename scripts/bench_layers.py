@@ -119,6 +119,7 @@ def child(
                     "refused": refused,
                     "rounds": rounds,
                     "trials": [[t.strategy, t.median_s, t.note] for t in choice.trials],
+                    "rounds_s": times,
                 }
             )
             print("BENCH-ROW " + json.dumps(rows[-1]), flush=True)  # kept if the child dies later
@@ -676,9 +677,21 @@ def main() -> None:
     parser.add_argument("--json", help="write the raw rows here")
     parser.add_argument("--render", metavar="JSON", help="only write --out from a saved --json")
     args = parser.parse_args()
-    if args.render:
-        data = json.loads(Path(args.render).read_text())
-        text = markdown(data, data["command"], data["machine"])
+    if args.render:  # one saved run, or several (comma-separated), merged in order
+        parts = [json.loads(Path(p).read_text()) for p in args.render.split(",")]
+        data = {"rows": [], "overhead": {}, "versions": {}, "failed": {}}
+        for part in parts:
+            frameworks = {r["framework"] for r in part["rows"]}
+            data["rows"] = [r for r in data["rows"] if r["framework"] not in frameworks]
+            data["rows"] += part["rows"]
+            for k in ("overhead", "versions", "failed"):
+                data[k].update(part.get(k, {}))
+            for fw in frameworks:
+                if fw in part.get("overhead", {}):
+                    data["failed"].pop(fw, None)
+        data["malloc"] = parts[-1].get("malloc", "system")
+        command = "\n    ".join(dict.fromkeys(p["command"] for p in parts))
+        text = markdown(data, command, parts[-1]["machine"])
         Path(args.out).write_text(text) if args.out else print(text)
         return
     if args.child:

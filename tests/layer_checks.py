@@ -58,6 +58,25 @@ def verdict(problem, got: dict, mode: str, arrays: dict) -> str:
     return "; ".join(v["failures"])
 
 
+def supported_or_refused(backend_name: str, problem, strategy: str, mode: str, check) -> str:
+    """A strategy the backend supports must agree with the oracle; one it refuses (e.g. float16
+    training on CPU) must be refused by the layer with the backend's reason."""
+    from sharedconv.backends.registry import load_backend
+
+    from sharedconv.layers._core import LayerError
+
+    backend = load_backend(backend_name)
+    device = "cuda" if DEVICE == "cuda" else "cpu"
+    why = backend.supports(problem, backend.strategy(strategy), device, mode)
+    if not why:
+        return check()
+    try:
+        check()
+    except LayerError as e:
+        return "" if why in str(e) else f"refused, but not with the reason {why!r}: {e}"
+    return f"ran, though the backend refuses it: {why}"
+
+
 # --------------------------------------------------------------------------- torch
 
 
@@ -114,6 +133,18 @@ def torch_checks() -> None:
     p64 = parse_problem(PROBLEMS[0] + ",dtype=float64")
     for s in strategies():
         record("oracle", f"{s}/train/{p64.slug()}", lambda s=s: run(p64, s, "train", torch.float64))
+    low = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    for name, dt in low.items():
+        p = parse_problem(PROBLEMS[1] + f",dtype={name}")
+        for s in strategies():
+            for mode in ("forward", "train"):
+                record(
+                    "oracle",
+                    f"{s}/{mode}/{p.slug()}",
+                    lambda s=s, p=p, m=mode, dt=dt: supported_or_refused(
+                        "torch", p, s, m, lambda: run(p, s, m, dt)
+                    ),
+                )
 
     def state_dict() -> str:
         a = SharedConv2d(4, 3, padding="same")
@@ -223,6 +254,14 @@ def jax_checks() -> None:
     p64 = parse_problem(PROBLEMS[0] + ",dtype=float64")
     for s in strategies():
         record("oracle", f"{s}/train/{p64.slug()}", lambda s=s: run(p64, s, "train"))
+    pbf = parse_problem(PROBLEMS[1] + ",dtype=bfloat16")
+    for s in strategies():
+        for mode in ("forward", "train"):
+            record(
+                "oracle",
+                f"{s}/{mode}/{pbf.slug()}",
+                lambda s=s, m=mode: supported_or_refused("jax", pbf, s, m, lambda: run(pbf, s, m)),
+            )
 
     def grad_and_vmap() -> str:
         x = jax.random.normal(jax.random.key(0), (2, 3, 9, 9))

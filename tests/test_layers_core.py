@@ -280,3 +280,34 @@ def test_a_run_off_between_close_candidates_overrules_a_noisy_first_pass():
     assert times["a"] == pytest.approx(1.3e-3) and times["b"] == pytest.approx(1.0e-3)
     assert times["fold"] == 5e-3  # not close: no run-off
     assert "run-off" in next(t for t in choice.trials if t.strategy == "b").note
+
+
+def test_the_cache_command_shows_and_clears_decisions(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from sharedconv.harness.cli import cli
+
+    monkeypatch.setenv(_core.CACHE_ENV, str(tmp_path))
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["layers", "cache"])
+    assert empty.exit_code == 0 and "no cached decisions" in empty.output
+    Cache(tmp_path).put(
+        tune(
+            candidates(fold=conv, other=lambda x, w, b: conv(x, w, b)),
+            {"fold": 2e-3, "other": 1e-3},
+        )
+    )
+    shown = runner.invoke(cli, ["layers", "cache"])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "B=2,C=3,H=8,W=8,N=4,K=3" in shown.output
+        and "other" in shown.output
+        and "1.000 ms" in shown.output
+    )
+    as_json = json.loads(runner.invoke(cli, ["layers", "cache", "--json"]).output)
+    assert as_json[0]["strategy"] == "other" and as_json[0]["source"] == "autotune"
+    cleared = runner.invoke(cli, ["layers", "cache", "--clear"])
+    assert cleared.exit_code == 0 and "cleared 1 cached decision(s)" in cleared.output
+    assert Cache(tmp_path).entries() == []
+    (tmp_path / "layers.json").write_text("{not json")
+    damaged = runner.invoke(cli, ["layers", "cache"])
+    assert damaged.exit_code == 0 and "could not be read" in damaged.output

@@ -601,11 +601,14 @@ def _autotune(
         if (
             runner.compiled_ahead
             and best is not None
-            and trial.first_call_s > PRUNE_FACTOR * best[0]
+            and trial.first_call_s > HOPELESS * best[0]
+            and trial.first_call_s > CHEAP_PROBE_S
         ):
+            # compiled ahead, so the first call is nearly warm: a hopeless and costly one
+            # (XLA:CPU's grouped convolution backward takes seconds) is not called again
             trial.median_s = trial.first_call_s
             trial.note = _join(
-                trial.note, f"first call over {PRUNE_FACTOR:g}x the best median: not timed further"
+                trial.note, f"first call over {HOPELESS:g}x the best median: not timed further"
             )
             continue
         # the best of a few warm calls decides whether a full timing is worth its share

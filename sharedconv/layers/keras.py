@@ -175,10 +175,10 @@ class SharedConv2D(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         ops = keras.ops
         kh, kw = self.kernel_size
-        w = ops.transpose(
-            ops.reshape(ops.convert_to_tensor(self.kernel), (kh, kw, self.filters)), (2, 0, 1)
-        )
-        b = ops.convert_to_tensor(self.bias) if self.bias is not None else None
+        dtype = self.compute_dtype  # a mixed-precision policy computes in float16/bfloat16
+        kernel = ops.cast(ops.convert_to_tensor(self.kernel), dtype)
+        w = ops.transpose(ops.reshape(kernel, (kh, kw, self.filters)), (2, 0, 1))
+        b = ops.cast(ops.convert_to_tensor(self.bias), dtype) if self.bias is not None else None
         fn = self._dispatch(inputs, w, b, "train" if training else "forward")
         return fn(inputs, w, b)
 
