@@ -209,7 +209,12 @@ class TorchCalls:
         x.requires_grad_(True)
         dy = torch.from_numpy(arrays["dy"]).to(self.dev)
         params = [x, *layer.parameters()]
-        return lambda: torch.autograd.grad(layer(x), params, dy)
+
+        def step():
+            y = layer(x)
+            return y, torch.autograd.grad(y, params, dy)
+
+        return step
 
     def auto(self, problem, arrays, mode):
         layer = self._layer(problem, arrays, "auto")
@@ -295,9 +300,9 @@ class JaxCalls:
         dy = put(arrays["dy"])
 
         @jax.jit
-        def step(x, w, b, dy):
+        def step(x, w, b, dy):  # y is returned: a training step uses it (XLA would drop it)
             y, pull = jax.vjp(lambda x, w, b: shared_conv2d(x, w, b, **kw), x, w, b)
-            return pull(dy)
+            return y, pull(dy)
 
         return lambda: step(x, w, b, dy)
 
@@ -395,7 +400,12 @@ class KerasCalls:
             xt.requires_grad_(True)
             dyt = torch.as_tensor(dy)
             params = [xt, *(v.value for v in layer.trainable_variables)]
-            return (lambda: torch.autograd.grad(layer(xt, training=True), params, dyt)), layer
+
+            def step():
+                y = layer(xt, training=True)
+                return y, torch.autograd.grad(y, params, dyt)
+
+            return step, layer
         if self.backend == "jax":
             import jax
 
@@ -409,7 +419,12 @@ class KerasCalls:
                 f = jax.jit(apply)
                 return (lambda: f(values, xj)), layer
             dyj = jax.numpy.asarray(dy)
-            step = jax.jit(lambda values, x, dy: jax.vjp(apply, values, x)[1](dy))
+
+            def vjp_step(values, x, dy):  # y returned too, as a training step uses it
+                y, pull = jax.vjp(apply, values, x)
+                return y, pull(dy)
+
+            step = jax.jit(vjp_step)
             return (lambda: step(values, xj, dyj)), layer
         import tensorflow as tf
 
@@ -424,7 +439,8 @@ class KerasCalls:
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = layer(x, training=True)
-            return tape.gradient(y, [x, *layer.trainable_variables], output_gradients=dy)
+            # y is returned too: a training step uses it (the graph would prune it otherwise)
+            return y, tape.gradient(y, [x, *layer.trainable_variables], output_gradients=dy)
 
         return (lambda: step(xt, dyt)), layer
 
@@ -584,7 +600,7 @@ def markdown(data: dict, command: str, machine: str) -> str:
         "medians. **auto / best**: the auto layer's time over the fastest pinned strategy's (goal: at",
         "most 1.05). **pick / best**: the pinned layer of auto's pick over the fastest, the pick's",
         "quality without the noise between two measurements of one strategy. Keras layers run",
-        "channels_last (Keras' default); train = forward and backward (`dx`, `dw`, `db`).",
+        "channels_last (Keras' default); train = forward and backward, every call returning `y`, `dx`, `dw`, `db` (as in the harness).",
         "",
         "| framework | problem | mode | auto picked | best pinned | auto | best | auto / best | pick / best | tuning |",
         "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",

@@ -175,12 +175,19 @@ class SharedConv2D(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         ops = keras.ops
         kh, kw = self.kernel_size
-        dtype = self.compute_dtype  # a mixed-precision policy computes in float16/bfloat16
-        kernel = ops.cast(ops.convert_to_tensor(self.kernel), dtype)
+        kernel = self._computed(self.kernel)
         w = ops.transpose(ops.reshape(kernel, (kh, kw, self.filters)), (2, 0, 1))
-        b = ops.cast(ops.convert_to_tensor(self.bias), dtype) if self.bias is not None else None
+        b = self._computed(self.bias) if self.bias is not None else None
         fn = self._dispatch(inputs, w, b, "train" if training else "forward")
         return fn(inputs, w, b)
+
+    def _computed(self, variable: Any) -> Any:
+        """The variable as a tensor in the compute dtype (a mixed-precision policy computes in
+        float16/bfloat16); no cast, and no op in eager mode, when it already is."""
+        value = keras.ops.convert_to_tensor(variable)
+        if keras.backend.standardize_dtype(value.dtype) != self.compute_dtype:
+            value = keras.ops.cast(value, self.compute_dtype)
+        return value
 
     def _dispatch(self, x: Any, w: Any, b: Any, mode: str) -> Any:
         backend = keras.backend.backend()
