@@ -235,6 +235,20 @@ def _builders(jax: Any, problem: ConvProblem, precision: Any) -> dict[str, Calla
     }
 
 
+def train_step(jax: Any, fn: Callable) -> Callable:
+    """``fn(x, w, b)`` as one training step: ``(y, dx, dw[, db])`` for the output gradient
+    ``dy`` (the harness's train mode; the drop-in layers tune with it too)."""
+
+    def step(x: Any, w: Any, b: Any, dy: Any) -> tuple[Any, ...]:
+        if b is None:
+            y, pullback = jax.vjp(lambda x, w: fn(x, w, None), x, w)
+        else:
+            y, pullback = jax.vjp(fn, x, w, b)
+        return (y, *pullback(dy))
+
+    return step
+
+
 class JaxBackend(Backend):
     name = "jax"
     install_hint = HINT
@@ -304,14 +318,7 @@ class JaxBackend(Backend):
 
         dy = put(from_canonical(arrays["dy"], strategy.output_layout))
 
-        def step(x: Any, w: Any, b: Any, dy: Any) -> tuple[Any, ...]:
-            if b is None:
-                y, pullback = jax.vjp(lambda x, w: fn(x, w, None), x, w)
-            else:
-                y, pullback = jax.vjp(fn, x, w, b)
-            return (y, *pullback(dy))
-
-        compiled = jax.jit(step).lower(x, w, b, dy).compile()
+        compiled = jax.jit(train_step(jax, fn)).lower(x, w, b, dy).compile()
 
         def train_call() -> tuple[Any, ...]:
             return compiled(x, w, b, dy)

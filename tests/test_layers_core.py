@@ -311,3 +311,32 @@ def test_the_cache_command_shows_and_clears_decisions(tmp_path, monkeypatch):
     (tmp_path / "layers.json").write_text("{not json")
     damaged = runner.invoke(cli, ["layers", "cache"])
     assert damaged.exit_code == 0 and "could not be read" in damaged.output
+
+
+def test_compiled_frameworks_leave_split_out_of_the_autotune_above_the_unroll_limit(tmp_path):
+    many = ConvProblem(B=1, C=_core.UNROLL_LIMIT + 1, H=8, W=8, N=4, KH=3, KW=3)
+    cands = candidates(fold=conv, split=lambda x, w, b: conv(x, w, b))
+    prepare, measure, by_fn = timed_runner({"fold": 2e-3, "split": 1e-3})
+    by_fn.update({id(c.fn): name for name, c in cands.items()})
+
+    def pick(compiled: bool, strategy: str = "auto"):
+        selector = Selector(strategy=strategy, cache=Cache(tmp_path / f"{compiled}{strategy}"))
+        runner = Runner(prepare, RUNNER.sync, RUNNER.to_numpy)
+        k = key(problem=many.to_text())
+        return _core.choose(
+            selector,
+            k,
+            many,
+            lambda: (cands, {}),
+            lambda: runner,
+            measure=measure,
+            compiled=compiled,
+        )[0]
+
+    eager = pick(compiled=False)
+    assert eager.strategy == "split"
+    compiled = pick(compiled=True)
+    assert compiled.strategy == "fold"
+    split = next(t for t in compiled.trials if t.strategy == "split")
+    assert split.note.startswith(f"not tried: unrolls {many.C} convolutions")
+    assert pick(compiled=True, strategy="split").strategy == "split"  # pinned still runs it

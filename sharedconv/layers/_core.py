@@ -60,6 +60,7 @@ PRUNE_FACTOR = (
 CACHE_SCHEMA = 1
 CLOSE = 1.25  # candidates within this factor of the best after the first pass go to a run-off
 RUN_OFF_ROUNDS = 3
+UNROLL_LIMIT = 32  # channels above which a compiled framework's "split" is not autotuned
 
 
 class LayerError(ValueError):
@@ -127,6 +128,20 @@ def make_problem(
         )
     except ProblemError as e:
         raise LayerError(f"input of shape {tuple(x_shape)} ({layout}): {e}") from None
+
+
+def check_filters(filters: Any) -> int:
+    if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+        raise LayerError(f"filters must be a positive integer, got {filters!r}")
+    return int(filters)
+
+
+def check_strategy(strategy: str, offered: Sequence[str], where: str = "") -> None:
+    """A layer's ``strategy`` argument: "auto" or a strategy the layer can run."""
+    if strategy != "auto" and strategy not in offered:
+        raise LayerError(
+            f"unknown strategy {strategy!r}{where}; use 'auto' or one of: {', '.join(offered)}"
+        )
 
 
 def machine_id() -> str:
@@ -676,13 +691,6 @@ class Selector:
     memo: dict[Any, tuple[Choice, Callable]] = field(default_factory=dict)
     last: Choice | None = None
 
-    def validate(self, offered: Sequence[str], framework: str) -> None:
-        if self.strategy != "auto" and self.strategy not in offered:
-            raise LayerError(
-                f"{framework} has no layer strategy {self.strategy!r}; "
-                f"use 'auto' or one of: {', '.join(offered)}"
-            )
-
 
 def choose(
     selector: Selector,
@@ -692,8 +700,14 @@ def choose(
     runner: Callable[[], Runner],
     measure: Callable | None = None,
     tf32: bool = False,
+    compiled: bool = False,
 ) -> tuple[Choice, Callable]:
-    """The decision for ``key`` (see the module docstring for the order) and its function."""
+    """The decision for ``key`` (see the module docstring for the order) and its function.
+
+    ``compiled``: the framework compiles each candidate (JAX, TensorFlow graphs); then
+    ``split``, which unrolls one convolution per channel into the graph, is left out of the
+    autotune above :data:`UNROLL_LIMIT` channels (its compilation alone took 40 to 110 s at
+    C=100..128 on 2 cores, docs/layers.md); pinning it still works."""
     offered, refused = candidates()
     if not offered:
         raise LayerError(
@@ -724,15 +738,22 @@ def choose(
             if folders:
                 choice = from_results(key, problem, list(offered), folders)
         if choice is None:
+            tried = offered
+            skipped: list[Trial] = []
+            if compiled and problem.C > UNROLL_LIMIT and "split" in offered and len(offered) > 1:
+                tried = {n: c for n, c in offered.items() if n != "split"}
+                note = f"not tried: unrolls {problem.C} convolutions, compiling them takes long; pin it to use it"
+                skipped.append(Trial("split", note=note))
             choice = autotune(
                 key,
                 problem,
-                offered,
+                tried,
                 runner(),
                 tune_budget(selector.budget),
                 **({"measure": measure} if measure is not None else {}),
                 tf32=tf32,
             )
+            choice.trials += skipped
         if choice.source in ("autotune", "results"):
             cache.put(choice)
         for problem_text in cache.problems:  # a damaged or unwritable cache: said, never fatal

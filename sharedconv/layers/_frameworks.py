@@ -176,14 +176,9 @@ def jax_runner(
         dy_shape = shape_in(out_layout, problem.y_shape)
         dy = concrete(_synthetic(problem, dy_shape, 1), dy_shape, 1)
 
-        def step(x: Any, w: Any, b: Any, dy: Any) -> tuple[Any, ...]:
-            if b is None:
-                y, pullback = jax.vjp(lambda x, w: fn(x, w, None), x, w)
-            else:
-                y, pullback = jax.vjp(fn, x, w, b)
-            return (y, *pullback(dy))
+        from ..backends.jax_backend import train_step
 
-        compiled = jax.jit(step).lower(xs, ws, bs, dy).compile()
+        compiled = jax.jit(train_step(jax, fn)).lower(xs, ws, bs, dy).compile()
         return lambda: compiled(xs, ws, bs, dy)
 
     def sync(outputs: Any) -> None:

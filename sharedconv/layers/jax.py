@@ -125,11 +125,7 @@ def shared_conv2d(
         raise LayerError(
             f"x, w and b must share a dtype; got {x.dtype}, {w.dtype}, {None if b is None else b.dtype}"
         )
-    offered = strategies()
-    if strategy != "auto" and strategy not in offered:
-        raise LayerError(
-            f"unknown strategy {strategy!r}; use 'auto' or one of: {', '.join(offered)}"
-        )
+    _core.check_strategy(strategy, strategies())
     platform = _platform(x)
     pad = padding if isinstance(padding, str) else _core.pair(padding, "padding")
     problem = _core.make_problem(
@@ -188,7 +184,7 @@ def _choose(
         return _frameworks.jax_runner(problem, x, w, b, IN_LAYOUT, OUT_LAYOUT, platform)
 
     tf32 = precision == "default" and device == "cuda"
-    return _core.choose(selector, key, problem, candidates, runner, tf32=tf32)
+    return _core.choose(selector, key, problem, candidates, runner, tf32=tf32, compiled=True)
 
 
 def _module_class() -> type:
@@ -228,12 +224,8 @@ def _module_class() -> type:
             key: Any,
             dtype: Any = jnp.float32,
         ) -> None:
-            if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-                raise LayerError(f"filters must be a positive integer, got {filters!r}")
-            if strategy != "auto" and strategy not in strategies():
-                raise LayerError(
-                    f"unknown strategy {strategy!r}; use 'auto' or one of: {', '.join(strategies())}"
-                )
+            filters = _core.check_filters(filters)
+            _core.check_strategy(strategy, strategies())
             kh, kw = _core.pair(kernel_size, "kernel_size")
             lim = 1 / math.sqrt(kh * kw)
             wkey, bkey = jax.random.split(key)

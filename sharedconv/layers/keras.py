@@ -69,8 +69,7 @@ class SharedConv2D(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise LayerError(f"filters must be a positive integer, got {filters!r}")
+        filters = _core.check_filters(filters)
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise LayerError(f"padding must be 'valid' or 'same', got {padding!r}")
         self.filters = filters
@@ -84,12 +83,9 @@ class SharedConv2D(keras.layers.Layer):
             raise LayerError(
                 f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}"
             )
-        offered = strategies()
-        if strategy != "auto" and strategy not in offered:
-            raise LayerError(
-                f"unknown strategy {strategy!r} on Keras' {keras.backend.backend()} backend; "
-                f"use 'auto' or one of: {', '.join(offered)}"
-            )
+        _core.check_strategy(
+            strategy, strategies(), f" on Keras' {keras.backend.backend()} backend"
+        )
         self.strategy = strategy
         self.tune_budget = tune_budget
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -240,7 +236,9 @@ class SharedConv2D(keras.layers.Layer):
                 backend, builders, problem, device, mode, in_layout, out_layout, permute
             )
 
-        return _core.choose(self._selector, key, problem, candidates, runner)
+        return _core.choose(
+            self._selector, key, problem, candidates, runner, compiled=framework != "torch"
+        )
 
     def _choose_torch(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
         device = x.device

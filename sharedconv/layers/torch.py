@@ -62,18 +62,13 @@ class SharedConv2d(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise LayerError(f"filters must be a positive integer, got {filters!r}")
+        filters = _core.check_filters(filters)
         self.filters = filters
         self.kernel_size = _core.pair(kernel_size, "kernel_size")
         self.stride = _core.pair(stride, "stride")
         self.dilation = _core.pair(dilation, "dilation")
         self.padding = padding if isinstance(padding, str) else _core.pair(padding, "padding")
-        offered = strategies()
-        if strategy != "auto" and strategy not in offered:
-            raise LayerError(
-                f"unknown strategy {strategy!r}; use 'auto' or one of: {', '.join(offered)}"
-            )
+        _core.check_strategy(strategy, strategies())
         self.strategy = strategy
         self._selector = Selector(strategy=strategy, budget=tune_budget, results=results)
         factory = {"device": device, "dtype": dtype}
