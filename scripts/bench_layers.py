@@ -573,9 +573,11 @@ does not drop a winner), times the rest with the harness's steady-state timer wi
 second in all, times the ones within 25% of the best again in three interleaved rounds, and
 keeps the fastest. Python's garbage collector is paused while it tunes.
 
-Limits, measured: the first call of a JAX or Keras-on-JAX layer compiles every candidate (10 of
-them; with 64 channels about 20 s on 2 cores, `split` alone compiles 64 convolutions); PyTorch
-and Keras-on-TensorFlow tune in 1 to 8 s. When Keras traces a TensorFlow training step with an
+Limits, measured: the first call of a JAX or Keras-on-JAX layer compiles every candidate
+(10 of them; 2 to 20 s on 2 cores), PyTorch and Keras-on-TensorFlow tune in 1 to 10 s. Above 32
+channels, JAX and TensorFlow leave `split` out of the autotune (it unrolls one convolution per
+channel into the graph; compiling it took 40 to 110 s at 100 and 128 channels); pinning it still
+works. When Keras traces a TensorFlow training step with an
 unknown batch, the decision is made for a batch of 32 (Keras' default) and the strategies leave
 the batch to TensorFlow. The Keras layer takes `padding="valid"|"same"`, as Keras' own
 convolutions do.
@@ -696,15 +698,19 @@ def main() -> None:
     if args.render:  # one saved run, or several (comma-separated), merged in order
         parts = [json.loads(Path(p).read_text()) for p in args.render.split(",")]
         data = {"rows": [], "overhead": {}, "versions": {}, "failed": {}}
-        for part in parts:
-            frameworks = {r["framework"] for r in part["rows"]}
-            data["rows"] = [r for r in data["rows"] if r["framework"] not in frameworks]
-            data["rows"] += part["rows"]
+        for part in parts:  # a later run's row replaces an earlier one of the same case
+            new = {(r["framework"], r["problem"], r["mode"]) for r in part["rows"]}
+            kept = [r for r in data["rows"] if (r["framework"], r["problem"], r["mode"]) not in new]
+            data["rows"] = kept + part["rows"]
             for k in ("overhead", "versions", "failed"):
                 data[k].update(part.get(k, {}))
-            for fw in frameworks:
-                if fw in part.get("overhead", {}):
-                    data["failed"].pop(fw, None)
+            for fw in part.get("overhead", {}):
+                data["failed"].pop(fw, None)
+        order = {fw: i for i, fw in enumerate(FRAMEWORKS)}
+        shapes = {p: i for i, p in enumerate(SHAPES)}
+        data["rows"].sort(
+            key=lambda r: (order.get(r["framework"], 99), shapes.get(r["problem"], 99), r["mode"])
+        )
         data["malloc"] = parts[-1].get("malloc", "system")
         command = "\n    ".join(dict.fromkeys(p["command"] for p in parts))
         text = markdown(data, command, parts[-1]["machine"])
