@@ -190,7 +190,7 @@ def jax_runner(
             for o in outputs
         )
 
-    return Runner(prepare, sync, to_numpy)
+    return Runner(prepare, sync, to_numpy, compiled_ahead=True)  # compiled in prepare()
 
 
 # --------------------------------------------------------------------------- tensorflow (Keras)
