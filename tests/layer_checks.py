@@ -90,6 +90,9 @@ def torch_checks() -> None:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
 
+    def host(t):  # float64 on the host: NumPy has no bfloat16
+        return t.detach().to("cpu", torch.float64).numpy()
+
     def run(problem, strategy, mode, dtype=torch.float32):
         arrays = make_inputs(problem, seed=3, mode=mode)
         pad = problem.padding
@@ -111,14 +114,13 @@ def torch_checks() -> None:
         x = torch.from_numpy(arrays["x"]).to(dev, dtype).requires_grad_(mode == "train")
         if mode == "forward":
             with torch.no_grad():
-                return verdict(problem, {"y": m(x).cpu().numpy()}, mode, arrays)
+                return verdict(problem, {"y": host(m(x))}, mode, arrays)
         y = m(x)
         params = [x, m.weight] + ([m.bias] if problem.bias else [])
         grads = torch.autograd.grad(y, params, torch.from_numpy(arrays["dy"]).to(dev, dtype))
-        got = {"y": y.detach().cpu().numpy(), "dx": grads[0].cpu().numpy()}
-        got["dw"] = grads[1].cpu().numpy()
+        got = {"y": host(y), "dx": host(grads[0]), "dw": host(grads[1])}
         if problem.bias:
-            got["db"] = grads[2].cpu().numpy()
+            got["db"] = host(grads[2])
         return verdict(problem, got, mode, arrays)
 
     for i, text in enumerate(PROBLEMS):
