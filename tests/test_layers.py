@@ -75,7 +75,7 @@ def test_example_trains_and_says_what_it_picked(framework: str, tmp_path: Path) 
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--steps", "3", "--batch", "4"],
+        [sys.executable, str(EXAMPLES / script), "--steps", "3", "--batch", "4", "--eval", "8"],
         capture_output=True,
         text=True,
         env=env,

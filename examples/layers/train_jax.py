@@ -54,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--eval", type=int, default=256, help="held-out images")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     net = Net(jax.random.key(0))
@@ -68,7 +69,7 @@ def main() -> None:
             print(f"step {i:4d}  loss {float(loss):.3f}")
     predict = eqx.filter_jit(lambda net, x: jnp.argmax(net(x), 1))  # same batch: no new tuning
     hits = []
-    for _ in range(256 // args.batch):
+    for _ in range(max(1, args.eval // args.batch)):
         x, labels = batch(rng, args.batch)
         hits.append(np.asarray(predict(net, jnp.asarray(x))) == labels)
     accuracy = float(np.mean(hits))

@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--eval", type=int, default=256, help="held-out images")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -48,7 +49,7 @@ def main() -> None:
     model.fit(x, labels, batch_size=args.batch, epochs=1, verbose=2)
     print(f"the stem's choice on Keras' {keras.backend.backend()} backend:")
     print(stem.choice.describe())
-    xt, lt = batch(rng, 256, channels_last=True)
+    xt, lt = batch(rng, args.eval, channels_last=True)
     _, accuracy = model.evaluate(xt, lt, batch_size=args.batch, verbose=0)
     print(
         f"held-out accuracy {accuracy:.2f} (chance {1 / CLASSES:.2f}); {time.perf_counter() - t0:.1f} s in all"

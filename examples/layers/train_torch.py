@@ -39,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--eval", type=int, default=256, help="held-out images")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -61,7 +62,7 @@ def main() -> None:
             print(f"step {step:4d}  loss {loss.item():.3f}")
     hits = []
     with torch.no_grad():  # forward only: the stem tunes once more, for inference
-        for _ in range(256 // args.batch):
+        for _ in range(max(1, args.eval // args.batch)):
             x, labels = batch(rng, args.batch)
             hits.append(net(torch.from_numpy(x).to(device)).argmax(1).cpu().numpy() == labels)
     accuracy = float(np.mean(hits))
