@@ -573,8 +573,9 @@ does not drop a winner), times the rest with the harness's steady-state timer wi
 second in all, times the ones within 25% of the best again in three interleaved rounds, and
 keeps the fastest. Python's garbage collector is paused while it tunes.
 
-Limits, measured: the first call of a JAX or Keras-on-JAX layer compiles every candidate
-(10 of them; 2 to 20 s on 2 cores), PyTorch and Keras-on-TensorFlow tune in 1 to 10 s. Above 32
+Limits, measured: the first call with a new shape compiles (JAX, TensorFlow) and verifies
+every candidate, so tuning takes seconds to tens of seconds on 2 cores, and longer where one
+candidate is very slow (see the *tuning* column and the notes below the table). Above 32
 channels, JAX and TensorFlow leave `split` out of the autotune (it unrolls one convolution per
 channel into the graph; compiling it took 40 to 110 s at 100 and 128 channels); pinning it still
 works. When Keras traces a TensorFlow training step with an
