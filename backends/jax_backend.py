@@ -83,7 +83,7 @@ STRATEGIES = (
         seed_option=3,
         timed="C convs and a stack in one compiled XLA executable",
         supports_fn=_low_precision_training,
-        tags=("conv", "map"),
+        tags=("conv", "map", "unrolled"),
     ),
     Strategy(
         "grouped",

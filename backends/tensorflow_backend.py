@@ -92,7 +92,7 @@ _BASE = (
         output_layout="BHWCN",
         seed_option=3,
         timed="unstack, C conv2d calls, stack",
-        tags=("conv", "map"),
+        tags=("conv", "map", "unrolled"),
     ),
     Strategy(
         "patches_einsum",

@@ -64,7 +64,7 @@ STRATEGIES = (
         "one shared conv2d called per channel, results stacked",
         seed_option=3,
         timed="C conv2d calls on channel slices, torch.stack",
-        tags=("conv", "map"),
+        tags=("conv", "map", "unrolled"),
     ),
     Strategy(
         "unfold_einsum",

@@ -313,9 +313,14 @@ def test_the_cache_command_shows_and_clears_decisions(tmp_path, monkeypatch):
     assert damaged.exit_code == 0 and "could not be read" in damaged.output
 
 
-def test_compiled_frameworks_leave_split_out_of_the_autotune_above_the_unroll_limit(tmp_path):
+def test_compiled_frameworks_leave_unrolled_strategies_out_of_the_autotune_above_the_limit(
+    tmp_path,
+):
     many = ConvProblem(B=1, C=_core.UNROLL_LIMIT + 1, H=8, W=8, N=4, KH=3, KW=3)
-    cands = candidates(fold=conv, split=lambda x, w, b: conv(x, w, b))
+    cands = candidates(fold=conv)
+    cands["split"] = Candidate(
+        Strategy("split", "split", tags=("unrolled",)), lambda x, w, b: conv(x, w, b)
+    )
     prepare, measure, by_fn = timed_runner({"fold": 2e-3, "split": 1e-3})
     by_fn.update({id(c.fn): name for name, c in cands.items()})
 

@@ -60,7 +60,9 @@ PRUNE_FACTOR = (
 CACHE_SCHEMA = 1
 CLOSE = 1.25  # candidates within this factor of the best after the first pass go to a run-off
 RUN_OFF_ROUNDS = 3
-UNROLL_LIMIT = 32  # channels above which a compiled framework's "split" is not autotuned
+UNROLL_LIMIT = (
+    32  # channels above which a compiled framework's "unrolled" strategies are not autotuned
+)
 
 
 class LayerError(ValueError):
@@ -704,9 +706,9 @@ def choose(
 ) -> tuple[Choice, Callable]:
     """The decision for ``key`` (see the module docstring for the order) and its function.
 
-    ``compiled``: the framework compiles each candidate (JAX, TensorFlow graphs); then
-    ``split``, which unrolls one convolution per channel into the graph, is left out of the
-    autotune above :data:`UNROLL_LIMIT` channels (its compilation alone took 40 to 110 s at
+    ``compiled``: the framework compiles each candidate (JAX, TensorFlow graphs); then a
+    strategy tagged ``unrolled`` (one convolution per channel in the graph: ``split``) is left
+    out of the autotune above :data:`UNROLL_LIMIT` channels (its compilation alone took 40 to 110 s at
     C=100..128 on 2 cores, docs/layers.md); pinning it still works."""
     offered, refused = candidates()
     if not offered:
@@ -738,12 +740,16 @@ def choose(
             if folders:
                 choice = from_results(key, problem, list(offered), folders)
         if choice is None:
-            tried = offered
-            skipped: list[Trial] = []
-            if compiled and problem.C > UNROLL_LIMIT and "split" in offered and len(offered) > 1:
-                tried = {n: c for n, c in offered.items() if n != "split"}
-                note = f"not tried: unrolls {problem.C} convolutions, compiling them takes long; pin it to use it"
-                skipped.append(Trial("split", note=note))
+            # a compiled framework's graph holds one op per channel for an "unrolled" strategy:
+            # above UNROLL_LIMIT channels compiling it costs more than tuning is worth
+            too_long = {
+                n
+                for n, c in offered.items()
+                if compiled and problem.C > UNROLL_LIMIT and "unrolled" in c.strategy.tags
+            }
+            tried = {n: c for n, c in offered.items() if n not in too_long} or offered
+            note = f"not tried: unrolls {problem.C} convolutions, compiling them takes long; pin it to use it"
+            skipped = [Trial(n, note=note) for n in too_long if n not in tried]
             choice = autotune(
                 key,
                 problem,

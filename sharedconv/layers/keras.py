@@ -24,13 +24,13 @@ from ._core import LayerError, Selector
 
 # the batch a TensorFlow decision is made for when Keras traces with an unknown batch (fit's default)
 TUNE_BATCH = 32
-_FRAMEWORK = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def strategies(backend: str | None = None) -> list[str]:
     """The strategies the layer can run on a Keras backend (the current one by default)."""
     backend = backend or keras.backend.backend()
-    if backend not in _FRAMEWORK:
+    if backend not in _BACKENDS:
         raise LayerError(
             f"Keras backend {backend!r} is not supported; use tensorflow, jax or torch"
         )
@@ -227,8 +227,6 @@ class SharedConv2D(keras.layers.Layer):
         from ..backends.registry import load_backend
 
         backend = load_backend(framework)
-        offered = set(strategies())
-        builders = {n: f for n, f in builders.items() if n in offered}
         in_layout, out_layout = self._layouts
 
         def candidates() -> tuple[dict, dict]:

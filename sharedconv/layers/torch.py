@@ -188,5 +188,5 @@ def _backend() -> Any:
 
 
 def _builders(problem: Any) -> dict:
-    builders = _frameworks.torch_builders(problem)
-    return {name: fn for name, fn in builders.items() if name in strategies()}
+    # no compiled_* builders: candidates_for refuses those strategies with the reason
+    return _frameworks.torch_builders(problem)
