@@ -585,14 +585,22 @@ convolutions do.
 """
 
 
-def markdown(data: dict, command: str, machine: str) -> str:
+GPU_INTRO = """# The drop-in layers on a GPU: what `auto` picks, and what it costs
+
+The benchmark of [layers.md](layers.md), which says how `auto` decides and how to read the
+rows, run on a GPU. The raw rows are `docs/layers-bench/h100*.json`; the layer tests' output on
+the same machine is `docs/layers-bench/h100-tests.txt`.
+"""
+
+
+def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
     rows = data["rows"]
     lines = [
-        INTRO,
+        intro,
         "## Auto against every strategy",
         "",
         f"Measured on {machine}, {time.strftime('%Y-%m-%d')}, under the allocator",
-        f"`{data.get('malloc', 'system')}` (the harness's default; [allocator.md](allocator.md)), with",
+        f"`{data.get('malloc', 'system')}` ([allocator.md](allocator.md)), with",
         "",
         f"    {command}",
         "",
@@ -695,6 +703,9 @@ def main() -> None:
     parser.add_argument("--child-timeout", type=float, default=None, help="seconds per framework")
     parser.add_argument("--json", help="write the raw rows here")
     parser.add_argument("--render", metavar="JSON", help="only write --out from a saved --json")
+    parser.add_argument(
+        "--gpu-page", action="store_true", help="with --render: the short intro of layers-gpu.md"
+    )
     args = parser.parse_args()
     if args.render:  # one saved run, or several (comma-separated), merged in order
         parts = [json.loads(Path(p).read_text()) for p in args.render.split(",")]
@@ -714,7 +725,7 @@ def main() -> None:
         )
         data["malloc"] = parts[-1].get("malloc", "system")
         command = "\n    ".join(dict.fromkeys(p["command"] for p in parts))
-        text = markdown(data, command, parts[-1]["machine"])
+        text = markdown(data, command, parts[-1]["machine"], GPU_INTRO if args.gpu_page else INTRO)
         Path(args.out).write_text(text) if args.out else print(text)
         return
     if args.child:
