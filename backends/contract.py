@@ -14,8 +14,10 @@ A backend is a small object:
   cores on a GPU (``Plan.tf32``, off by default). A backend that can use TF32 honours it in
   ``configure``/``prepare``; the harness then holds float32 outputs to TF32's bound and labels
   the verdict. A backend that cannot ignores it.
-- optional: ``device_memory(call)``, a GPU framework's own peak-memory accounting of one call
-  (the base class returns None: the harness measures the process RSS instead)
+- optional: ``device_memory(call)``, the framework's own accounting of one call's peak memory
+  on the case's device (GPU counters, an allocator's statistics, a compiler's memory plan), or
+  None where it keeps none. The harness records it beside the process RSS on the CPU and
+  checks both against the call's own outputs (docs/memory.md)
 - ``prepare(problem, arrays, strategy, device, mode) -> Callable[[], outputs]``: moves the
   canonical NumPy arrays to the device in the strategy's input layout, builds / traces /
   compiles, and returns a zero-argument callable. Calling it runs one forward pass (or one
@@ -148,7 +150,8 @@ class Backend:
 
     def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
         """Optional: run ``call`` once and return ``{"peak_bytes": ..., "method": ...}`` from
-        the framework's own accounting (GPUs); ``None`` means "use the process RSS"."""
+        the framework's own accounting on the case's device; ``None`` when it keeps none (the
+        harness then has the process RSS on the CPU, and nothing on a GPU)."""
         return None
 
     def to_numpy(self, outputs: tuple[Any, ...]) -> tuple[np.ndarray, ...]:

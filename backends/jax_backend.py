@@ -331,7 +331,7 @@ class JaxBackend(Backend):
 
         dev = jax.devices()[0]
         if dev.platform == "cpu":
-            return None
+            return xla_plan(getattr(call, "compiled", None))
 
         def run() -> None:
             jax.block_until_ready(call())
@@ -376,19 +376,33 @@ def device_peak(
             "peak_bytes": max(0, peak - before),
             "method": "JAX memory_stats: the call raised the process's peak_bytes_in_use; that peak minus bytes in use before",
         }
-    try:
-        plan = compiled.memory_analysis() if compiled is not None else None
-    except Exception:  # noqa: BLE001 - a backend without memory analysis
-        plan = None
+    plan = xla_plan(compiled)
     if plan is not None:
-        planned = plan.temp_size_in_bytes + plan.output_size_in_bytes - plan.alias_size_in_bytes
-        return {
-            "peak_bytes": max(0, int(planned)),
-            "method": "XLA's memory plan of the compiled call: temporary + output buffers (the call stayed under an "
-            "earlier case's process peak, which JAX cannot reset)",
-        }
+        plan["method"] += (
+            " (the call stayed under an earlier case's process peak, which JAX cannot reset)"
+        )
+        return plan
     return {
         "peak_bytes": max(0, peak - before),
         "method": "JAX memory_stats: process peak_bytes_in_use minus bytes in use before; an upper bound "
         "(an earlier case's peak, which JAX cannot reset, may be higher than this call's)",
+    }
+
+
+def xla_plan(compiled: Any) -> dict[str, Any] | None:
+    """XLA's memory plan of a compiled call: what it allocates beyond its arguments.
+
+    Temporaries plus outputs, less the outputs that alias an argument's buffer. A plan, not a
+    measurement: the buffer assignment XLA made at compile time, exact for the buffers it
+    manages, blind to what a custom call (oneDNN, Eigen) allocates inside itself."""
+    try:
+        plan = compiled.memory_analysis() if compiled is not None else None
+    except Exception:  # noqa: BLE001 - a backend without memory analysis
+        return None
+    if plan is None:
+        return None
+    planned = plan.temp_size_in_bytes + plan.output_size_in_bytes - plan.alias_size_in_bytes
+    return {
+        "peak_bytes": max(0, int(planned)),
+        "method": "XLA's memory plan of the compiled call: temporary + output buffers, less aliased ones",
     }

@@ -402,6 +402,13 @@ class _KerasBackend(Backend):
 
         return step
 
+    def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
+        # Keras' calls run on the backend framework's allocator; JAX's plan needs a compiled
+        # executable, which a Keras call does not expose (None: the RSS answers)
+        if self.keras_backend == "jax":
+            return None
+        return self._framework().device_memory(call)
+
     def synchronize(self, outputs: tuple[Any, ...]) -> None:
         if self.keras_backend == "jax":
             import jax

@@ -342,6 +342,12 @@ def runs_cmd(results: str | None) -> None:
     help="Answer for this device: stored timings from other devices are not used.",
 )
 @click.option(
+    "--memory-limit",
+    metavar="SIZE",
+    help="Recommend the fastest strategy whose measured peak memory fits, e.g. 2GiB or 512MiB; "
+    "the answer names the faster ones that do not fit.",
+)
+@click.option(
     "--tf32",
     is_flag=True,
     help="On a GPU, also use timings made with TF32 allowed (float32 at about 10-bit precision; "
@@ -357,12 +363,15 @@ def recommend_cmd(
     device: str,
     tf32: bool,
     malloc: str | None,
+    memory_limit: str | None,
 ) -> None:
     """Which strategy to use for a problem: from stored results (nearest measured problem,
     said as such) or measured on the spot with --measure. With --malloc, only timings made
-    under that allocator answer (or --measure measures under it)."""
+    under that allocator answer (or --measure measures under it); with --memory-limit, only
+    strategies whose measured peak fits."""
     from .report import print_tables, ranking_tables
     from .store import find_runs
+    from .summary import parse_size
 
     try:
         target = parse_problems(shape)
@@ -373,6 +382,10 @@ def recommend_cmd(
             f"give one problem, not a grid of {len(target)}", param_hint="--shape"
         )
     problem = target[0]
+    try:
+        limit = parse_size(memory_limit) if memory_limit else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--memory-limit") from None
     if measure:
         from .execute import Plan
         from .runner import run_plan, start_run
@@ -388,7 +401,7 @@ def recommend_cmd(
         )
         writer = start_run(plan, _results_root(results), None)
         records = run_plan(plan, writer)
-        print_tables(ranking_tables(records, writer.meta.get("roofline")))
+        print_tables(ranking_tables(records, writer.meta.get("roofline"), memory_limit=limit))
         return
     from .recommend import NoAnswer, Question, answer
 
@@ -411,7 +424,7 @@ def recommend_cmd(
         click.echo("Use --measure to time the exact problem on this machine.")
     else:
         click.echo(f"From run {found.run.label}, started {found.run.meta.get('started', '?')}.")
-    print_tables(ranking_tables(found.records, found.run.meta.get("roofline")))
+    print_tables(ranking_tables(found.records, found.run.meta.get("roofline"), memory_limit=limit))
 
 
 @cli.command("compare")

@@ -6,6 +6,7 @@ OOM killer, with the reason, instead of losing the worker (and the minutes) to i
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from sharedconv.backends.contract import Strategy
@@ -40,6 +41,17 @@ def reset_peak_rss() -> bool:
 
 def peak_rss_since_reset() -> int | None:
     return _status_kib("VmHWM")
+
+
+def output_bytes(problem: ConvProblem, mode: str) -> int:
+    """Bytes of what one call returns and holds when it ends: y, and dx, dw, db in train mode.
+
+    Every honest peak is at least this (the lower-bound rule of docs/memory.md)."""
+    elements = math.prod(problem.y_shape)
+    if mode == "train":
+        elements += math.prod(problem.x_shape) + math.prod(problem.w_shape)
+        elements += problem.N if problem.bias else 0
+    return elements * problem.itemsize
 
 
 def available_bytes() -> int:

@@ -124,7 +124,10 @@ def print_tables(tables: list[Table], console: Console | None = None) -> None:
 
 
 def ranking_tables(
-    records: list[dict[str, Any]], roofline: dict[str, Any] | None, limit: int | None = None
+    records: list[dict[str, Any]],
+    roofline: dict[str, Any] | None,
+    limit: int | None = None,
+    memory_limit: int | None = None,
 ) -> list[Table]:
     """One table per problem and mode: strategies ranked by median time, and the verdict."""
     from . import allocators
@@ -151,7 +154,9 @@ def ranking_tables(
         t = Table(
             title=f"{problem}  [{mode}, {device}, allocator {malloc}]",
             title_justify="left",
-            caption=Text(f"{recommendation(rows)}\nMeasured under the {malloc} allocator{how}."),
+            caption=Text(
+                f"{recommendation(rows, memory_limit)}\nMeasured under the {malloc} allocator{how}."
+            ),
             caption_justify="left",
         )
         for col, justify in (
@@ -177,7 +182,11 @@ def ranking_tables(
                 format_seconds(row.median) + (" [yellow]noisy[/]" if row.noisy else ""),
                 f"±{100 * row.iqr / row.median / 2:.0f}%",
                 *(f"{row.vs_option[k]:.2f}" if k in row.vs_option else "" for k in SEED_OPTIONS),
-                format_bytes(row.peak_bytes),
+                Text(
+                    format_bytes(row.peak_bytes)
+                    + (" over" if memory_limit and (row.peak_bytes or 0) > memory_limit else ""),
+                    style="red" if memory_limit and (row.peak_bytes or 0) > memory_limit else "",
+                ),
                 Text(
                     faults_text(row.faults),
                     style="yellow" if (row.faults or {}).get("flagged") else "",

@@ -72,6 +72,23 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def memory_verdict(group: list[dict[str, Any]]) -> str:
+    """Memory's half of a verdict, for options ranked fastest first: which is lightest, and
+    what choosing it costs in time (or that both halves agree)."""
+    known = [r for r in group if r["peak_bytes"]]
+    if len(known) < 2:
+        return " Peak memory unknown for the other options." if len(group) > 1 else ""
+    light = min(known, key=lambda r: r["peak_bytes"])
+    best = group[0]
+    if light is best or (best["peak_bytes"] and light["peak_bytes"] >= 0.95 * best["peak_bytes"]):
+        return " It is also the lightest, or within 5% of it: speed and memory agree."
+    return (
+        f" The lightest is option {light['option']} ({format_bytes(light['peak_bytes'])} against "
+        f"{format_bytes(best['peak_bytes']) if best['peak_bytes'] else 'unknown'}), "
+        f"{light['median_s'] / best['median_s']:.2f}x slower."
+    )
+
+
 def verdicts(table: list[dict[str, Any]], device: str = "CPU") -> list[str]:
     """One sentence per backend and call path: the fastest option, its margin and memory."""
     sentences = []
@@ -93,7 +110,10 @@ def verdicts(table: list[dict[str, Any]], device: str = "CPU") -> list[str]:
         if others:
             sentences.append(
                 f"{where}, option {best['option']} ({OPTIONS[best['option']]}) is fastest at "
-                f"{format_seconds(best['median_s'])}: " + "; ".join(others) + "."
+                f"{format_seconds(best['median_s'])}: "
+                + "; ".join(others)
+                + "."
+                + memory_verdict(group)
             )
         else:
             sentences.append(

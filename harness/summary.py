@@ -13,6 +13,7 @@ from typing import Any
 
 from sharedconv.backends.problem import ConvProblem, ProblemError
 
+from .memory import output_bytes as call_output_bytes
 from .records import gbps, gflops, median_s
 
 SEED_OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed / map over C", 3: "split + shared Conv2D"}
@@ -41,28 +42,36 @@ def output_bytes(record: dict[str, Any]) -> int | None:
         p = ConvProblem.from_dict(params)
     except (ProblemError, KeyError, TypeError):
         return None
-    elements = math.prod(p.y_shape)
-    if record.get("mode") == "train":
-        elements += math.prod(p.x_shape) + math.prod(p.w_shape) + (p.N if p.bias else 0)
-    return elements * p.itemsize
+    return call_output_bytes(p, record.get("mode", "forward"))
 
 
 def peak_bytes(record: dict[str, Any]) -> int | None:
     """The measured peak memory of one call, or None when it cannot be right.
 
-    A call must hold its own outputs, so an RSS peak below their size means the framework's
-    allocator served the call from memory it had pooled earlier (TensorFlow does): the true
-    peak is unknown, and showing the small number would mislead.
+    A call must hold its own outputs, so a peak below their size is a measurement that missed
+    memory (an allocator served the call from a pool it filled earlier): unknown, never shown.
+    Runs since docs/memory.md apply the rule when they write; this keeps older runs honest.
     """
     memory = record.get("memory") or {}
     peak = memory.get("peak_bytes")
     if peak is None:
         return None
-    if memory.get("method", "").startswith("VmHWM"):
-        floor = output_bytes(record)
-        if floor and peak < 0.9 * floor:
-            return None
+    floor = output_bytes(record)
+    if floor and peak < floor:
+        return None
     return peak
+
+
+def memory_unknown_reason(record: dict[str, Any]) -> str | None:
+    """Why a timed record has no peak memory (None when it has one)."""
+    if peak_bytes(record) is not None:
+        return None
+    memory = record.get("memory") or {}
+    if memory.get("unknown_reason"):
+        return str(memory["unknown_reason"])
+    if memory.get("peak_bytes") is not None:
+        return "the measured peak was below the call's own outputs (an allocator pool hid it)"
+    return str(memory.get("method") or "not measured")
 
 
 def timed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,10 +193,72 @@ def format_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def recommendation(rows: list[Row]) -> str:
-    """One sentence: the winner, its margin, its memory, and how the seed's options fare."""
+def parse_size(text: str) -> int:
+    """``"2GiB"``, ``"512 MiB"``, ``"1.5G"``, ``"800M"``, ``"1000000"`` (bytes) -> bytes.
+
+    Binary units either way (``G`` = ``GiB``): memory is sold and reported in them."""
+    units = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    cleaned = text.strip().upper().replace(" ", "").removesuffix("IB").removesuffix("B")
+    number = cleaned.rstrip("KMGT")
+    unit = cleaned[len(number) :]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"{text!r} is not a memory size; write e.g. 2GiB, 512MiB or a number of bytes"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r}: a memory limit must be a positive size, e.g. 2GiB")
+    return int(value)
+
+
+def within_memory(rows: list[Row], limit: int | None) -> tuple[list[Row], list[Row], list[Row]]:
+    """Split ranked rows by a memory limit: (fit, over the limit, peak unknown)."""
+    if limit is None:
+        return rows, [], []
+    fit = [r for r in rows if r.peak_bytes is not None and r.peak_bytes <= limit]
+    over = [r for r in rows if r.peak_bytes is not None and r.peak_bytes > limit]
+    unknown = [r for r in rows if r.peak_bytes is None]
+    return fit, over, unknown
+
+
+def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
+    """One sentence: the winner, its margin, its memory, and how the seed's options fare.
+
+    With ``memory_limit`` (bytes), the winner is the fastest strategy whose measured peak fits,
+    and the sentence names the faster ones that do not fit (and those of unknown peak)."""
     if not rows:
         return "No strategy was timed for this problem."
+    if memory_limit is not None:
+        fit, over, unknown = within_memory(rows, memory_limit)
+        limit = format_bytes(memory_limit)
+        if not fit:
+            return (
+                f"No strategy's measured peak fits in {limit}"
+                + (
+                    f" (the lightest: {min(over, key=lambda r: r.peak_bytes).label}, "
+                    f"{format_bytes(min(r.peak_bytes for r in over))})"
+                    if over
+                    else ""
+                )
+                + (f"; {len(unknown)} of unknown peak" if unknown else "")
+                + "."
+            )
+        best_fit = fit[0]
+        faster_over = [r for r in over if r.median < best_fit.median]
+        faster_unknown = [r for r in unknown if r.median < best_fit.median]
+        text = recommendation(fit).removesuffix(".")
+        if faster_over:
+            names = ", ".join(f"{r.label} ({format_bytes(r.peak_bytes)})" for r in faster_over[:3])
+            more = f" and {len(faster_over) - 3} more" if len(faster_over) > 3 else ""
+            text += f". Within {limit}; faster but over the limit: {names}{more}"
+        elif not faster_unknown:
+            text += f". Within {limit}, and the fastest overall"
+        else:
+            text += f". Within {limit}"
+        if faster_unknown:
+            text += f"; faster, peak unknown: {', '.join(r.label for r in faster_unknown[:3])}"
+        return text + "."
     best = rows[0]
     text = f"Use {best.label}: {format_seconds(best.median)}"
     if len(rows) > 1:
@@ -195,7 +266,8 @@ def recommendation(rows: list[Row]) -> str:
     if best.peak_bytes is not None:
         text += f", peak {format_bytes(best.peak_bytes)}"
     else:
-        text += ", peak memory unknown (allocator pool)"
+        why = (memory_unknown_reason(best.record) or "").split(":")[0]
+        text += f", peak memory unknown ({why})"
     opts = [
         f"option {k} ({SEED_OPTIONS[k]}) {v:.1f}x slower"
         for k, v in sorted(best.vs_option.items())

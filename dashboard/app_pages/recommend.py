@@ -9,7 +9,7 @@ from sharedconv.dashboard.common import colors, download, loaded, md, pick_run, 
 from sharedconv.dashboard.figures import SEED_NAMES, ranking_bar
 from sharedconv.harness.allocators import ALLOCATORS
 from sharedconv.harness.recommend import Question, allocators_of, answer
-from sharedconv.harness.summary import malloc_of, rank, recommendation
+from sharedconv.harness.summary import malloc_of, memory_unknown_reason, rank, recommendation
 
 st.title("Which strategy should I use?")
 st.caption(
@@ -64,7 +64,16 @@ if require_results(data):
         [r for r in records if r["problem"] == problem_text and r["mode"] == mode],
         run.meta.get("roofline"),
     )
-    st.success(md(recommendation(rows)))
+    limit_mib = st.sidebar.number_input(
+        "Memory limit (MiB, 0 = none)",
+        min_value=0,
+        value=0,
+        step=256,
+        key="recommend_memory_limit",
+        help="Recommend the fastest strategy whose measured peak memory fits.",
+    )
+    memory_limit = int(limit_mib) * 2**20 or None
+    st.success(md(recommendation(rows, memory_limit)))
     known = ALLOCATORS.get(malloc)
     how = known.how_to_get() if known else ""
     st.caption(
@@ -84,6 +93,10 @@ if require_results(data):
                 "peak memory (MiB)": row.peak_bytes / 2**20
                 if row.peak_bytes is not None
                 else float("nan"),
+                "fits the limit": None
+                if memory_limit is None or row.peak_bytes is None
+                else row.peak_bytes <= memory_limit,
+                "memory unknown because": memory_unknown_reason(row.record) or "",
                 "page faults per call": (row.faults or {}).get("minor_per_call"),
                 "GFLOP/s": row.gflops,
                 "% roofline": 100 * row.roofline_fraction
@@ -109,8 +122,8 @@ if require_results(data):
     st.caption(
         "x option k: how many times faster than the best implementation of the seed's option k "
         "(1: Conv3D with a (1,K,K) kernel, 2: TimeDistributed / map over channels, 3: split + one shared Conv2D). "
-        "Rows of the seed's options are highlighted. *None* under peak memory means unknown: the framework served "
-        "the call from memory its allocator had pooled (TensorFlow does), so the process RSS cannot show it; "
+        "Rows of the seed's options are highlighted. An empty peak memory is unknown, and the row says why "
+        "(docs/memory.md: every peak is checked against the call's own outputs, and a method that saw less is rejected); "
         "under x option k it means this run timed no implementation of that option for this problem."
     )
     st.dataframe(

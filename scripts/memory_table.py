@@ -1,0 +1,93 @@
+"""The memory methods of a stored run, side by side (the table of docs/memory.md).
+
+    python scripts/memory_table.py RUN_FOLDER [--malloc NAME]
+
+One row per timed case: the call's own outputs (the floor every peak must reach), each
+method's reading (rejected ones struck through, with why), the peak the run kept, and how far
+two methods that both passed agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sharedconv.harness.store import read_run  # noqa: E402
+from sharedconv.harness.summary import format_bytes, malloc_of, output_bytes  # noqa: E402
+
+SOURCES = (
+    ("rss", "RSS, warm call"),
+    ("framework", "framework's own"),
+    ("first_call", "RSS, first call"),
+)
+
+
+def cell(method: dict | None) -> str:
+    if method is None:
+        return "–"
+    peak = method.get("peak_bytes")
+    if peak is None:
+        return "n/a"
+    text = format_bytes(peak)
+    return f"~~{text}~~ (below the floor)" if method.get("rejected") else text
+
+
+def short_method(text: str) -> str:
+    if text.startswith("TensorFlow allocator"):
+        return "TF allocator stats"
+    if text.startswith("XLA's memory plan"):
+        return "XLA plan"
+    if text.startswith("VmHWM"):
+        return "RSS"
+    return text.split(":")[0][:30]
+
+
+def table(run_folder: Path, malloc: str | None) -> str:
+    run = read_run(run_folder)
+    lines = [
+        "| backend | strategy | mode | outputs (floor) | "
+        + " | ".join(name for _, name in SOURCES)
+        + " | kept | framework / RSS |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in run.cases:
+        if not r.get("timed") or (malloc and malloc_of(r) != malloc):
+            continue
+        memory = r.get("memory") or {}
+        methods = {m["source"]: m for m in memory.get("methods", [])}
+        kept = (
+            f"{format_bytes(memory['peak_bytes'])} ({short_method(memory.get('method', ''))})"
+            if memory.get("peak_bytes") is not None
+            else f"unknown: {memory.get('unknown_reason', '?')}"
+        )
+        rss, fw = methods.get("rss"), methods.get("framework")
+        ratio = "–"
+        if rss and fw and not rss.get("rejected") and not fw.get("rejected") and rss["peak_bytes"]:
+            ratio = f"{fw['peak_bytes'] / rss['peak_bytes']:.2f}"
+        lines.append(
+            f"| {r['backend']} | {r['strategy']} | {r['mode']} | {format_bytes(output_bytes(r))} | "
+            + " | ".join(cell(methods.get(src)) for src, _ in SOURCES)
+            + f" | {kept} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--malloc", help="only cases measured under this allocator")
+    parser.add_argument("--json", action="store_true", help="the rows' raw methods as JSON")
+    args = parser.parse_args()
+    if args.json:
+        run = read_run(args.run)
+        print(json.dumps([r.get("memory") for r in run.cases if r.get("timed")], indent=1))
+        return
+    print(table(args.run, args.malloc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Memory: every method checked against the call's own outputs (docs/memory.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from sharedconv.backends.problem import parse_problem
+from sharedconv.harness import timing
+from sharedconv.harness.cli import cli
+from sharedconv.harness.memory import output_bytes
+from sharedconv.harness.summary import (
+    Row,
+    memory_unknown_reason,
+    parse_size,
+    peak_bytes,
+    recommendation,
+)
+
+
+class _Backend:
+    """A backend whose framework accounting reports a given number."""
+
+    def __init__(self, framework: int | None):
+        self.framework = framework
+
+    def device_memory(self, call):
+        call()
+        if self.framework is None:
+            return None
+        return {"peak_bytes": self.framework, "method": "framework counter"}
+
+    def synchronize(self, out):
+        return None
+
+
+def _rss(value):
+    return lambda call, sync: {"peak_bytes": value, "method": "VmHWM over one call"}
+
+
+def test_the_first_method_at_or_above_the_floor_answers(monkeypatch):
+    # the RSS saw a pool's reuse (below the outputs): rejected with the reason, the framework answers
+    monkeypatch.setattr(timing, "measure_memory", _rss(10))
+    got = timing.measure_peak(_Backend(5000), lambda: None, "cpu", floor=4000)
+    assert got["peak_bytes"] == 5000 and got["method"] == "framework counter"
+    rss = next(m for m in got["methods"] if m["source"] == "rss")
+    assert "below the 4,000 bytes" in rss["rejected"]
+    # on the CPU the RSS is preferred when it passes (it sees every allocator)
+    monkeypatch.setattr(timing, "measure_memory", _rss(6000))
+    got = timing.measure_peak(_Backend(5000), lambda: None, "cpu", floor=4000)
+    assert got["peak_bytes"] == 6000
+    # on a GPU only the framework's counters count
+    got = timing.measure_peak(_Backend(5000), lambda: None, "cuda", floor=4000)
+    assert got["peak_bytes"] == 5000 and [m["source"] for m in got["methods"]] == ["framework"]
+
+
+def test_no_method_above_the_floor_is_unknown_with_the_reason(monkeypatch):
+    monkeypatch.setattr(timing, "measure_memory", _rss(0))
+    cold = {"peak_bytes": 9000, "method": "first call"}
+    got = timing.measure_peak(_Backend(None), lambda: None, "cpu", floor=4000, first_call=cold)
+    # the cold probe is kept for the cross-check but never answers (it includes compilation)
+    assert got["peak_bytes"] is None
+    assert "below the 4,000 bytes of the call's own outputs" in got["unknown_reason"]
+    assert [m["source"] for m in got["methods"]] == ["rss", "first_call"]
+    record = {"memory": got, "params": None}
+    assert "below" in memory_unknown_reason(record)
+
+
+def test_output_bytes_is_the_floor_of_forward_and_train():
+    p = parse_problem("B=2,C=3,H=10,W=10,N=4,K=3")
+    y = 2 * 3 * 4 * 8 * 8 * 4
+    assert output_bytes(p, "forward") == y
+    assert output_bytes(p, "train") == y + 2 * 3 * 10 * 10 * 4 + 4 * 3 * 3 * 4 + 4 * 4
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2GiB", 2 * 2**30),
+        ("512 MiB", 512 * 2**20),
+        ("1.5G", int(1.5 * 2**30)),
+        ("800M", 800 * 2**20),
+        ("1000", 1000),
+        ("64kib", 64 * 1024),
+    ],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "nanG", "2 XB", ""])
+def test_parse_size_refuses_nonsense(text):
+    with pytest.raises(ValueError, match="memory"):
+        parse_size(text)
+
+
+def _row(name, median, peak):
+    record = {
+        "backend": "b",
+        "strategy": name,
+        "memory": {"peak_bytes": peak, "unknown_reason": "pool"},
+    }
+    return Row(
+        record=record,
+        median=median,
+        iqr=0.0,
+        noisy=False,
+        peak_bytes=peak,
+        gflops=None,
+        gbps=None,
+        roofline_fraction=None,
+        vs_option={},
+        faults=None,
+    )
+
+
+def test_recommendation_under_a_memory_limit():
+    rows = [_row("fast", 1.0, 3 * 2**30), _row("unknown", 1.5, None), _row("light", 2.0, 2**30)]
+    text = recommendation(rows, 2 * 2**30)
+    assert text.startswith("Use b/light: 2.00 s")
+    assert "faster but over the limit: b/fast (3.0 GiB)" in text
+    assert "faster, peak unknown: b/unknown" in text
+    assert recommendation(rows, 2**20).startswith("No strategy's measured peak fits in 1.0 MiB")
+    assert "Within" not in recommendation(rows)
+
+
+def test_a_real_run_obeys_the_floor_on_every_record(tmp_path):
+    """TensorFlow's oneDNN pool serves a second strategy's warm call from memory the first one
+    left: the RSS sees nothing there, and the allocator's statistics answer instead."""
+    args = [
+        "run",
+        "-b",
+        "tensorflow,torch",
+        "-s",
+        "fold,conv3d",
+        "--shape",
+        "B=2,C=4,H=64,W=64,N=8,K=3",
+        "--mode",
+        "forward",
+        "--budget",
+        "0.05",
+        "--results",
+        str(tmp_path),
+        "--run-id",
+        "m",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    records = [
+        json.loads(line) for line in (tmp_path / "m" / "cases.jsonl").read_text().splitlines()
+    ]
+    timed = [r for r in records if r.get("timed")]
+    assert len(timed) == 4, [(r["backend"], r["strategy"], r["status"]) for r in records]
+    for r in timed:
+        memory = r["memory"]
+        floor = output_bytes(parse_problem(r["problem"]), r["mode"])
+        if memory["peak_bytes"] is None:
+            assert memory["unknown_reason"], r
+        else:
+            assert memory["peak_bytes"] >= floor, r
+            assert peak_bytes(r) == memory["peak_bytes"]
+        for m in memory["methods"]:
+            assert m.get("rejected") or m["peak_bytes"] is None or m["peak_bytes"] >= floor
+    tf = [r for r in timed if r["backend"] == "tensorflow"]
+    assert all(r["memory"]["peak_bytes"] for r in tf), [r["memory"] for r in tf]
+    assert any("TensorFlow allocator statistics" in r["memory"]["method"] for r in tf)
