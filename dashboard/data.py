@@ -14,7 +14,12 @@ from typing import Any
 import pandas as pd
 from sharedconv.harness.records import gbps, gflops, worst_error, worst_ratio
 from sharedconv.harness.store import Run, find_runs
-from sharedconv.harness.summary import malloc_of, peak_bytes, roofline_fraction
+from sharedconv.harness.summary import (
+    malloc_of,
+    memory_unknown_reason,
+    peak_bytes,
+    roofline_fraction,
+)
 
 REPO_RESULTS = Path(__file__).resolve().parent.parent / "results"
 PARAMS = ["B", "C", "H", "W", "N", "KH", "KW"]
@@ -88,6 +93,7 @@ def flatten(run: Run) -> list[dict[str, Any]]:
             "samples": stats.get("n"),
             "noisy": stats.get("noisy"),
             "peak_bytes": peak_bytes(r),
+            "memory_unknown": memory_unknown_reason(r) or "",
             "faults_per_call": faults.get("minor_per_call"),
             "kernel_share": faults.get("kernel_share"),
             "fault_bound": bool(faults.get("flagged")),

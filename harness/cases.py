@@ -76,8 +76,14 @@ def select_images(
 
 
 def execute_case(
-    backend: Backend, request: dict[str, Any], context: dict[str, Any]
+    backend: Backend,
+    request: dict[str, Any],
+    context: dict[str, Any],
+    held: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One case: prepare, first call, verify, then memory and timing. With ``request["hold"]``
+    (an id) and ``held``, a timed case's prepared call is kept there under that id for the
+    parent's interleaved turns (``op: turn``)."""
     problem = ConvProblem.from_dict(request["problem"])
     mode = request["mode"]
     device = request.get("device", context.get("device", "cpu"))
@@ -138,4 +144,7 @@ def execute_case(
 
         record.update(measure(backend, fn, timing, device, output_bytes(problem, mode), cold))
         record["timed"] = True
+        if request.get("hold") and held is not None:
+            held[request["hold"]] = (fn, backend.synchronize)
+            record["held"] = True
     return record

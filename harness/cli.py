@@ -191,6 +191,14 @@ def _results_root(results: str | None) -> Path:
     "machine one worker process can run much slower than the next, which a single round cannot show.",
 )
 @click.option(
+    "--interleave",
+    is_flag=True,
+    help="Time each problem's candidates together: every framework's worker keeps its prepared "
+    "strategies, and timed turns go round all of them in a new random order each cycle, so a slow "
+    "spell of the machine hits them alike. Each case then stores its ratio to the problem's fastest "
+    "with a 95%% interval (docs/harness-benchmark.md shows when it helps).",
+)
+@click.option(
     "--top",
     type=click.IntRange(0, 10_000),
     default=12,
@@ -207,6 +215,7 @@ def run_cmd(
     run_id: str | None,
     resume: str | None,
     rounds: int,
+    interleave: bool,
     top: int,
 ) -> None:
     """Verify and time a suite over every available backend and strategy; store the run.
@@ -239,8 +248,13 @@ def run_cmd(
             raise click.BadParameter(str(e), param_hint="--resume") from None
         plan = plan_from_meta(writer.meta)
     else:
+        if interleave and rounds > 1:
+            raise click.UsageError(
+                "--interleave and --rounds are two answers to the same noise; choose one"
+            )
         plan = sel.plan(
             rounds=rounds,
+            interleave=interleave,
             timing={
                 "budget": budget if budget is not None else sel.budget(),
                 "precision": precision,
@@ -445,8 +459,19 @@ def recommend_cmd(
     show_default=True,
     help="Significance level of the Mann-Whitney U test.",
 )
+@click.option(
+    "--normalize",
+    metavar="BACKEND/STRATEGY",
+    help="Compare times relative to this strategy's time on the same problem in the same run "
+    "(e.g. torch/fold), so a machine that was slower on one day as a whole is not a regression.",
+)
 def compare_cmd(
-    run_a: str, run_b: str, results: str | None, threshold: float, alpha: float
+    run_a: str,
+    run_b: str,
+    results: str | None,
+    threshold: float,
+    alpha: float,
+    normalize: str | None,
 ) -> None:
     """Compare two runs case by case: ratio of medians (B/A) and a Mann-Whitney U test on the
     raw samples. Exits 1 when a case got slower beyond --threshold with p < --alpha."""
@@ -466,9 +491,20 @@ def compare_cmd(
     for run in runs:  # a damaged line is never dropped silently
         for warning in run.warnings:
             click.echo(f"warning: {warning}", err=True)
-    rows = compare_runs(runs[0], runs[1], threshold, alpha)
+    if normalize is not None:
+        labels = {f"{r.get('backend')}/{r.get('strategy')}" for run in runs for r in run.cases}
+        if normalize not in labels:
+            raise click.BadParameter(
+                f"{normalize!r} was timed in neither run; give BACKEND/STRATEGY as the tables "
+                "show it, e.g. torch/fold",
+                param_hint="--normalize",
+            )
+    rows = compare_runs(runs[0], runs[1], threshold, alpha, normalize)
     if not rows:
-        raise click.UsageError("the two runs have no timed case in common")
+        raise click.UsageError(
+            "the two runs have no timed case in common"
+            + (f" on a problem where both timed {normalize}" if normalize else "")
+        )
     Console().print(compare_table(rows, runs[0].run_id, runs[1].run_id))
     regressions = sum(r["verdict"] == "regression" for r in rows)
     click.echo(

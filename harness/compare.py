@@ -10,20 +10,48 @@ from .store import Run
 from .summary import format_seconds, samples_of
 
 
+def _group(record: dict[str, Any]) -> tuple:
+    return (record.get("problem"), record.get("mode"), record.get("device"), record.get("malloc"))
+
+
+def _scales(run: Run, normalize: str | None) -> dict[tuple, float]:
+    """Per problem group: the median of the ``normalize`` strategy (``backend/strategy``)."""
+    if normalize is None:
+        return {}
+    return {
+        _group(r): median_s(r)
+        for r in run.cases
+        if f"{r.get('backend')}/{r.get('strategy')}" == normalize and median_s(r)
+    }
+
+
 def compare_runs(
-    a: Run, b: Run, threshold: float = 0.10, alpha: float = 0.05
+    a: Run, b: Run, threshold: float = 0.10, alpha: float = 0.05, normalize: str | None = None
 ) -> list[dict[str, Any]]:
     """Cases timed in both runs, with the ratio of medians (B/A), the Mann-Whitney p-value of
     the raw samples, and a verdict: ``regression`` / ``improvement`` when the change exceeds
-    ``threshold`` and is significant, else ``same``."""
+    ``threshold`` and is significant, else ``same``.
+
+    ``normalize`` (``backend/strategy``): each run's times are first divided by that
+    strategy's median on the same problem in the same run, so a machine that was slower on
+    the second day as a whole changes nothing; what is compared is each case's time relative
+    to the reference. Cases of problems where either run lacks the reference are left out."""
     timed_a = {r["case"]: r for r in a.cases if median_s(r)}
+    scale_a, scale_b = _scales(a, normalize), _scales(b, normalize)
     rows = []
     for rb in b.cases:
         ra = timed_a.get(rb["case"])
         if ra is None or not median_s(rb):
             continue
-        ma, mb = median_s(ra), median_s(rb)
-        _, p = mann_whitney_u(samples_of(ra), samples_of(rb))
+        sa, sb = 1.0, 1.0
+        if normalize is not None:
+            if f"{rb['backend']}/{rb['strategy']}" == normalize:
+                continue
+            sa, sb = scale_a.get(_group(ra)), scale_b.get(_group(rb))
+            if not sa or not sb:
+                continue
+        ma, mb = median_s(ra) / sa, median_s(rb) / sb
+        _, p = mann_whitney_u([v / sa for v in samples_of(ra)], [v / sb for v in samples_of(rb)])
         ratio = mb / ma
         verdict = "same"
         if p < alpha and ratio > 1 + threshold:
@@ -33,8 +61,8 @@ def compare_runs(
         rows.append(
             {
                 "case": rb["case"],
-                "a": format_seconds(ma),
-                "b": format_seconds(mb),
+                "a": format_seconds(ma) if normalize is None else f"{ma:.3f}x",
+                "b": format_seconds(mb) if normalize is None else f"{mb:.3f}x",
                 "a_s": ma,
                 "b_s": mb,
                 "ratio": ratio,

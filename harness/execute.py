@@ -63,6 +63,8 @@ class Plan:
     mallocs: list[str] = field(default_factory=lambda: [allocators.default()])
     # times every case is measured, each time in a fresh worker (runner.merge_rounds)
     rounds: int = 1
+    # time each problem's candidates together, in random-order cycles (harness.interleave)
+    interleave: bool = False
     tf32: bool = False  # float32 may use TF32 tensor cores on a GPU (Backend.tf32)
 
 
@@ -219,6 +221,68 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
                     yield key, ({"status": "skipped", "reason": why} if why else None), meta
 
 
+def hello_once(
+    key: CaseKey,
+    worker: WorkerProcess,
+    seen: set[tuple[str, str]],
+    on_worker: Callable[[str, dict[str, Any]], None] | None,
+) -> Callable[[], dict[str, Any]]:
+    """Starts the worker when needed and reports its hello once per (backend, allocator)."""
+
+    def ensure() -> dict[str, Any]:
+        hello = worker.ensure()
+        if (key.backend, key.malloc) not in seen:
+            seen.add((key.backend, key.malloc))
+            if on_worker is not None:
+                on_worker(key.backend, {**hello, "malloc": key.malloc})
+        return hello
+
+    return ensure
+
+
+def run_case(
+    plan: Plan,
+    key: CaseKey,
+    record: dict[str, Any],
+    worker: WorkerProcess,
+    store: OracleStore,
+    ensure: Callable[[], dict[str, Any]],
+    timing: dict[str, Any] | None = None,
+    hold: bool = False,
+) -> None:
+    """One case through its worker, into ``record``: verified against the oracle, its memory
+    measured and (with ``timing``, default the plan's) timed. ``hold``: the worker keeps the
+    prepared call for interleaved turns (:mod:`.interleave`)."""
+    t0 = time.perf_counter()
+    try:
+        hello = ensure()
+        if hello.get("available"):
+            record.update(status="unavailable", reason=hello["available"])
+            return
+        oracle_mode = "train" if "train" in plan.modes else "forward"
+        folder = store.path(key.problem, plan.seed, oracle_mode)
+        request = {
+            "op": "case",
+            "backend": key.backend,
+            "strategy": key.strategy,
+            "problem": key.problem.to_dict(),
+            "mode": key.mode,
+            "device": key.device,
+            "seed": plan.seed,
+            "oracle": str(folder),
+            "timing": plan.timing if timing is None else timing,
+            "digest": plan.digest,
+            **({"hold": key.ident()} if hold else {}),
+        }
+        answer = worker.call(request, plan.timeout)
+        answer.pop("op", None)
+        record.update(answer)
+    except WorkerFault as fault:
+        record.update(fault.record())
+    finally:
+        record["wall_s"] = time.perf_counter() - t0
+
+
 def execute(
     plan: Plan,
     on_record: Callable[[dict[str, Any]], None],
@@ -263,36 +327,9 @@ def execute(
                     malloc=key.malloc,
                     tf32=plan.tf32,
                 )
-            t0 = time.perf_counter()
-            try:
-                hello = worker.ensure()
-                if (key.backend, key.malloc) not in seen_hello:
-                    seen_hello.add((key.backend, key.malloc))
-                    if on_worker is not None:
-                        on_worker(key.backend, {**hello, "malloc": key.malloc})
-                if hello.get("available"):
-                    on_record({**record, "status": "unavailable", "reason": hello["available"]})
-                    continue
-                oracle_mode = "train" if "train" in plan.modes else "forward"
-                folder = store.path(key.problem, plan.seed, oracle_mode)
-                request = {
-                    "op": "case",
-                    "backend": key.backend,
-                    "strategy": key.strategy,
-                    "problem": key.problem.to_dict(),
-                    "mode": key.mode,
-                    "device": key.device,
-                    "seed": plan.seed,
-                    "oracle": str(folder),
-                    "timing": plan.timing,
-                    "digest": plan.digest,
-                }
-                answer = worker.call(request, plan.timeout)
-                answer.pop("op", None)
-                record.update(answer)
-            except WorkerFault as fault:
-                record.update(fault.record())
-            record["wall_s"] = time.perf_counter() - t0
+            run_case(
+                plan, key, record, worker, store, hello_once(key, worker, seen_hello, on_worker)
+            )
             on_record(record)
     finally:
         for w in workers.values():

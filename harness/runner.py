@@ -42,6 +42,7 @@ def start_run(
         "malloc": plan.mallocs,
         "allocators": {m: allocators.describe(m) for m in plan.mallocs},
         "rounds": plan.rounds,
+        "interleave": plan.interleave,
         "tf32": plan.tf32,
         "seed": plan.seed,
         "timing": plan.timing,
@@ -70,6 +71,7 @@ def plan_from_meta(meta: dict[str, Any]) -> Plan:
         threads=meta["threads"],
         mallocs=stored_mallocs(meta),
         rounds=meta.get("rounds", 1),
+        interleave=bool(meta.get("interleave", False)),
         tf32=bool(meta.get("tf32", False)),
         seed=meta.get("seed", 0),
         timeout=meta.get("timeout_s", 120.0),
@@ -104,7 +106,11 @@ def run_plan(
         writer.save_meta()
 
     try:
-        if plan.rounds <= 1:
+        if plan.interleave:
+            from .interleave import execute_interleaved
+
+            execute_interleaved(plan, record, skip=done or set(), on_worker=hello)
+        elif plan.rounds <= 1:
             execute(plan, record, skip=done or set(), on_worker=hello)
         else:
             _run_rounds(plan, writer, set(done or ()), record, hello)

@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+from scipy.stats import binom, bootstrap, mannwhitneyu
+
 NOISY_IQR_FRACTION = 0.10
 
 
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (NumPy's default)."""
-    n = len(sorted_values)
-    if n == 1:
-        return float(sorted_values[0])
-    pos = q * (n - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    frac = pos - lo
-    return float(sorted_values[lo] * (1 - frac) + sorted_values[hi] * frac)
+@functools.lru_cache(maxsize=4096)
+def _lower_rank(n: int, confidence: float) -> int:
+    """The 0-based rank of the median CI's lower end (cached: the timer asks after each block)."""
+    return int(binom.ppf((1 - confidence) / 2, n, 0.5)) - 1
 
 
 def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
     """Distribution-free confidence interval of the median from order statistics.
 
-    The ranks come from the binomial(n, 1/2) distribution of how many samples fall below the
-    true median (normal approximation); with fewer than 6 samples the interval is the range.
+    The ranks are the exact binomial(n, 1/2) quantiles of how many samples fall below the true
+    median (``scipy.stats.binom``, as ``scipy.stats.quantile_test`` does); with too few samples
+    for any interval at this confidence, the range.
     """
-    s = sorted(values)
+    s = np.sort(np.asarray(values, dtype=float))
     n = len(s)
-    if n < 6:
+    lo = _lower_rank(n, confidence)
+    hi = n - 1 - lo
+    if lo < 0 or hi >= n:
         return float(s[0]), float(s[-1])
-    z = {0.90: 1.645, 0.95: 1.96, 0.99: 2.576}.get(round(confidence, 2), 1.96)
-    half = z * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half) - 1)
-    hi = min(n - 1, math.ceil(n / 2 + half))
     return float(s[lo]), float(s[hi])
 
 
@@ -65,12 +62,9 @@ class Summary:
 def summarize(values: Sequence[float]) -> Summary:
     if not values:
         raise ValueError("no samples to summarize")
-    s = sorted(float(v) for v in values)
+    s = np.sort(np.asarray(values, dtype=float))
     n = len(s)
-    mean = sum(s) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in s) / (n - 1)) if n > 1 else 0.0
-    med = _quantile(s, 0.5)
-    q1, q3 = _quantile(s, 0.25), _quantile(s, 0.75)
+    med, q1, q3 = (float(v) for v in np.quantile(s, (0.5, 0.25, 0.75)))
     lo, hi = median_ci(s)
     return Summary(
         n=n,
@@ -78,10 +72,10 @@ def summarize(values: Sequence[float]) -> Summary:
         q1=q1,
         q3=q3,
         iqr=q3 - q1,
-        min=s[0],
-        max=s[-1],
-        mean=mean,
-        std=std,
+        min=float(s[0]),
+        max=float(s[-1]),
+        mean=float(s.mean()),
+        std=float(s.std(ddof=1)) if n > 1 else 0.0,
         ci_low=lo,
         ci_high=hi,
         noisy=med > 0 and (q3 - q1) / med > NOISY_IQR_FRACTION,
@@ -106,34 +100,37 @@ def block_size_for(
 
 
 def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sided Mann-Whitney U test with the normal approximation and tie correction.
+    """Two-sided Mann-Whitney U test (``scipy.stats.mannwhitneyu``: the exact distribution for
+    small samples without ties, the normal approximation with tie correction otherwise).
 
-    Returns ``(U of a, p-value)``. Small samples (under 4 each) give p = 1: no evidence.
+    Returns ``(U of a, p-value)``; an empty side gives ``(nan, 1.0)``: no evidence.
     """
-    n1, n2 = len(a), len(b)
-    if n1 < 4 or n2 < 4:
+    if not len(a) or not len(b):
         return float("nan"), 1.0
-    combined = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
-    ranks = [0.0] * len(combined)
-    ties = 0.0
-    i = 0
-    while i < len(combined):
-        j = i
-        while j + 1 < len(combined) and combined[j + 1][0] == combined[i][0]:
-            j += 1
-        rank = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[k] = rank
-        t = j - i + 1
-        ties += t**3 - t
-        i = j + 1
-    r1 = sum(r for r, (_, g) in zip(ranks, combined, strict=True) if g == 0)
-    u1 = r1 - n1 * (n1 + 1) / 2
-    mu = n1 * n2 / 2
-    n = n1 + n2
-    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
-    if sigma == 0:
-        return u1, 1.0
-    z = (abs(u1 - mu) - 0.5) / sigma
-    p = math.erfc(max(z, 0.0) / math.sqrt(2))
-    return u1, min(1.0, p)
+    result = mannwhitneyu(a, b, alternative="two-sided", method="auto")
+    return float(result.statistic), float(result.pvalue)
+
+
+def paired_ratio(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """The ratio a/b of two candidates timed in the same cycles, with its confidence interval.
+
+    ``a[i]`` and ``b[i]`` were measured in the same cycle, so drift that lasts a cycle cancels
+    in ``a[i] / b[i]``. The estimate is the median of the per-cycle ratios (a cycle that a slow
+    spell began or ended inside is an outlier, not a vote); the interval a percentile bootstrap
+    of that median over cycles (``scipy.stats.bootstrap``). Returns (ratio, low, high).
+    """
+    logs = np.log(np.asarray(a, dtype=float)) - np.log(np.asarray(b, dtype=float))
+    estimate = float(np.exp(np.median(logs)))
+    if len(logs) < 3 or np.ptp(logs) == 0:
+        return estimate, estimate, estimate
+    ci = bootstrap(
+        (logs,),
+        np.median,
+        confidence_level=confidence,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return estimate, float(np.exp(ci.low)), float(np.exp(ci.high))

@@ -133,6 +133,14 @@ def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) 
             )
         )
     rows.sort(key=lambda row: row.median)
+    # Timed interleaved: the paired ratios to the same fastest candidate rank them (drift that
+    # lasted a cycle cancels there, not in the medians)
+    paired = [row.record.get("paired") for row in rows]
+    if rows and all(isinstance(p, dict) for p in paired):
+        baselines = {p.get("baseline") for p in paired}
+        ratios = [p.get("ratio") for p in paired]
+        if len(baselines) == 1 and all(isinstance(x, int | float) for x in ratios):
+            rows.sort(key=lambda row: row.record["paired"]["ratio"])
     return rows
 
 
@@ -262,7 +270,23 @@ def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
     best = rows[0]
     text = f"Use {best.label}: {format_seconds(best.median)}"
     if len(rows) > 1:
-        text += f", {rows[1].median / best.median:.2f}x faster than the runner-up {rows[1].label}"
+        from .interleave import paired_between
+
+        paired = paired_between(best.record, rows[1].record)
+        if paired is None:
+            text += (
+                f", {rows[1].median / best.median:.2f}x faster than the runner-up {rows[1].label}"
+            )
+        elif paired[1] <= 1.0 <= paired[2]:
+            text += (
+                f"; indistinguishable from the runner-up {rows[1].label} here (ratio {paired[0]:.3f}, "
+                f"95% CI {paired[1]:.3f}-{paired[2]:.3f}, timed interleaved)"
+            )
+        else:
+            text += (
+                f", {paired[0]:.2f}x faster than the runner-up {rows[1].label} (95% CI "
+                f"{paired[1]:.2f}-{paired[2]:.2f}, timed interleaved)"
+            )
     if best.peak_bytes is not None:
         text += f", peak {format_bytes(best.peak_bytes)}"
     else:

@@ -85,6 +85,22 @@ def sync_overhead(sync: Callable[[], None], clock: Callable[[], float], repeats:
     return values[len(values) // 2]
 
 
+def timed_block(
+    call: Callable[[], Any], sync: Callable[[Any], None], calls: int, clock: Callable[[], float]
+) -> float:
+    """Seconds for ``calls`` calls and one synchronize of the last: one timed block."""
+    t0 = clock()
+    for _ in range(calls - 1):
+        call()
+    out = call()
+    sync(out)
+    # Released inside the block, as every other call's output is: a loop that drops its
+    # result pays for the free (unmapping a large output costs milliseconds), whatever the
+    # block size.
+    del out
+    return clock() - t0
+
+
 def steady_state(
     call: Callable[[], Any],
     sync: Callable[[Any], None],
@@ -133,16 +149,7 @@ def steady_state(
     stopped = "budget"
     counted_from = counters()
     while True:
-        t0 = clock()
-        for _ in range(block - 1):
-            call()
-        out = call()
-        sync(out)
-        # Released inside the block, as every other call's output is: a loop that drops its
-        # result pays for the free (unmapping a large output costs milliseconds), whatever the
-        # block size.
-        del out
-        elapsed = clock() - t0
+        elapsed = timed_block(call, sync, block, clock)
         blocks.append(elapsed)
         samples.append(elapsed / block)
         if len(samples) >= int(opt["min_samples"]):
@@ -244,21 +251,38 @@ def measure_peak(
     The methods: the framework's own accounting (``backend.device_memory``: GPU counters,
     TensorFlow's allocator statistics, XLA's plan), and on the CPU the process RSS over one
     call. A result below ``floor`` (the bytes of the call's own outputs) missed memory and is
-    rejected with the reason. The first method that passes is the case's peak: on a GPU the
-    framework's counters, on the CPU the RSS (it sees every allocator of the process), then the
-    framework's. ``first_call`` (the cold probe) is kept beside them for the cross-check and
-    never chosen: it includes compilation.
+    rejected with the reason. The first method that passes is the case's peak, in this order:
+
+    - on a GPU: the framework's counters;
+    - on the CPU, for a framework whose statistics describe a pool of its own
+      (``adds_to_rss``: TensorFlow with oneDNN): the pool's statistics plus the warm call's RSS,
+      disjoint parts of one call (the pool's blocks were resident before the call; what the
+      framework allocates outside the pool is in the RSS), then each alone;
+    - on the CPU otherwise: the RSS (it sees every allocator of the process), then the
+      framework's accounting (XLA's plan).
+
+    ``first_call`` (the cold probe) is kept beside them for the cross-check and never chosen:
+    it includes compilation.
     """
-    found: list[dict[str, Any]] = []
     hook = getattr(backend, "device_memory", None)
     framework = hook(fn) if hook is not None else None
+    framework = {"source": "framework", **framework} if framework is not None else None
     rss = measure_memory(fn, backend.synchronize) if device == "cpu" else None
-    ordered = [rss, framework] if device == "cpu" else [framework]
-    for source, m in zip(
-        ("rss", "framework") if device == "cpu" else ("framework",), ordered, strict=True
-    ):
-        if m is not None:
-            found.append({"source": source, **m})
+    rss = {"source": "rss", **rss} if rss is not None else None
+    candidates: list[dict[str, Any]] = []
+    if device != "cpu":
+        candidates = [framework]
+    elif framework is not None and framework.get("adds_to_rss") and rss is not None:
+        combined = {
+            "source": "framework+rss",
+            "peak_bytes": (framework.get("peak_bytes") or 0) + (rss.get("peak_bytes") or 0),
+            "method": "the framework pool's statistics plus the RSS over a warm call (the pool's "
+            "blocks, and what the framework allocates outside the pool)",
+        }
+        candidates = [combined, rss, framework]
+    else:
+        candidates = [rss, framework]
+    found = [m for m in candidates if m is not None]
     if first_call is not None:
         found.append({"source": "first_call", **first_call})
     chosen = None
@@ -269,14 +293,16 @@ def measure_peak(
         if floor and peak < floor:
             m["rejected"] = (
                 f"{peak:,} bytes is below the {floor:,} bytes of the call's own outputs: "
-                "memory pooled by an earlier call served it"
+                "memory the call used was not seen (a pool filled earlier served it)"
             )
         elif chosen is None and m["source"] != "first_call":
             chosen = m
     if chosen is not None:
         return {"peak_bytes": chosen["peak_bytes"], "method": chosen["method"], "methods": found}
     reasons = [
-        m.get("rejected") or m.get("method", "") for m in found if m["source"] != "first_call"
+        f"{m['source']}: {m.get('rejected') or m.get('method', '')}"
+        for m in found
+        if m["source"] != "first_call"
     ]
     return {
         "peak_bytes": None,

@@ -132,6 +132,9 @@ class WorkerProcess:
         assert self.hello is not None
         return self.hello
 
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def close(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
@@ -295,6 +298,7 @@ def _serve() -> None:
 
     backend = None
     context: dict[str, Any] = {}
+    held: dict[str, Any] = {}  # prepared calls kept for interleaved turns, by case id
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -337,7 +341,17 @@ def _serve() -> None:
             elif op == "case":
                 if backend is None:
                     raise RuntimeError("case before hello")
-                answer = {"op": "case", **execute_case(backend, message, context)}
+                answer = {"op": "case", **execute_case(backend, message, context, held)}
+            elif op == "turn":  # one timed block of a held call (harness.interleave)
+                from .timing import timed_block
+
+                fn, sync = held[message["id"]]
+                seconds = timed_block(fn, sync, int(message["calls"]), time.perf_counter)
+                answer = {"op": "turn", "seconds": seconds}
+            elif op == "release":
+                held.clear()
+                gc.collect()
+                answer = {"op": "release"}
             else:
                 answer = {"op": "error", "reason": f"unknown op {op!r}"}
         except Exception as e:  # a Python error is the case's outcome, not the worker's end

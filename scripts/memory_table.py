@@ -1,6 +1,6 @@
 """The memory methods of a stored run, side by side (the table of docs/memory.md).
 
-    python scripts/memory_table.py RUN_FOLDER [--malloc NAME]
+    python scripts/memory_table.py RUN_FOLDER... [--problem TEXT] [--malloc NAME]
 
 One row per timed case: the call's own outputs (the floor every peak must reach), each
 method's reading (rejected ones struck through, with why), the peak the run kept, and how far
@@ -37,6 +37,8 @@ def cell(method: dict | None) -> str:
 
 
 def short_method(text: str) -> str:
+    if text.startswith("the framework pool's statistics plus"):
+        return "TF stats + RSS"
     if text.startswith("TensorFlow allocator"):
         return "TF allocator stats"
     if text.startswith("XLA's memory plan"):
@@ -46,16 +48,18 @@ def short_method(text: str) -> str:
     return text.split(":")[0][:30]
 
 
-def table(run_folder: Path, malloc: str | None) -> str:
-    run = read_run(run_folder)
+def table(folders: list[Path], malloc: str | None, problem: str | None = None) -> str:
+    cases = [r for folder in folders for r in read_run(folder).cases]
     lines = [
         "| backend | strategy | mode | outputs (floor) | "
         + " | ".join(name for _, name in SOURCES)
         + " | kept | framework / RSS |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
-    for r in run.cases:
+    for r in cases:
         if not r.get("timed") or (malloc and malloc_of(r) != malloc):
+            continue
+        if problem and r.get("problem") != problem:
             continue
         memory = r.get("memory") or {}
         methods = {m["source"]: m for m in memory.get("methods", [])}
@@ -76,17 +80,59 @@ def table(run_folder: Path, malloc: str | None) -> str:
     return "\n".join(lines)
 
 
+def agreement(folders: list[Path], problem: str | None = None) -> str:
+    """Per backend: how far two methods that both passed agree (ratio ranges and medians)."""
+    pairs: dict[tuple[str, str], list[float]] = {}
+    for folder in folders:
+        for r in read_run(folder).cases:
+            if not r.get("timed") or (problem and r.get("problem") != problem):
+                continue
+            memory = r.get("memory") or {}
+            ok = {
+                m["source"]: m["peak_bytes"]
+                for m in memory.get("methods", [])
+                if m.get("peak_bytes") and not m.get("rejected")
+            }
+            kept = memory.get("peak_bytes")
+            if "rss" in ok and "framework" in ok:
+                pairs.setdefault((r["backend"], "framework's own / warm RSS"), []).append(
+                    ok["framework"] / ok["rss"]
+                )
+            if kept and "first_call" in ok:
+                pairs.setdefault((r["backend"], "first-call RSS / kept peak"), []).append(
+                    ok["first_call"] / kept
+                )
+    lines = [
+        "| backend | methods compared | cases | median ratio | range |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    for (backend, what), ratios in sorted(pairs.items()):
+        ratios.sort()
+        lines.append(
+            f"| {backend} | {what} | {len(ratios)} | {ratios[len(ratios) // 2]:.2f} | "
+            f"{ratios[0]:.2f} to {ratios[-1]:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
+    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--problem", help="only this problem, e.g. B=10,C=3,H=200,W=200,N=20,K=5")
     parser.add_argument("--malloc", help="only cases measured under this allocator")
     parser.add_argument("--json", action="store_true", help="the rows' raw methods as JSON")
+    parser.add_argument(
+        "--agreement", action="store_true", help="per backend, how far two passing methods agree"
+    )
     args = parser.parse_args()
     if args.json:
-        run = read_run(args.run)
-        print(json.dumps([r.get("memory") for r in run.cases if r.get("timed")], indent=1))
+        cases = [r for folder in args.runs for r in read_run(folder).cases if r.get("timed")]
+        print(json.dumps([r.get("memory") for r in cases], indent=1))
         return
-    print(table(args.run, args.malloc))
+    if args.agreement:
+        print(agreement(args.runs, args.problem))
+        return
+    print(table(args.runs, args.malloc, args.problem))
 
 
 if __name__ == "__main__":

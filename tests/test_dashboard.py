@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -206,30 +207,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install chromium"
-)
-def test_every_page_in_headless_chromium(results, tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    shots = Path(os.environ.get("SHAREDCONV_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def _dashboard(results: Path):
+    """A dashboard server on a free port over ``results``; yields the port."""
     port = _free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sharedconv.harness.cli",
-            "dashboard",
-            "--results",
-            str(results),
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", "sharedconv.harness.cli", "dashboard", "--results", str(results),
+         "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-    )
+    )  # fmt: skip
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -239,52 +227,97 @@ def test_every_page_in_headless_chromium(results, tmp_path_factory):
             time.sleep(0.3)
         else:
             pytest.fail("the dashboard did not start listening within 60 s")
-        report = {}
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for name in (
-                "recommend",
-                "scaling",
-                "tradeoffs",
-                "agreement",
-                "compare",
-                "machine",
-                "run",
-            ):
-                page.goto(f"http://127.0.0.1:{port}/{'' if name == 'recommend' else name}")
-                page.wait_for_selector("h1", timeout=30_000)
-                page.wait_for_timeout(1500)
-                if name not in ("machine", "run"):
-                    page.wait_for_selector(".js-plotly-plot", timeout=30_000)
-                errors = page.locator("[data-testid='stException']").count()
-                plots = page.locator(".js-plotly-plot").count()
-                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-                report[name] = {
-                    "errors": errors,
-                    "plots": plots,
-                    "title": page.locator("h1").first.inner_text(),
-                }
-            browser.close()
-        print(f"\nscreenshots in {shots}\n{json.dumps(report, indent=1)}")
-        assert all(r["errors"] == 0 for r in report.values()), report
-        for name in ("recommend", "scaling", "tradeoffs", "agreement", "compare"):
-            assert report[name]["plots"] >= 1, (name, report[name])
-        assert report["run"]["title"] == "Measure on this machine"
+        yield port
     finally:
         os.killpg(server.pid, 9)
         server.wait()
+
+
+BROWSER_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install chromium"
+)
+
+
+def _reference_only(tmp_path: Path) -> Path:
+    shutil.copytree(REFERENCE, tmp_path / "reference")
+    return tmp_path
+
+
+def test_tradeoffs_places_every_timed_strategy_of_the_reference_run(tmp_path, monkeypatch):
+    """Every timed case of the committed reference run has a checked peak (docs/memory.md), so
+    the Tradeoffs page places all of them, on every problem and mode."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SHAREDCONV_RESULTS", str(_reference_only(tmp_path)))
+    at = AppTest.from_file(str(PAGES / "tradeoffs.py"), default_timeout=60)
+    at.run()
+    seen = 0
+    for mode in at.radio(key="tradeoffs_mode").options:
+        at.radio(key="tradeoffs_mode").set_value(mode).run()
+        for problem in at.selectbox(key="tradeoffs_problem").options:
+            at.selectbox(key="tradeoffs_problem").select(problem).run()
+            assert not at.exception
+            captions = [c.value for c in at.caption]
+            assert not [c for c in captions if c.startswith("Not placed")], (
+                mode,
+                problem,
+                captions,
+            )
+            seen += 1
+    assert seen == 6  # 3 problems x 2 modes
+
+
+@needs_chromium
+def test_tradeoffs_of_the_reference_run_in_chromium(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with _dashboard(_reference_only(tmp_path)) as port, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/tradeoffs")
+        page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+        page.wait_for_timeout(1500)
+        text = page.locator("body").inner_text()
+        browser.close()
+    assert "Pareto front" in text
+    assert "Not placed" not in text
+
+
+@needs_chromium
+def test_every_page_in_headless_chromium(results, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("SHAREDCONV_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    report = {}
+    with _dashboard(results) as port, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for name in ("recommend", "scaling", "tradeoffs", "agreement", "compare", "machine", "run"):
+            page.goto(f"http://127.0.0.1:{port}/{'' if name == 'recommend' else name}")
+            page.wait_for_selector("h1", timeout=30_000)
+            page.wait_for_timeout(1500)
+            if name not in ("machine", "run"):
+                page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+            errors = page.locator("[data-testid='stException']").count()
+            plots = page.locator(".js-plotly-plot").count()
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            report[name] = {
+                "errors": errors,
+                "plots": plots,
+                "title": page.locator("h1").first.inner_text(),
+            }
+        browser.close()
+    print(f"\nscreenshots in {shots}\n{json.dumps(report, indent=1)}")
+    assert all(r["errors"] == 0 for r in report.values()), report
+    for name in ("recommend", "scaling", "tradeoffs", "agreement", "compare"):
+        assert report[name]["plots"] >= 1, (name, report[name])
+    assert report["run"]["title"] == "Measure on this machine"
 
 
 def test_pages_open_on_this_machines_run_else_a_cpu_run(monkeypatch):

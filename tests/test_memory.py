@@ -164,4 +164,24 @@ def test_a_real_run_obeys_the_floor_on_every_record(tmp_path):
             assert m.get("rejected") or m["peak_bytes"] is None or m["peak_bytes"] >= floor
     tf = [r for r in timed if r["backend"] == "tensorflow"]
     assert all(r["memory"]["peak_bytes"] for r in tf), [r["memory"] for r in tf]
-    assert any("TensorFlow allocator statistics" in r["memory"]["method"] for r in tf)
+    assert all("pool's statistics plus the RSS" in r["memory"]["method"] for r in tf)
+    assert all(
+        "TensorFlow allocator statistics" in m["method"]
+        for r in tf
+        for m in r["memory"]["methods"]
+        if m["source"] == "framework"
+    )
+
+
+class _Pool(_Backend):
+    def device_memory(self, call):
+        got = super().device_memory(call)
+        return {**got, "adds_to_rss": True} if got else None
+
+
+def test_a_pool_and_the_rss_add_up_for_a_pooled_framework(monkeypatch):
+    # TensorFlow's oneDNN pool: its statistics miss the small malloc'd part, the RSS misses the pool
+    monkeypatch.setattr(timing, "measure_memory", _rss(1500))
+    got = timing.measure_peak(_Pool(3000), lambda: None, "cpu", floor=4000)
+    assert got["peak_bytes"] == 4500 and "pool's statistics plus the RSS" in got["method"]
+    assert [m["source"] for m in got["methods"]] == ["framework+rss", "rss", "framework"]

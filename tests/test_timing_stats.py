@@ -131,14 +131,19 @@ def test_slow_calls_still_get_min_samples():
     assert len(result["block_times"]) == 5
 
 
-def test_mann_whitney_against_scipy():
-    from scipy.stats import mannwhitneyu
-
+def test_mann_whitney_is_exact_for_small_samples():
+    # 3 against 3, fully separated: 2 of the C(6,3) = 20 orderings are as extreme, p = 0.1
+    u, p = stats.mann_whitney_u([1, 2, 3], [4, 5, 6])
+    assert u == 0 and p == pytest.approx(0.1)
     rng = random.Random(5)
     a = [rng.gauss(1.0, 0.1) for _ in range(30)]
-    b = [rng.gauss(1.1, 0.1) for _ in range(25)]
-    u, p = stats.mann_whitney_u(a, b)
-    ref = mannwhitneyu(a, b, alternative="two-sided", method="asymptotic", use_continuity=True)
-    assert u == pytest.approx(ref.statistic)
-    assert p == pytest.approx(ref.pvalue, rel=1e-6)
-    assert stats.mann_whitney_u([1, 2], [3, 4])[1] == 1.0
+    b = [rng.gauss(1.3, 0.1) for _ in range(25)]
+    assert stats.mann_whitney_u(a, b)[1] < 1e-6
+    assert stats.mann_whitney_u([], [1.0])[1] == 1.0
+
+
+def test_median_ci_ranks_are_the_exact_binomial_ones():
+    # n = 41: the textbook 95% interval is the 14th to the 28th order statistic
+    values = list(range(41))
+    assert stats.median_ci(values) == (13.0, 27.0)
+    assert stats.median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few samples: the range

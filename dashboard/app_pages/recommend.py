@@ -17,6 +17,16 @@ st.caption(
     "oracle before it was timed. Pick a measured problem or type your own shape."
 )
 data = loaded()
+
+
+def _paired_text(paired: dict | None) -> str:
+    """A case timed interleaved: its time over the problem's fastest, with the interval."""
+    try:
+        return f"{paired['ratio']:.3f} ({paired['low']:.3f}-{paired['high']:.3f})"
+    except (TypeError, KeyError, ValueError):  # absent, or a damaged file's field
+        return ""
+
+
 if require_results(data):
     run = data.run(pick_run(data, "recommend_run"))
     records = [r for r in run.cases if r.get("timing") and r["status"] == "pass"]
@@ -103,6 +113,7 @@ if require_results(data):
                 if row.roofline_fraction is not None
                 else float("nan"),
                 **{f"x option {k}": row.vs_option.get(k) for k in (1, 2, 3)},
+                "x fastest, paired (95% CI)": _paired_text(row.record.get("paired")),
                 "first call (s)": row.record.get("first_call_s"),
                 "timed region": row.record.get("timed_region", ""),
             }

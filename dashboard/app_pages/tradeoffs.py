@@ -32,8 +32,13 @@ if require_results(data):
     unknown = one[one["peak_bytes"].isna()]
     if not unknown.empty:
         st.caption(
-            "Not placed (peak memory unknown: served from the framework's memory pool): "
-            + ", ".join(sorted(unknown["label"]))
+            "Not placed (peak memory unknown): "
+            + "; ".join(
+                f"{label} ({why})"
+                for label, why in sorted(
+                    zip(unknown["label"], unknown["memory_unknown"], strict=True)
+                )
+            )
         )
     front = pareto_front(one)
     if not front.empty:

@@ -1,0 +1,274 @@
+"""Paired, interleaved timing: the candidates of one problem measured at the same time.
+
+On a shared machine the same call's median moves 10-60% between runs, and a slow spell can
+outlast a case's whole budget (docs/harness-benchmark.md). Timed one after another, two
+strategies meet different spells and their ratio takes the difference. Timed in *cycles* (every
+candidate once per cycle, in a new random order each cycle) a spell that lasts a cycle or more
+hits them alike, and the per-cycle ratio cancels it: the textbook paired design, and
+google-benchmark's random interleaving.
+
+:func:`interleave` is the schedule, with the clock and the timed call injected (tested with a
+fake clock and injected drift); :func:`execute_interleaved` runs it over worker processes: every
+framework's worker of a problem stays alive with its candidates prepared (verified, memory
+measured, calibrated), and the parent asks one worker at a time for one timed turn, so the
+workers never share the cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .stats import paired_ratio, summarize
+
+# A turn: one timed block of calls of one candidate. Long enough that the parent's request
+# (~0.1 ms) is far outside it and the timer's own cost is small, short enough that a cycle
+# over a dozen candidates stays well under the machine's slow spells (seconds).
+TURN_SECONDS = 0.02
+MIN_CYCLES = 5
+MAX_CYCLES = 400
+
+
+def log_ratio_half_width(a: Sequence[float], b: Sequence[float]) -> float:
+    """Half the 95% interval of mean(log a - log b), normal approximation: the cheap stopping
+    rule checked after each cycle (the bootstrap gives the reported interval at the end)."""
+    d = np.log(np.asarray(a)) - np.log(np.asarray(b))
+    if len(d) < 3:
+        return math.inf
+    return float(1.96 * d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def interleave(
+    candidates: Sequence[str],
+    time_turn: Callable[[str], float],
+    budget_s: float,
+    precision: float = 0.02,
+    clock: Callable[[], float] = time.perf_counter,
+    seed: int = 0,
+    min_cycles: int = MIN_CYCLES,
+    max_cycles: int = MAX_CYCLES,
+) -> dict[str, list[float]]:
+    """Per-call seconds of every candidate, one value per cycle, aligned by cycle.
+
+    Each cycle times every candidate once (``time_turn(name)``: seconds per call of one timed
+    block) in a new random order. Stops after ``min_cycles`` when every candidate's ratio to the
+    fastest is known within ``precision`` (half its 95% interval, relative), when ``budget_s``
+    is spent, or after ``max_cycles``. A candidate whose turn raises drops out; the exception
+    is re-raised once the others are done only if none is left.
+    """
+    rng = random.Random(seed)
+    times: dict[str, list[float]] = {c: [] for c in candidates}
+    start = clock()
+    for cycle in range(max_cycles):
+        order = list(times)
+        rng.shuffle(order)
+        for name in order:
+            times[name].append(time_turn(name))
+        if cycle + 1 < min_cycles:
+            continue
+        if clock() - start >= budget_s:
+            break
+        if len(times) < 2:
+            if summarize(next(iter(times.values()))).ci_half_width_fraction <= precision:
+                break
+            continue
+        best = min(times, key=lambda c: float(np.mean(np.log(times[c]))))
+        widths = [log_ratio_half_width(times[c], times[best]) for c in times if c != best]
+        if max(widths) <= math.log1p(precision):
+            break
+    return times
+
+
+def paired_summary(
+    times: dict[str, list[float]], seed: int = 0
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """The fastest candidate (geometric mean over cycles) and every candidate's ratio to it,
+    with a bootstrap 95% interval over cycles."""
+    best = min(times, key=lambda c: float(np.mean(np.log(times[c]))))
+    out = {}
+    for name, values in times.items():
+        ratio, low, high = paired_ratio(values, times[best], seed=seed)
+        out[name] = {"ratio": ratio, "low": low, "high": high, "cycles": len(values)}
+    return best, out
+
+
+def ratio_sentence(
+    faster: str, slower: str, ratio: float, low: float, high: float, level: str = "95%"
+) -> str:
+    """'A is 1.31x faster than B (95% CI 1.27-1.35)', or that the two cannot be told apart."""
+    if low <= 1.0 <= high:
+        return (
+            f"{faster} and {slower} are indistinguishable here (ratio {ratio:.3f}, "
+            f"{level} CI {low:.3f}-{high:.3f})"
+        )
+    return f"{faster} is {ratio:.2f}x faster than {slower} ({level} CI {low:.2f}-{high:.2f})"
+
+
+def paired_between(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float] | None:
+    """b's time over a's, paired by cycle, when both were timed in the same interleaved group;
+    None otherwise (then only their medians, measured apart, can be compared)."""
+    try:
+        ta, tb = a["timing"], b["timing"]
+        ia, ib = ta["interleaved"], tb["interleaved"]
+        if ia["group"] != ib["group"]:
+            return None
+        sa = [float(t) / float(ta["block_size"]) for t in ta["block_times"]]
+        sb = [float(t) / float(tb["block_size"]) for t in tb["block_times"]]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):  # not interleaved, or damaged
+        return None
+    if len(sa) != len(sb) or len(sa) < 3 or min(sa + sb) <= 0:
+        return None
+    return paired_ratio(sb, sa)
+
+
+def group_records(
+    records: Iterable[dict[str, Any]], times: dict[str, list[float]], turn_calls: dict[str, int],
+    group: str, seed: int,
+) -> None:  # fmt: skip
+    """Replace each timed record's samples by its interleaved turns and store its ratio to the
+    group's fastest candidate (``record["paired"]``)."""
+    by_case = {r["case"]: r for r in records}
+    best, ratios = paired_summary(times, seed) if times else ("", {})
+    for case, values in times.items():
+        r = by_case[case]
+        timing = r.setdefault("timing", {})
+        calls = turn_calls[case]
+        stats = summarize(values)
+        timing["calibration"] = {
+            k: timing.pop(k)
+            for k in ("block_times", "stats", "stopped_by", "block_size")
+            if k in timing
+        }
+        timing.update(
+            block_times=[v * calls for v in values],
+            block_size=calls,
+            stats=stats.to_dict(),
+            stopped_by="interleaved",
+            interleaved={"group": group, "cycles": len(values), "candidates": len(times)},
+        )
+        r["paired"] = {"baseline": by_case[best]["backend"] + "/" + by_case[best]["strategy"],
+                       **ratios[case]}  # fmt: skip
+
+
+def execute_interleaved(
+    plan: Any,
+    on_record: Callable[[dict[str, Any]], None],
+    skip: Iterable[str] = (),
+    on_worker: Callable[[str, dict[str, Any]], None] | None = None,
+) -> None:
+    """Run ``plan`` problem by problem, timing each problem's candidates interleaved.
+
+    For each (problem, mode, allocator): every case is verified, its memory measured and its
+    call calibrated in its framework's worker (a fifth of its budget), which then holds the
+    prepared call; the parent then runs :func:`interleave` over all of them, across the
+    frameworks' workers, with the rest of the budget. Records are written when their problem
+    is done (``--resume`` redoes an unfinished problem's cases). A worker that dies during
+    the turns loses its candidates' interleaved timing, not their records: they keep the
+    calibration's timing and say why.
+    """
+    from .execute import OracleStore, base_record, hello_once, plan_cases, run_case
+    from .worker import WorkerFault, WorkerProcess
+
+    done = set(skip)
+    store = OracleStore()
+    workers: dict[tuple[str, str], WorkerProcess] = {}
+    seen: set[tuple[str, str]] = set()
+    groups: dict[tuple[Any, str, str], list[tuple[Any, dict | None, dict]]] = {}
+    for key, decided, meta in plan_cases(plan):
+        if key.ident() not in done:
+            groups.setdefault((key.problem, key.mode, key.malloc), []).append((key, decided, meta))
+    timing = dict(plan.timing or {})
+    budget = float(timing.get("budget", 1.0))
+    calibration = {**timing, "budget": budget / 5}
+    try:
+        for (problem, _mode, malloc), cases in groups.items():
+            records: list[dict[str, Any]] = []
+            held: dict[str, tuple[WorkerProcess, int]] = {}
+            for key, decided, meta in cases:
+                record = {**base_record(key, plan.threads), **meta}
+                records.append(record)
+                if (
+                    decided is None
+                    and plan.deadline is not None
+                    and time.monotonic() > plan.deadline
+                ):
+                    decided = {
+                        "status": "skipped",
+                        "reason": "not run: the time budget of this run was spent",
+                    }
+                if decided is not None:
+                    record.update(decided)
+                    continue
+                worker = workers.get((key.backend, malloc))
+                if worker is None:
+                    worker = workers[(key.backend, malloc)] = WorkerProcess(
+                        key.backend, plan.threads, plan.device, verbose=plan.verbose, malloc=malloc,
+                        tf32=plan.tf32,
+                    )  # fmt: skip
+                ensure = hello_once(key, worker, seen, on_worker)
+                run_case(plan, key, record, worker, store, ensure, calibration, hold=True)
+                if record.get("timed") and record.get("held"):
+                    stats = record["timing"]["stats"]
+                    calls = max(
+                        int(record["timing"]["block_size"]),
+                        math.ceil(TURN_SECONDS / stats["median"]),
+                    )
+                    held[key.ident()] = (worker, calls)
+            if held:
+                _time_group(plan, records, held, budget * len(held) * 4 / 5, WorkerFault)
+            for w in {id(w): w for w, _ in held.values()}.values():
+                with contextlib.suppress(WorkerFault):
+                    w.call({"op": "release"}, plan.timeout)
+            for record in records:
+                record.pop("held", None)
+                on_record(record)
+            store.drop(problem)
+    finally:
+        for w in workers.values():
+            w.close()
+        store.close()
+
+
+def _time_group(
+    plan: Any,
+    records: list[dict[str, Any]],
+    held: dict[str, tuple[Any, int]],
+    budget: float,
+    fault_type: type[Exception],
+) -> None:
+    dropped: dict[str, str] = {}
+
+    def turn(case: str) -> float:
+        worker, calls = held[case]
+        answer = worker.call({"op": "turn", "id": case, "calls": calls}, plan.timeout)
+        if answer.get("op") != "turn":
+            raise RuntimeError(answer.get("reason") or f"unexpected answer {answer.get('op')!r}")
+        return float(answer["seconds"]) / calls
+
+    names = list(held)
+    times: dict[str, list[float]] = {}
+    while names:
+        try:
+            times = interleave(
+                names, turn, budget, precision=float((plan.timing or {}).get("precision", 0.02)),
+                seed=plan.seed,
+            )  # fmt: skip
+            break
+        except (fault_type, RuntimeError) as e:
+            # one worker failed a turn: its candidates leave, the others start their cycles again
+            bad = {c for c in names if not held[c][0].alive()}
+            bad = bad or set(names)
+            for c in bad:
+                dropped[c] = f"interleaved timing stopped: {e}"
+            names = [c for c in names if c not in bad]
+    group = f"{records[0]['problem']}/{records[0]['mode']}/{records[0]['malloc']}"
+    group_records(records, times, {c: held[c][1] for c in times}, group, plan.seed)
+    by_case = {r["case"]: r for r in records}
+    for case, why in dropped.items():
+        by_case[case].setdefault("timing", {})["interleaved_error"] = why

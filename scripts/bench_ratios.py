@@ -1,0 +1,175 @@
+"""Ratio repeatability: the same pairs of strategies in separate runs, sequential and interleaved.
+
+    python scripts/bench_ratios.py [--runs 3] [--budget 1] [--out docs/harness-benchmark.md]
+
+Users act on which strategy is faster and by how much, so this measures how much that answer
+moves between separate runs. Six pairs (three within a framework, three across frameworks),
+timed in ``--runs`` separate ``sharedconv run`` invocations of each method, alternating
+(sequential, interleaved, sequential, ...) so both meet the same hours of the machine:
+
+- *sequential*: today's default, one case after another, each with its own budget;
+- *interleaved*: ``--interleave``, the same budget per case, spent in cycles over all cases.
+
+For each pair and method: the ratio in each run, its spread over the runs (max/min - 1; goal:
+at most 3% interleaved) and whether the faster side flipped between runs (goal: never, for
+pairs whose ratio is outside 0.95-1.05). The same runs' absolute medians show the machine's
+drift. The section replaces the one between the markers in ``--out`` (or is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SHAPE = "B=4,C=16,H=64,W=64,N=16,K=5"
+PAIRS = [  # (a, b): the ratio reported is time(b) / time(a)
+    ("torch/fold", "torch/conv3d"),
+    ("tensorflow/fold", "tensorflow/conv3d"),
+    ("jax/fold", "jax/shift_add"),
+    ("torch/fold", "tensorflow/fold"),
+    ("torch/fold", "jax/shift_add"),
+    ("tensorflow/fold", "jax/fold"),
+]
+BEGIN, END = "<!-- ratio-repeatability -->", "<!-- /ratio-repeatability -->"
+
+
+def one_run(root: Path, run_id: str, budget: float, interleave: bool) -> dict[str, dict]:
+    cmd = [
+        sys.executable, "-m", "sharedconv.harness.cli", "run", "-b", "torch,tensorflow,jax",
+        "-s", "fold,conv3d,shift_add", "--shape", SHAPE, "--mode", "forward",
+        "--budget", str(budget), "--results", str(root), "--run-id", run_id,
+    ]  # fmt: skip
+    if interleave:
+        cmd.append("--interleave")
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    records = {}
+    for line in (root / run_id / "cases.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r.get("timed"):
+            records[f"{r['backend']}/{r['strategy']}"] = r
+    return records
+
+
+def pair_ratio(records: dict[str, dict], a: str, b: str) -> float | None:
+    from sharedconv.harness.interleave import paired_between
+
+    if a not in records or b not in records:
+        return None
+    paired = paired_between(records[a], records[b])
+    if paired is not None:
+        return paired[0]
+    return records[b]["timing"]["stats"]["median"] / records[a]["timing"]["stats"]["median"]
+
+
+def spread(values: list[float]) -> float:
+    return max(values) / min(values) - 1
+
+
+def flipped(values: list[float]) -> bool:
+    return min(values) < 1 < max(values)
+
+
+def section(results: dict[str, list[dict]], args: argparse.Namespace, machine: str) -> str:
+    lines = [
+        BEGIN,
+        "## Ratio repeatability: sequential against interleaved",
+        "",
+        f"Written by `python scripts/bench_ratios.py --runs {args.runs} --budget {args.budget:g}` on "
+        f"{machine}, {time.strftime('%Y-%m-%d %H:%M')}. Problem `{SHAPE}`, forward, 2 threads, the "
+        "default allocator; each run is its own `sharedconv run -b torch,tensorflow,jax -s "
+        f"fold,conv3d,shift_add --budget {args.budget:g}` (interleaved: with `--interleave`), the two "
+        "methods alternating run by run. A pair's ratio is time(b) / time(a): interleaved, the "
+        "median of its per-cycle ratios (paired); sequential, the ratio of the two medians.",
+        "",
+        "| a | b | method | ratio in each run | spread (max/min - 1) | flip between runs |",
+        "| --- | --- | --- | --- | ---: | --- |",
+    ]
+    verdict: dict[str, list[bool]] = {"sequential": [], "interleaved": []}
+    flips: dict[str, int] = {"sequential": 0, "interleaved": 0}
+    for a, b in PAIRS:
+        for method in ("sequential", "interleaved"):
+            ratios = [pair_ratio(run, a, b) for run in results[method]]
+            if any(r is None for r in ratios):
+                lines.append(f"| {a} | {b} | {method} | not timed in every run | | |")
+                continue
+            s = spread(ratios)
+            decided = not all(0.95 <= r <= 1.05 for r in ratios)
+            flip = flipped(ratios) and decided
+            verdict[method].append(s <= 0.03)
+            flips[method] += flip
+            lines.append(
+                f"| {a} | {b} | {method} | {', '.join(f'{r:.3f}' for r in ratios)} | {100 * s:.1f}% | "
+                f"{'**yes**' if flip else 'no'} |"
+            )
+    lines += [
+        "",
+        f"**Goal (spread at most 3%): met by {sum(verdict['interleaved'])} of "
+        f"{len(verdict['interleaved'])} pairs interleaved, {sum(verdict['sequential'])} of "
+        f"{len(verdict['sequential'])} sequential. Ranking flips between runs (pairs outside "
+        f"0.95-1.05): {flips['interleaved']} interleaved, {flips['sequential']} sequential.**",
+        "",
+        "The machine's drift in the same runs: each case's absolute median, run by run.",
+        "",
+        "| case | method | median in each run (ms) | spread |",
+        "| --- | --- | --- | ---: |",
+    ]
+    for label in sorted({k for run in results["sequential"] for k in run}):
+        for method in ("sequential", "interleaved"):
+            medians = [
+                run[label]["timing"]["stats"]["median"] * 1e3
+                for run in results[method]
+                if label in run
+            ]
+            if len(medians) == len(results[method]):
+                lines.append(
+                    f"| {label} | {method} | {', '.join(f'{m:.3f}' for m in medians)} | "
+                    f"{100 * spread(medians):.1f}% |"
+                )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=1.0)
+    parser.add_argument("--out", help="Markdown file whose ratio section is replaced")
+    parser.add_argument("--json", help="also write the raw records here")
+    args = parser.parse_args()
+    from sharedconv.harness.machine import machine_info
+
+    results: dict[str, list[dict]] = {"sequential": [], "interleaved": []}
+    with tempfile.TemporaryDirectory(prefix="sharedconv-ratios-") as tmp:
+        for k in range(args.runs):
+            for method in ("sequential", "interleaved"):
+                t0 = time.perf_counter()
+                run = one_run(Path(tmp), f"{method}-{k}", args.budget, method == "interleaved")
+                results[method].append(run)
+                print(f"{method} run {k + 1}: {len(run)} timed cases, {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr)  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(results))
+    info = machine_info()
+    text = section(results, args, f"{info.get('cpu_model')}, {info.get('usable_cores')} cores")
+    if not args.out:
+        print(text)
+        return
+    page = Path(args.out).read_text()
+    if BEGIN in page:
+        head, rest = page.split(BEGIN, 1)
+        page = head + text + rest.split(END, 1)[1]
+    else:
+        page = page.rstrip("\n") + "\n\n" + text + "\n"
+    Path(args.out).write_text(page)
+
+
+if __name__ == "__main__":
+    main()

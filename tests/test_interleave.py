@@ -1,0 +1,195 @@
+"""Interleaved timing with a fake clock: drift cancels in paired ratios, intervals cover."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from sharedconv.harness import interleave
+from sharedconv.harness.stats import paired_ratio
+
+TRUE = {"a": 1.0e-3, "b": 1.3e-3, "c": 2.0e-3}
+
+
+class World:
+    """Calls whose cost is their true time x the machine's mood x noise, on a fake clock.
+
+    The mood is 1 except during a slow spell, [spell_start, spell_end) seconds, when every call
+    takes ``spell`` times longer: a neighbour's job on a shared machine."""
+
+    def __init__(self, spell=(0.5, 1.0), factor=1.6, noise=0.03, seed=0):
+        self.now = 0.0
+        self.spell, self.factor, self.noise = spell, factor, noise
+        self.rng = random.Random(seed)
+
+    def clock(self) -> float:
+        return self.now
+
+    def turn(self, name: str, calls: int = 20) -> float:
+        mood = self.factor if self.spell[0] <= self.now < self.spell[1] else 1.0
+        per_call = TRUE[name] * mood * math.exp(self.rng.gauss(0, self.noise))
+        self.now += per_call * calls
+        return per_call
+
+
+def sequential(world: World, names, budget: float) -> dict[str, list[float]]:
+    """Today's method: each candidate's samples, one candidate after the other."""
+    out = {}
+    for name in names:
+        end = world.now + budget / len(names)
+        out[name] = []
+        while world.now < end:
+            out[name].append(world.turn(name))
+    return out
+
+
+def median(values):
+    s = sorted(values)
+    return s[len(s) // 2]
+
+
+def test_a_slow_spell_biases_sequential_ratios_and_not_interleaved_ones():
+    world = World(spell=(0.5, 1.0))  # the second half of a 1 s measurement is slow
+    seq = sequential(world, ["a", "b"], 1.0)
+    seq_ratio = median(seq["b"]) / median(seq["a"])
+    assert seq_ratio > 1.3 * 1.4  # b met the slow spell, a did not
+
+    estimates = []
+    for seed in range(10):
+        world = World(spell=(0.5, 1.0), seed=seed)
+        times = interleave.interleave(
+            ["a", "b"], world.turn, 1.0, precision=0.0, clock=world.clock, seed=seed
+        )
+        assert len(times["a"]) == len(times["b"])  # aligned by cycle
+        estimates.append(paired_ratio(times["b"], times["a"])[0])
+    assert median(estimates) == pytest.approx(1.3, rel=0.015)  # unbiased
+    assert max(estimates) < 1.3 * 1.06  # each run within its noise, never near the spell's 1.6x
+
+
+def test_the_interval_covers_the_true_ratio_at_about_its_nominal_rate():
+    hits, trials = 0, 200
+    for seed in range(trials):
+        rng = random.Random(seed)
+        start = rng.uniform(0, 0.2)
+        world = World(
+            spell=(start, start + rng.uniform(0, 0.1)), factor=rng.uniform(1, 2), seed=seed
+        )
+        times = interleave.interleave(
+            ["a", "b"], world.turn, budget_s=1e9, precision=0.0, clock=world.clock, seed=seed,
+            min_cycles=20, max_cycles=20,
+        )  # fmt: skip
+        _, low, high = paired_ratio(times["b"], times["a"], seed=seed)
+        hits += low <= 1.3 <= high
+    assert 0.88 <= hits / trials <= 0.99, hits / trials
+
+
+def test_it_stops_when_every_ratio_is_precise_or_the_budget_is_spent():
+    world = World(noise=0.002, spell=(0, 0))
+    times = interleave.interleave(
+        ["a", "b", "c"], world.turn, 10.0, precision=0.01, clock=world.clock
+    )
+    assert len(times["a"]) == interleave.MIN_CYCLES  # precise at once: the minimum
+    world = World(noise=0.5, spell=(0, 0))
+    times = interleave.interleave(["a", "b"], world.turn, 0.05, precision=0.001, clock=world.clock)
+    assert world.now >= 0.05 and len(times["a"]) < interleave.MAX_CYCLES
+
+
+def test_each_cycle_is_in_a_new_random_order():
+    order = []
+    interleave.interleave(
+        ["a", "b", "c"], lambda n: order.append(n) or TRUE[n], 1e9, precision=0.0,
+        clock=lambda: 0.0, min_cycles=30, max_cycles=30,
+    )  # fmt: skip
+    cycles = {tuple(order[i : i + 3]) for i in range(0, 90, 3)}
+    assert all(sorted(c) == ["a", "b", "c"] for c in cycles)
+    assert len(cycles) >= 4  # not one fixed order
+
+
+def test_sentences_say_faster_or_indistinguishable():
+    assert interleave.ratio_sentence("A", "B", 1.31, 1.27, 1.35) == (
+        "A is 1.31x faster than B (95% CI 1.27-1.35)"
+    )
+    text = interleave.ratio_sentence("A", "B", 1.01, 0.98, 1.04)
+    assert text.startswith("A and B are indistinguishable here")
+
+
+def _record(strategy: str, seconds: float, problem: str = "p") -> dict:
+    samples = [seconds * f for f in (0.98, 0.99, 1.0, 1.01, 1.02, 1.0, 0.99, 1.01)]
+    return {
+        "case": f"torch/{strategy}/{problem}", "backend": "torch", "strategy": strategy,
+        "problem": problem, "mode": "forward", "device": "cpu", "malloc": "jemalloc",
+        "timing": {"block_times": samples, "block_size": 1, "stats": {"median": seconds}},
+    }  # fmt: skip
+
+
+def test_compare_normalized_ignores_a_machine_slower_as_a_whole():
+    from pathlib import Path
+
+    from sharedconv.harness.compare import compare_runs
+    from sharedconv.harness.store import Run
+
+    day1 = Run("a", Path("a"), {}, [_record("fold", 1.0), _record("conv3d", 2.0)])
+    # day 2: the whole machine is 30% slower, and conv3d got 20% slower on top of that
+    day2 = Run("b", Path("b"), {}, [_record("fold", 1.3), _record("conv3d", 2.0 * 1.3 * 1.2)])
+    plain = {r["case"]: r for r in compare_runs(day1, day2)}
+    assert plain["torch/fold/p"]["verdict"] == "regression"  # the machine's mood
+    rows = compare_runs(day1, day2, normalize="torch/fold")
+    assert [r["case"] for r in rows] == ["torch/conv3d/p"]  # the reference itself is left out
+    assert rows[0]["ratio"] == pytest.approx(1.2)
+    assert rows[0]["verdict"] == "regression"
+
+
+def test_the_recommendation_quotes_the_paired_interval():
+    from sharedconv.harness.summary import rank, recommendation
+
+    records = []
+    for name, base in (("fold", 1.0e-3), ("conv3d", 1.02e-3)):
+        r = _record(name, base)
+        cycles = [base * (1.5 if i % 4 == 0 else 1.0) * (1 + 0.01 * (i % 3)) for i in range(12)]
+        r["timing"] = {
+            "block_times": cycles, "block_size": 1, "stats": {"median": sorted(cycles)[6], "iqr": 0.0},
+            "interleaved": {"group": "g", "cycles": 12},
+        }  # fmt: skip
+        r["status"] = "pass"
+        records.append(r)
+    text = recommendation(rank(records))
+    # the same slow cycles hit both: every cycle's ratio is 1.02, though the medians are noisy
+    assert (
+        "1.02x faster than the runner-up torch/conv3d (95% CI 1.02-1.02, timed interleaved)" in text
+    )
+
+
+def test_run_interleave_times_a_problems_candidates_together_across_frameworks(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from sharedconv.harness.cli import cli
+
+    args = [
+        "run", "-b", "numpy,torch", "-s", "oracle32,oracle64,fold,conv3d", "--shape",
+        "B=2,C=4,H=32,W=32,N=8,K=3", "--mode", "both", "--budget", "0.2", "--results",
+        str(tmp_path), "--run-id", "i", "--interleave",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(x) for x in (tmp_path / "i" / "cases.jsonl").read_text().splitlines()]
+    for mode in ("forward", "train"):
+        timed = [r for r in records if r["mode"] == mode and r.get("timed")]
+        assert {r["backend"] for r in timed} == {"numpy", "torch"}, records
+        groups = {r["timing"]["interleaved"]["group"] for r in timed}
+        cycles = {len(r["timing"]["block_times"]) for r in timed}
+        assert len(groups) == 1 and len(cycles) == 1 and cycles.pop() >= interleave.MIN_CYCLES
+        baseline = {r["paired"]["baseline"] for r in timed}
+        assert len(baseline) == 1
+        for r in timed:
+            assert r["timing"]["stopped_by"] == "interleaved"
+            assert r["paired"]["low"] <= r["paired"]["ratio"] <= r["paired"]["high"]
+            assert r["memory"]["peak_bytes"] or r["memory"]["unknown_reason"]
+            if f"{r['backend']}/{r['strategy']}" in baseline:
+                assert r["paired"]["ratio"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "i" / "run.json").read_text())["interleave"] is True
+    refused = CliRunner().invoke(
+        cli, [*args[:-3], "--run-id", "j", "--interleave", "--rounds", "2"]
+    )
+    assert refused.exit_code == 2 and "choose one" in refused.output
