@@ -31,6 +31,9 @@ from .stats import paired_ratio, summarize
 # (~0.1 ms) is far outside it and the timer's own cost is small, short enough that a cycle
 # over a dozen candidates stays well under the machine's slow spells (seconds).
 TURN_SECONDS = 0.02
+# Each turn of a call faster than this starts with one untimed call: the previous turn was
+# another strategy's, often another process's, and left the caches full of its own data.
+WARM_BELOW_SECONDS = 0.05
 MIN_CYCLES = 5
 MAX_CYCLES = 400
 
@@ -189,7 +192,7 @@ def execute_interleaved(
     try:
         for (problem, _mode, malloc), cases in groups.items():
             records: list[dict[str, Any]] = []
-            held: dict[str, tuple[WorkerProcess, int]] = {}
+            held: dict[str, tuple[WorkerProcess, int, int]] = {}  # worker, calls, warm-up calls
             for key, decided, meta in cases:
                 record = {**base_record(key, plan.threads), **meta}
                 records.append(record)
@@ -219,10 +222,10 @@ def execute_interleaved(
                         int(record["timing"]["block_size"]),
                         math.ceil(TURN_SECONDS / stats["median"]),
                     )
-                    held[key.ident()] = (worker, calls)
+                    held[key.ident()] = (worker, calls, int(stats["median"] < WARM_BELOW_SECONDS))
             if held:
                 _time_group(plan, records, held, budget * len(held) * 4 / 5, WorkerFault)
-            for w in {id(w): w for w, _ in held.values()}.values():
+            for w in {id(h[0]): h[0] for h in held.values()}.values():
                 with contextlib.suppress(WorkerFault):
                     w.call({"op": "release"}, plan.timeout)
             for record in records:
@@ -238,15 +241,15 @@ def execute_interleaved(
 def _time_group(
     plan: Any,
     records: list[dict[str, Any]],
-    held: dict[str, tuple[Any, int]],
+    held: dict[str, tuple[Any, int, int]],
     budget: float,
     fault_type: type[Exception],
 ) -> None:
     dropped: dict[str, str] = {}
 
     def turn(case: str) -> float:
-        worker, calls = held[case]
-        answer = worker.call({"op": "turn", "id": case, "calls": calls}, plan.timeout)
+        worker, calls, warm = held[case]
+        answer = worker.call({"op": "turn", "id": case, "calls": calls, "warm": warm}, plan.timeout)
         if answer.get("op") != "turn":
             raise RuntimeError(answer.get("reason") or f"unexpected answer {answer.get('op')!r}")
         return float(answer["seconds"]) / calls
