@@ -115,6 +115,24 @@ def agreement(folders: list[Path], problem: str | None = None) -> str:
     return "\n".join(lines)
 
 
+SEED = "B=10,C=3,H=200,W=200,N=20,K=5"
+
+
+def write_doc(path: Path, run: Path) -> None:
+    """Refresh the generated blocks of docs/memory.md (between ``<!-- name -->`` markers)."""
+    blocks = {
+        "seed-table": table([run], None, SEED),
+        "agreement-all": agreement([run]),
+        "agreement-seed": agreement([run], SEED),
+    }
+    text = path.read_text()
+    for name, body in blocks.items():
+        begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
@@ -124,10 +142,16 @@ def main() -> None:
     parser.add_argument(
         "--agreement", action="store_true", help="per backend, how far two passing methods agree"
     )
+    parser.add_argument(
+        "--write-doc", type=Path, help="refresh the generated tables of this page from RUN"
+    )
     args = parser.parse_args()
     if args.json:
         cases = [r for folder in args.runs for r in read_run(folder).cases if r.get("timed")]
         print(json.dumps([r.get("memory") for r in cases], indent=1))
+        return
+    if args.write_doc:
+        write_doc(args.write_doc, args.runs[0])
         return
     if args.agreement:
         print(agreement(args.runs, args.problem))

@@ -5,6 +5,7 @@ missing library a clear error, and a case's faults independent of what ran befor
 from __future__ import annotations
 
 import mmap
+import os
 
 import numpy as np
 import pytest
@@ -133,3 +134,34 @@ def test_a_cases_faults_do_not_depend_on_what_ran_before_it_under_the_default():
     )
     # the mechanism the default removes: glibc's defaults map the output afresh every call
     assert _faults_of_small_case([], "system") >= FAULTS_FLAG_PER_CALL
+
+
+def test_memory_of_one_call_sees_a_small_block_jemallocs_thread_cache_held():
+    """jemalloc keeps freed blocks up to 32 KiB in a per-thread cache that a call reuses
+    without touching new pages; the measurement flushes it first (numba's 24 KiB dx was
+    invisible before)."""
+    import subprocess
+    import sys
+
+    jemalloc = allocators.get("jemalloc")
+    if jemalloc.available():
+        pytest.skip("needs jemalloc installed")
+    code = (
+        "import numpy as np\n"
+        "from sharedconv.harness.timing import measure_memory\n"
+        "def call():\n"
+        "    a = np.ones(6144, dtype=np.float32)  # 24 KiB, written\n"
+        "    b = np.ones(6144, dtype=np.float32)\n"
+        "    return a, b\n"
+        "for _ in range(50): call()\n"
+        "r = measure_memory(call, lambda _: None)\n"
+        "print(r['peak_bytes']); print(r['method'])\n"
+    )
+    env = jemalloc.environment(dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak, method = out.stdout.strip().splitlines()
+    assert "thread cache flushed" in method
+    assert int(peak) >= 2 * 24 * 1024, out.stdout
