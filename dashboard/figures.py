@@ -17,9 +17,40 @@ METRICS = {
 }
 
 
+# One hue family per backend, so the eye finds a framework before a strategy.
+FAMILIES = {
+    "torch": pc.sequential.Oranges,
+    "tensorflow": pc.sequential.Blues,
+    "jax": pc.sequential.Greens,
+    "keras-torch": pc.sequential.YlOrBr,
+    "keras-tensorflow": pc.sequential.Purples,
+    "keras-jax": pc.sequential.Teal,
+    "numpy": pc.sequential.Greys,
+    "numba": pc.sequential.RdPu,
+}
+
+
 def color_map(labels: list[str]) -> dict[str, str]:
-    """One colour per backend/strategy, the same on every page (sorted, so stable)."""
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
+    """One colour per backend/strategy, the same on every page (sorted, so stable): a hue
+    family per backend (its strategies in shades of it, light to dark), and the qualitative
+    palette for backends without a family (plugins)."""
+    by_backend: dict[str, list[str]] = {}
+    for label in sorted(set(labels)):
+        by_backend.setdefault(label.split("/", 1)[0], []).append(label)
+    out: dict[str, str] = {}
+    others = 0
+    for backend, members in by_backend.items():
+        family = FAMILIES.get(backend)
+        if family is None:
+            for label in members:
+                out[label] = PALETTE[others % len(PALETTE)]
+                others += 1
+            continue
+        # the family's darker two thirds: its lightest shades vanish on a white page
+        for i, label in enumerate(members):
+            t = 0.35 + 0.65 * (i / (len(members) - 1) if len(members) > 1 else 0.5)
+            out[label] = pc.sample_colorscale(pc.make_colorscale(family), [t])[0]
+    return out
 
 
 def _hover(frame: pd.DataFrame) -> list[str]:

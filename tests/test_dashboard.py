@@ -80,6 +80,18 @@ def test_figures(results):
     one = frame[(frame["run_id"] == "run-a") & (frame["mode"] == "forward")]
     colors = figures.color_map(list(frame["label"]))
     assert colors == figures.color_map(list(reversed(frame["label"])))  # stable across pages
+    # a hue family per backend: a framework's strategies share it, another framework's do not
+    fam = figures.color_map(["torch/fold", "torch/conv3d", "tensorflow/fold", "plugin/x"])
+
+    def hue(color):
+        import colorsys
+
+        r, g, b = (int(v) / 255 for v in color.removeprefix("rgb(").removesuffix(")").split(","))
+        return colorsys.rgb_to_hsv(r, g, b)[0]
+
+    assert abs(hue(fam["torch/fold"]) - hue(fam["torch/conv3d"])) < 0.05
+    assert abs(hue(fam["torch/fold"]) - hue(fam["tensorflow/fold"])) > 0.2
+    assert fam["plugin/x"].startswith("#")  # no family: the qualitative palette
     bar = figures.ranking_bar(one[one["C"] == 2], colors, "t")
     assert bar.layout.xaxis.type == "log" and "ms" in bar.layout.xaxis.title.text
     assert "numpy/oracle" in bar.data[0].hovertext[0]

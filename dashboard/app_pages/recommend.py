@@ -103,9 +103,15 @@ if require_results(data):
                 "peak memory (MiB)": row.peak_bytes / 2**20
                 if row.peak_bytes is not None
                 else float("nan"),
-                "fits the limit": None
-                if memory_limit is None or row.peak_bytes is None
-                else row.peak_bytes <= memory_limit,
+                **(
+                    {}
+                    if memory_limit is None
+                    else {
+                        "fits the limit": "unknown"
+                        if row.peak_bytes is None
+                        else ("yes" if row.peak_bytes <= memory_limit else "no")
+                    }
+                ),
                 "memory unknown because": memory_unknown_reason(row.record) or "",
                 "page faults per call": (row.faults or {}).get("minor_per_call"),
                 "GFLOP/s": row.gflops,
