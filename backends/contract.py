@@ -17,7 +17,9 @@ A backend is a small object:
 - optional: ``device_memory(call)``, the framework's own accounting of one call's peak memory
   on the case's device (GPU counters, an allocator's statistics, a compiler's memory plan), or
   None where it keeps none. The harness records it beside the process RSS on the CPU and
-  checks both against the call's own outputs (docs/memory.md)
+  checks both against the call's own outputs (docs/memory.md). ``"adds_to_rss": True`` in the
+  answer says it counts a pool of the framework's own that a warm call's RSS cannot see, so
+  the two add up (TensorFlow's oneDNN pool)
 - ``prepare(problem, arrays, strategy, device, mode) -> Callable[[], outputs]``: moves the
   canonical NumPy arrays to the device in the strategy's input layout, builds / traces /
   compiles, and returns a zero-argument callable. Calling it runs one forward pass (or one

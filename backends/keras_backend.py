@@ -403,10 +403,8 @@ class _KerasBackend(Backend):
         return step
 
     def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
-        # Keras' calls run on the backend framework's allocator; JAX's plan needs a compiled
-        # executable, which a Keras call does not expose (None: the RSS answers)
-        if self.keras_backend == "jax":
-            return None
+        # Keras' calls run on the backend framework's allocator, so its accounting answers (on
+        # the CPU JAX's plan needs a compiled executable a Keras call does not carry: None)
         return self._framework().device_memory(call)
 
     def synchronize(self, outputs: tuple[Any, ...]) -> None:

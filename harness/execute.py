@@ -221,6 +221,13 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
                     yield key, ({"status": "skipped", "reason": why} if why else None), meta
 
 
+def past_deadline(plan: Plan) -> dict[str, Any] | None:
+    """The outcome of a case not started because the run's time budget is spent, else None."""
+    if plan.deadline is not None and time.monotonic() > plan.deadline:
+        return {"status": "skipped", "reason": "not run: the time budget of this run was spent"}
+    return None
+
+
 def hello_once(
     key: CaseKey,
     worker: WorkerProcess,
@@ -306,11 +313,7 @@ def execute(
             if key.ident() in done:
                 continue
             record = {**base_record(key, plan.threads), **meta}
-            if decided is None and plan.deadline is not None and time.monotonic() > plan.deadline:
-                decided = {
-                    "status": "skipped",
-                    "reason": "not run: the time budget of this run was spent",
-                }
+            decided = decided or past_deadline(plan)
             if decided is not None:
                 on_record({**record, **decided})
                 continue

@@ -62,8 +62,8 @@ def interleave(
     Each cycle times every candidate once (``time_turn(name)``: seconds per call of one timed
     block) in a new random order. Stops after ``min_cycles`` when every candidate's ratio to the
     fastest is known within ``precision`` (half its 95% interval, relative), when ``budget_s``
-    is spent, or after ``max_cycles``. A candidate whose turn raises drops out; the exception
-    is re-raised once the others are done only if none is left.
+    is spent, or after ``max_cycles``. A turn that raises ends the schedule (the caller drops
+    that candidate's worker and starts again: :func:`execute_interleaved`).
     """
     rng = random.Random(seed)
     times: dict[str, list[float]] = {c: [] for c in candidates}
@@ -81,11 +81,16 @@ def interleave(
             if summarize(next(iter(times.values()))).ci_half_width_fraction <= precision:
                 break
             continue
-        best = min(times, key=lambda c: float(np.mean(np.log(times[c]))))
+        best = fastest(times)
         widths = [log_ratio_half_width(times[c], times[best]) for c in times if c != best]
         if max(widths) <= math.log1p(precision):
             break
     return times
+
+
+def fastest(times: dict[str, list[float]]) -> str:
+    """The candidate with the smallest geometric mean over cycles."""
+    return min(times, key=lambda c: float(np.mean(np.log(times[c]))))
 
 
 def paired_summary(
@@ -93,24 +98,12 @@ def paired_summary(
 ) -> tuple[str, dict[str, dict[str, float]]]:
     """The fastest candidate (geometric mean over cycles) and every candidate's ratio to it,
     with a bootstrap 95% interval over cycles."""
-    best = min(times, key=lambda c: float(np.mean(np.log(times[c]))))
+    best = fastest(times)
     out = {}
     for name, values in times.items():
         ratio, low, high = paired_ratio(values, times[best], seed=seed)
         out[name] = {"ratio": ratio, "low": low, "high": high, "cycles": len(values)}
     return best, out
-
-
-def ratio_sentence(
-    faster: str, slower: str, ratio: float, low: float, high: float, level: str = "95%"
-) -> str:
-    """'A is 1.31x faster than B (95% CI 1.27-1.35)', or that the two cannot be told apart."""
-    if low <= 1.0 <= high:
-        return (
-            f"{faster} and {slower} are indistinguishable here (ratio {ratio:.3f}, "
-            f"{level} CI {low:.3f}-{high:.3f})"
-        )
-    return f"{faster} is {ratio:.2f}x faster than {slower} ({level} CI {low:.2f}-{high:.2f})"
 
 
 def paired_between(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float] | None:
@@ -175,7 +168,7 @@ def execute_interleaved(
     the turns loses its candidates' interleaved timing, not their records: they keep the
     calibration's timing and say why.
     """
-    from .execute import OracleStore, base_record, hello_once, plan_cases, run_case
+    from .execute import OracleStore, base_record, hello_once, past_deadline, plan_cases, run_case
     from .worker import WorkerFault, WorkerProcess
 
     done = set(skip)
@@ -196,15 +189,7 @@ def execute_interleaved(
             for key, decided, meta in cases:
                 record = {**base_record(key, plan.threads), **meta}
                 records.append(record)
-                if (
-                    decided is None
-                    and plan.deadline is not None
-                    and time.monotonic() > plan.deadline
-                ):
-                    decided = {
-                        "status": "skipped",
-                        "reason": "not run: the time budget of this run was spent",
-                    }
+                decided = decided or past_deadline(plan)
                 if decided is not None:
                     record.update(decided)
                     continue
@@ -224,7 +209,7 @@ def execute_interleaved(
                     )
                     held[key.ident()] = (worker, calls, int(stats["median"] < WARM_BELOW_SECONDS))
             if held:
-                _time_group(plan, records, held, budget * len(held) * 4 / 5, WorkerFault)
+                _time_group(plan, records, held, budget * len(held) * 4 / 5)
             for w in {id(h[0]): h[0] for h in held.values()}.values():
                 with contextlib.suppress(WorkerFault):
                     w.call({"op": "release"}, plan.timeout)
@@ -243,8 +228,9 @@ def _time_group(
     records: list[dict[str, Any]],
     held: dict[str, tuple[Any, int, int]],
     budget: float,
-    fault_type: type[Exception],
 ) -> None:
+    from .worker import WorkerFault
+
     dropped: dict[str, str] = {}
 
     def turn(case: str) -> float:
@@ -263,7 +249,7 @@ def _time_group(
                 seed=plan.seed,
             )  # fmt: skip
             break
-        except (fault_type, RuntimeError) as e:
+        except (WorkerFault, RuntimeError) as e:
             # one worker failed a turn: its candidates leave, the others start their cycles again
             bad = {c for c in names if not held[c][0].alive()}
             bad = bad or set(names)

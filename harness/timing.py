@@ -177,6 +177,28 @@ def steady_state(
     }
 
 
+UNAVAILABLE = {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
+
+
+def _rss_over(
+    call: Callable[[], Any], sync: Callable[[Any], None]
+) -> tuple[Any, float, int | None, str | None]:
+    """One call with the allocators' free memory handed back first: its outputs, its seconds,
+    the peak RSS over it above the RSS just before it (None off Linux), and how memory was
+    handed back."""
+    gc.collect()
+    trimmed = _trimmer().trim()
+    baseline = rss_bytes()
+    ok = baseline is not None and reset_peak_rss()
+    t0 = time.perf_counter()
+    out = call()
+    sync(out)
+    seconds = time.perf_counter() - t0
+    peak = peak_rss_since_reset() if ok else None
+    grew = max(0, peak - baseline) if peak is not None and baseline is not None else None
+    return out, seconds, grew, trimmed
+
+
 def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict[str, Any]:
     """Peak resident memory of one call above the resident set just before it.
 
@@ -184,21 +206,16 @@ def measure_memory(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict
     memory handed back first (see :class:`~sharedconv.harness.allocators.Trimmer`), so outputs
     and temporaries show up in the high-water mark even when the allocator is warm.
     """
-    gc.collect()
-    trimmed = _trimmer().trim()
-    baseline = rss_bytes()
-    if baseline is None or not reset_peak_rss():
-        return {"peak_bytes": None, "method": "unavailable (needs Linux /proc/self/clear_refs)"}
-    out = call()
-    sync(out)
-    peak = peak_rss_since_reset()
+    out, _, grew, trimmed = _rss_over(call, sync)
     del out
+    if grew is None:
+        return dict(UNAVAILABLE)
     method = "VmHWM over one call minus the RSS before it (Linux /proc, reset via clear_refs)"
     if trimmed:
         method += f"; free allocator memory handed back ({trimmed}) before that call"
     else:
         method += "; allocator caches may hide reused memory"
-    return {"peak_bytes": max(0, peak - baseline) if peak is not None else None, "method": method}
+    return {"peak_bytes": grew, "method": method}
 
 
 @functools.cache
@@ -215,28 +232,11 @@ def first_call_memory(
     this counts compilation and the call's buffers as the process first had to find them; an
     earlier case's pool in the same worker can still serve part of it. Returns the outputs
     (the ones verified) and the call's seconds too."""
-    _trimmer().trim()
-    baseline = rss_bytes()
-    ok = baseline is not None and reset_peak_rss()
-    t0 = time.perf_counter()
-    out = call()
-    sync(out)
-    seconds = time.perf_counter() - t0
-    peak = peak_rss_since_reset() if ok else None
-    if peak is None or baseline is None:
-        unavailable = {
-            "peak_bytes": None,
-            "method": "unavailable (needs Linux /proc/self/clear_refs)",
-        }
-        return out, seconds, unavailable
-    return (
-        out,
-        seconds,
-        {
-            "peak_bytes": max(0, peak - baseline),
-            "method": "first call: VmHWM over the case's first call (compilation included) minus the RSS before it",
-        },
-    )
+    out, seconds, grew, _ = _rss_over(call, sync)
+    if grew is None:
+        return out, seconds, dict(UNAVAILABLE)
+    method = "first call: VmHWM over the case's first call (compilation included) minus the RSS before it"
+    return out, seconds, {"peak_bytes": grew, "method": method}
 
 
 def measure_peak(

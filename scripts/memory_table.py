@@ -80,12 +80,14 @@ def table(folders: list[Path], malloc: str | None, problem: str | None = None) -
     return "\n".join(lines)
 
 
-def agreement(folders: list[Path], problem: str | None = None) -> str:
+def agreement(folders: list[Path], problem: str | None = None, mode: str | None = None) -> str:
     """Per backend: how far two methods that both passed agree (ratio ranges and medians)."""
     pairs: dict[tuple[str, str], list[float]] = {}
     for folder in folders:
         for r in read_run(folder).cases:
             if not r.get("timed") or (problem and r.get("problem") != problem):
+                continue
+            if mode and r.get("mode") != mode:
                 continue
             memory = r.get("memory") or {}
             ok = {
@@ -97,6 +99,10 @@ def agreement(folders: list[Path], problem: str | None = None) -> str:
             if "rss" in ok and "framework" in ok:
                 pairs.setdefault((r["backend"], "framework's own / warm RSS"), []).append(
                     ok["framework"] / ok["rss"]
+                )
+            if "framework" in ok and "first_call" in ok:
+                pairs.setdefault((r["backend"], "first-call RSS / framework's own"), []).append(
+                    ok["first_call"] / ok["framework"]
                 )
             if kept and "first_call" in ok:
                 pairs.setdefault((r["backend"], "first-call RSS / kept peak"), []).append(
@@ -137,6 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--problem", help="only this problem, e.g. B=10,C=3,H=200,W=200,N=20,K=5")
+    parser.add_argument("--mode", choices=("forward", "train"), help="only this mode")
     parser.add_argument("--malloc", help="only cases measured under this allocator")
     parser.add_argument("--json", action="store_true", help="the rows' raw methods as JSON")
     parser.add_argument(
@@ -154,7 +161,7 @@ def main() -> None:
         write_doc(args.write_doc, args.runs[0])
         return
     if args.agreement:
-        print(agreement(args.runs, args.problem))
+        print(agreement(args.runs, args.problem, args.mode))
         return
     print(table(args.runs, args.malloc, args.problem))
 
