@@ -7,6 +7,7 @@ import socket
 
 import pandas as pd
 import streamlit as st
+from sharedconv.harness.share import markdown_text
 
 from .data import Loaded, load, results_roots
 from .figures import color_map
@@ -29,14 +30,9 @@ def loaded() -> Loaded:
     return data
 
 
-_MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
-
-
-def md(value: object) -> str:
-    """``value`` as literal text inside Markdown: strings from results files, plugins and
-    frameworks are data, so a link, image, HTML tag or formula in them is shown, never
-    rendered or fetched."""
-    return "".join("\\" + c if c in _MARKDOWN_SPECIALS else c for c in str(value))
+# strings from results files, plugins and frameworks as literal text in Markdown: one rule
+# for the dashboard and the shared reports
+md = markdown_text
 
 
 def require_results(data: Loaded) -> bool:

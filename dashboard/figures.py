@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+import re
 
 import pandas as pd
 import plotly.colors as pc
@@ -28,6 +30,45 @@ FAMILIES = {
     "numpy": pc.sequential.Greys,
     "numba": pc.sequential.RdPu,
 }
+
+
+# One marker shape per strategy family (what the strategy does, whatever the framework), so
+# the eye finds "every fold" or "every Conv3D" across frameworks by shape.
+STRATEGY_FAMILIES = [
+    # (family, name pattern, plotly marker symbol); the first match wins
+    ("Conv3D (1,K,K)", r"conv3d", "square"),
+    ("map over channels", r"vmap|map_fn|lax_map|vectorized_map|time_distributed", "triangle-up"),
+    ("split + shared Conv2D", r"split", "triangle-down"),
+    ("patches + einsum", r"patches|unfold|einsum", "cross"),
+    ("channels folded into the batch", r"fold", "circle"),
+    ("grouped / depthwise", r"grouped|depthwise", "pentagon"),
+    ("shift-and-add", r"shift_add", "star"),
+    ("FFT", r"fft", "hexagon"),
+    ("reference / direct loops", r"oracle|direct|tuned|loop", "x"),
+]
+OTHER_FAMILY = ("other", "circle-open")
+# The seed's three options carry a black outline on every figure (bars, markers, lines'
+# markers), whichever framework implements them.
+SEED_OUTLINE = {"color": "black", "width": 2}
+
+
+def strategy_family(strategy: str) -> tuple[str, str]:
+    """(family name, marker symbol) of a strategy name (``backend/`` prefix allowed)."""
+    name = strategy.split("/", 1)[-1].split(" @", 1)[0].lower()
+    for family, pattern, symbol in STRATEGY_FAMILIES:
+        if re.search(pattern, name):
+            return family, symbol
+    return OTHER_FAMILY
+
+
+def text(value: object) -> str:
+    """A string from a results file, plugin or framework as plain text inside a figure:
+    plotly renders a little HTML (links among it) in names, labels and hover text."""
+    return html.escape(str(value), quote=False)
+
+
+def backend_of(label: str) -> str:
+    return label.split("/", 1)[0]
 
 
 def color_map(labels: list[str]) -> dict[str, str]:
@@ -57,8 +98,8 @@ def _hover(frame: pd.DataFrame) -> list[str]:
     out = []
     for _, r in frame.iterrows():
         parts = [
-            f"<b>{r['label']}</b>",
-            f"{r['problem']} [{r['mode']}, {r['dtype']}, {r['device']}]",
+            f"<b>{text(r['label'])}</b> ({strategy_family(r['label'])[0]})",
+            text(f"{r['problem']} [{r['mode']}, {r['dtype']}, {r['device']}]"),
             f"median {r['median_s'] * 1e3:.3f} ms (IQR {r['iqr_s'] * 1e3:.3f} ms, n={r['samples']})"
             if pd.notna(r.get("median_s"))
             else "",
@@ -67,7 +108,7 @@ def _hover(frame: pd.DataFrame) -> list[str]:
             else "",
             f"{r['gflops']:.2f} GFLOP/s" if pd.notna(r.get("gflops")) else "",
             f"seed {SEED_NAMES[int(r['seed_option'])]}" if pd.notna(r.get("seed_option")) else "",
-            f"run {r['run_id']}",
+            text(f"run {r['run_id']}"),
         ]
         out.append("<br>".join(p for p in parts if p))
     return out
@@ -80,7 +121,7 @@ def ranking_bar(frame: pd.DataFrame, colors: dict[str, str], title: str) -> go.F
     fig = go.Figure(
         go.Bar(
             x=ms,
-            y=data["label"],
+            y=[text(label) for label in data["label"]],
             orientation="h",
             marker={
                 "color": [colors.get(label, "#888") for label in data["label"]],
@@ -102,7 +143,7 @@ def ranking_bar(frame: pd.DataFrame, colors: dict[str, str], title: str) -> go.F
         )
     )
     fig.update_layout(
-        title=title,
+        title=text(title),
         xaxis_title="median time per call (ms, log scale); bars outlined in black are the seed's options",
         xaxis_type="log",
         yaxis_title="backend/strategy",
@@ -151,22 +192,26 @@ def scaling_lines(
                         line={"width": 0},
                         hoverinfo="skip",
                         showlegend=False,
-                        legendgroup=label,
+                        legendgroup=backend_of(label),
                     ),
                     row=row,
                     col=1,
                 )
+            seed = group["seed_option"].notna().any()
             fig.add_trace(
                 go.Scatter(
                     x=group[axis],
                     y=group[column] * scale,
                     mode="lines+markers",
-                    name=label,
-                    legendgroup=label,
+                    name=text(label),
+                    legendgroup=backend_of(label),
+                    legendgrouptitle_text=text(backend_of(label)),
                     showlegend=label not in shown,
-                    line={
-                        "color": color,
-                        "dash": "dash" if group["seed_option"].notna().any() else "solid",
+                    line={"color": color, "dash": "dash" if seed else "solid"},
+                    marker={
+                        "symbol": strategy_family(label)[1],
+                        "size": 9,
+                        "line": SEED_OUTLINE if seed else {"width": 0},
                     },
                     hovertext=_hover(group),
                     hoverinfo="text",
@@ -181,7 +226,8 @@ def scaling_lines(
     fig.update_xaxes(title_text=f"{axis_title} (log scale)", type="log", row=len(facets), col=1)
     fig.update_layout(
         height=380 * len(facets) + 80,
-        legend_title_text="backend/strategy (dashed: seed options)",
+        legend_title_text="backend/strategy<br>(shape: strategy family;<br>dashed, outlined: the seed's options)",
+        legend={"groupclick": "toggleitem"},
         margin={"t": 50},
     )
     return fig
@@ -204,16 +250,20 @@ def tradeoff_scatter(frame: pd.DataFrame, colors: dict[str, str], title: str) ->
     front = pareto_front(data)
     fig = go.Figure()
     for label, group in data.groupby("label"):
+        seed = group["seed_option"].notna().any()
         fig.add_trace(
             go.Scatter(
                 x=group["peak_bytes"] / 2**20,
                 y=group["median_s"] * 1e3,
                 mode="markers",
-                name=label,
+                name=text(label),
+                legendgroup=backend_of(label),
+                legendgrouptitle_text=text(backend_of(label)),
                 marker={
                     "color": colors.get(label, "#888"),
-                    "size": 11,
-                    "symbol": "diamond" if group["seed_option"].notna().any() else "circle",
+                    "size": 13 if seed else 11,
+                    "symbol": strategy_family(label)[1],
+                    "line": SEED_OUTLINE if seed else {"width": 0},
                 },
                 hovertext=_hover(group),
                 hoverinfo="text",
@@ -231,13 +281,14 @@ def tradeoff_scatter(frame: pd.DataFrame, colors: dict[str, str], title: str) ->
             )
         )
     fig.update_layout(
-        title=title,
+        title=text(title),
         xaxis_title="peak memory of one call above the prepared state (MiB, log scale)",
         yaxis_title="median time per call (ms, log scale)",
         xaxis_type="log",
         yaxis_type="log",
         height=560,
-        legend_title_text="backend/strategy (diamonds: seed options)",
+        legend_title_text="backend/strategy<br>(shape: strategy family;<br>black outline: the seed's options)",
+        legend={"groupclick": "toggleitem"},
     )
     return fig
 
@@ -255,22 +306,24 @@ def speedup_heatmap(matrix: pd.DataFrame, baseline: str) -> go.Figure:
     logv = [
         [math.log2(v) if v and v > 0 and not math.isnan(v) else None for v in row] for row in values
     ]
-    text = [[f"{v:.2f}x" if v == v else "" for v in row] for row in values]
+    cells = [[f"{v:.2f}x" if v == v else "" for v in row] for row in values]
     fig = go.Figure(
         go.Heatmap(
             z=logv,
-            x=list(matrix.columns),
-            y=list(matrix.index),
-            text=text,
+            x=[text(c) for c in matrix.columns],
+            y=[text(i) for i in matrix.index],
+            text=cells,
             texttemplate="%{text}",
             colorscale="RdBu",
             zmid=0,
             colorbar={"title": "speedup vs baseline<br>(log2; blue = faster)"},
-            hovertemplate="%{y}<br>%{x}<br>%{text} the speed of " + baseline + "<extra></extra>",
+            hovertemplate="%{y}<br>%{x}<br>%{text} the speed of "
+            + text(baseline)
+            + "<extra></extra>",
         )
     )
     fig.update_layout(
-        title=f"Speedup against {baseline} (baseline time / strategy time)",
+        title=f"Speedup against {text(baseline)} (baseline time / strategy time)",
         xaxis_title="problem",
         yaxis_title="backend/strategy",
         height=max(400, 22 * len(matrix) + 200),
@@ -291,13 +344,13 @@ def agreement_heatmap(frame: pd.DataFrame) -> go.Figure:
         [math.log10(max(v, 1e-6)) if v == v else None for v in row]
         for row in pivot.to_numpy(dtype=float)
     ]
-    text = [[f"{v:.2g}" if v == v else "" for v in row] for row in pivot.to_numpy(dtype=float)]
+    cells = [[f"{v:.2g}" if v == v else "" for v in row] for row in pivot.to_numpy(dtype=float)]
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=list(pivot.columns),
-            y=list(pivot.index),
-            text=text,
+            x=[text(c) for c in pivot.columns],
+            y=[text(i) for i in pivot.index],
+            text=cells,
             colorscale=[[0, "#1a9850"], [0.75, "#fee08b"], [0.8, "#d73027"], [1, "#67001f"]],
             zmin=-4,
             zmax=1,
@@ -328,7 +381,7 @@ def compare_scatter(rows: pd.DataFrame, name_a: str, name_b: str) -> go.Figure:
                 name=verdict,
                 marker={"color": colors.get(verdict, "#333"), "size": 8},
                 hovertext=[
-                    f"{c}<br>B/A = {r:.3f}, p = {p:.2g}"
+                    f"{text(c)}<br>B/A = {r:.3f}, p = {p:.2g}"
                     for c, r, p in zip(group["case"], group["ratio"], group["p"], strict=True)
                 ],
                 hoverinfo="text",
@@ -347,9 +400,9 @@ def compare_scatter(rows: pd.DataFrame, name_a: str, name_b: str) -> go.Figure:
             )
         )
     fig.update_layout(
-        title=f"Median time per case: {name_b} against {name_a}",
-        xaxis_title=f"{name_a}: median (ms, log scale)",
-        yaxis_title=f"{name_b}: median (ms, log scale)",
+        title=f"Median time per case: {text(name_b)} against {text(name_a)}",
+        xaxis_title=f"{text(name_a)}: median (ms, log scale)",
+        yaxis_title=f"{text(name_b)}: median (ms, log scale)",
         xaxis_type="log",
         yaxis_type="log",
         height=520,

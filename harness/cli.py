@@ -703,13 +703,16 @@ def dashboard_cmd(results: str | None, port: int, host: str, allow_remote_run: b
     launch(results, host, port, allow_remote_run)
 
 
-def _add_layers() -> None:
+def _add_commands() -> None:
     from sharedconv.layers.cli import layers_group
 
+    from .cli_report import report_cmd
+
     cli.add_command(layers_group)
+    cli.add_command(report_cmd)
 
 
-_add_layers()
+_add_commands()
 
 
 def main() -> None:

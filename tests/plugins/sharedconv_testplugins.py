@@ -42,6 +42,17 @@ class FaultyBackend(Backend):
         Strategy("wrong_layout", "declares BCNHW but returns BNCHW"),
         Strategy("slow", "correct, but sleeps 30 ms per call"),
         Strategy("mutates", "scribbles on its input array"),
+        Strategy(
+            "forward_only",
+            "correct; forward only, claims the seed's option 1, refuses float16 with markup",
+            differentiable=False,
+            seed_option=1,
+            supports_fn=lambda p, device, mode: (
+                "refuses float16: <script>alert(1)</script> | [x](http://203.0.113.9/)"
+                if p.dtype == "float16"
+                else None
+            ),
+        ),
     )
 
     def prepare(self, problem, arrays, strategy, device, mode):
