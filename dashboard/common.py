@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 from sharedconv.harness.share import markdown_text
+from streamlit.errors import StreamlitAPIException
 
 from .data import Loaded, load, results_roots
 from .figures import color_map
+
+RUN_PAGE = Path(__file__).parent / "app_pages" / "run.py"
 
 
 @st.cache_data(show_spinner="Reading results…", ttl=60)
@@ -35,14 +39,26 @@ def loaded() -> Loaded:
 md = markdown_text
 
 
+def offer_run(suite: str, why: str, mode: str = "forward") -> None:
+    """A page with nothing to show says what would fill it, and offers it: a link to the
+    Run page with the suite filled in (the command for a terminal beside it)."""
+    st.info(f"{why} `sharedconv run --suite {suite} --mode {mode}` measures it.")
+    try:
+        st.page_link(
+            RUN_PAGE,
+            label=f"Measure the {suite} suite on this machine",
+            icon=":material/play_arrow:",
+            query_params={"suite": suite, "mode": mode},
+        )
+    except StreamlitAPIException:  # the page alone, outside the app's navigation (tests)
+        st.caption("Open the **Run** page to measure it from here.")
+
+
 def require_results(data: Loaded) -> bool:
     """Guidance instead of an exception when there is nothing to show."""
     if data.empty or data.cases.empty:
         roots = ", ".join(str(r) for r in results_roots(os.environ.get("SHAREDCONV_RESULTS")))
-        st.info(
-            f"No results found in {roots}. Measure this machine with `sharedconv run --suite smoke` "
-            "(or use the **Run** page), then reload."
-        )
+        offer_run("smoke", f"No results found in {roots}. Measure this machine first, then reload:")
         return False
     return True
 

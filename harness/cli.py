@@ -431,9 +431,11 @@ def recommend_cmd(
     except NoAnswer as e:
         raise click.UsageError(str(e)) from None
     if not found.exact:
+        from .summary import how_near
+
         click.echo(
             f"{problem.to_text()} was not measured; the nearest measured problem is "
-            f"{found.problem} (from run {found.run.run_id})."
+            f"{found.problem} (from run {found.run.run_id}): {how_near(problem, found.problem)}."
         )
         click.echo("Use --measure to time the exact problem on this machine.")
     else:

@@ -151,8 +151,27 @@ def ranking_tables(
             if known and known.settings()
             else " (the environment as it was)"
         )
+        # Text: a title in brackets is not rich markup ("[train, cpu, ...]" vanished as one)
+        title = Text(f"{problem}  [{mode}, {device}, allocator {malloc}]")
+        if not rows:  # nothing timed: what happened to each, not an empty ranking
+            t = Table(
+                title=title,
+                title_justify="left",
+                caption=Text("No strategy was timed for this problem."),
+                caption_justify="left",
+            )
+            for col in ("backend/strategy", "status", "reason"):
+                t.add_column(col, overflow="fold")
+            for r in group:
+                t.add_row(
+                    Text(label(r)),
+                    STATUS_STYLE.get(r["status"], Text(str(r["status"]))),
+                    Text(str(r.get("reason") or "")),
+                )
+            tables.append(t)
+            continue
         t = Table(
-            title=f"{problem}  [{mode}, {device}, allocator {malloc}]",
+            title=title,
             title_justify="left",
             caption=Text(
                 f"{recommendation(rows, memory_limit)}\nMeasured under the {malloc} allocator{how}."

@@ -333,6 +333,36 @@ def nearest_problem(target: ConvProblem, measured: Iterable[str]) -> tuple[str |
     return best
 
 
+def how_near(target: ConvProblem, measured: str) -> str:
+    """What separates ``target`` from a measured problem, in words: each size that differs,
+    with the factor, and each setting that differs (a reader weighs an answer by it)."""
+    try:
+        other = ConvProblem.from_dict(_parse(measured))
+    except (ProblemError, KeyError, ValueError):
+        return "not comparable (the measured problem does not parse)"
+    parts = []
+    for name in ("B", "C", "H", "W", "N", "KH", "KW"):
+        want, have = getattr(target, name), getattr(other, name)
+        if want != have:
+            factor = max(want, have) / min(want, have)
+            parts.append(
+                f"{name} {have} instead of {want} ({factor:.3g}x {'smaller' if have < want else 'larger'})"
+            )
+    for name in ("stride", "dilation", "padding", "bias", "dtype"):
+        want, have = getattr(target, name), getattr(other, name)
+        if want != have:
+            parts.append(f"{name} {have} instead of {want}")
+    if not parts:
+        return "the same problem"
+    volume = (other.B * other.C * other.H * other.W * other.N) / (
+        target.B * target.C * target.H * target.W * target.N
+    )
+    text = "it differs in " + "; ".join(parts)
+    if volume != 1:
+        text += f"; its output is {volume:.3g}x the size of yours"
+    return text
+
+
 def _parse(text: str) -> dict[str, Any]:
     from sharedconv.backends.problem import parse_problem
 

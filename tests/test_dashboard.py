@@ -136,6 +136,8 @@ def test_recommend_page_values(env_results):
     assert {"median (ms)", "peak memory (MiB)", "% roofline", "x option 1"} <= set(frame.columns)
     at.text_input(key="recommend_typed").input("B=1,C=3,H=12,N=2,K=3").run()
     assert "was not measured" in at.warning[0].value
+    # how near the answer is: the size that differs, with the factor
+    assert "C 4 instead of 3 (1.33x larger)" in at.warning[0].value
     assert not at.exception
     at.text_input(key="recommend_typed").input("C=3,H=12").run()
     assert "does not parse" in at.error[0].value
@@ -157,6 +159,25 @@ def test_pages_with_an_empty_results_folder_give_guidance(tmp_path, monkeypatch)
         at.run()
         assert not at.exception
         assert "No results found" in at.info[0].value
+        assert "sharedconv run --suite smoke" in at.info[0].value
+
+
+def test_a_page_with_nothing_to_draw_offers_the_suite_that_fills_it(env_results):
+    """Scaling against N on runs that vary only C: it names the suite, and the Run page
+    opens with that suite chosen."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES / "scaling.py"), default_timeout=60)
+    at.run()
+    at.sidebar.radio(key="scaling_axis").set_value("N (filters)").run()
+    assert not at.exception
+    assert "sharedconv run --suite filters --mode forward" in at.info[0].value
+    run = AppTest.from_file(str(PAGES / "run.py"), default_timeout=60)
+    run.query_params["suite"] = "filters"
+    run.query_params["mode"] = "train"
+    run.run()
+    assert not run.exception
+    assert run.selectbox[0].value == "filters" and run.radio[1].value == "train"
 
 
 def test_machine_page_says_which_allocator_measured(env_results):

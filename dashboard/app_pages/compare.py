@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from sharedconv.dashboard.common import default_compare_pair, download, loaded, require_results
+from sharedconv.dashboard.common import (
+    default_compare_pair,
+    download,
+    loaded,
+    offer_run,
+    require_results,
+)
 from sharedconv.dashboard.figures import compare_scatter
 from sharedconv.harness.compare import compare_runs
 
@@ -13,8 +19,9 @@ data = loaded()
 if require_results(data):
     ids = [r.run_id for r in data.runs]
     if len(ids) < 2:
-        st.info(
-            "Only one run is stored. Make another (`sharedconv run`, or the **Run** page) to compare machines or versions."
+        offer_run(
+            "smoke",
+            "Only one run is stored: a comparison needs a second (another day, machine, version or allocator).",
         )
         st.stop()
     fmt = lambda rid: data.run(rid).label  # noqa: E731

@@ -9,7 +9,13 @@ from sharedconv.dashboard.common import colors, download, loaded, md, pick_run, 
 from sharedconv.dashboard.figures import SEED_NAMES, ranking_bar
 from sharedconv.harness.allocators import ALLOCATORS
 from sharedconv.harness.recommend import Question, allocators_of, answer
-from sharedconv.harness.summary import malloc_of, memory_unknown_reason, rank, recommendation
+from sharedconv.harness.summary import (
+    how_near,
+    malloc_of,
+    memory_unknown_reason,
+    rank,
+    recommendation,
+)
 
 st.title("Which strategy should I use?")
 st.caption(
@@ -67,8 +73,8 @@ if require_results(data):
         if not found.exact:
             st.warning(
                 f"**{wanted.to_text()}** was not measured in this run. The nearest measured problem is "
-                f"**{nearest}**; the ranking below is for that one. To measure yours: "
-                f"`sharedconv recommend --shape '{wanted.to_text()}' --mode {mode} --measure`."
+                f"**{nearest}**: {md(how_near(wanted, nearest))}. The ranking below is for that one. "
+                f"To measure yours: `sharedconv recommend --shape '{wanted.to_text()}' --mode {mode} --measure`."
             )
     rows = rank(
         [r for r in records if r["problem"] == problem_text and r["mode"] == mode],

@@ -29,12 +29,27 @@ if not allowed:
     st.stop()
 
 root = results_roots(os.environ.get("SHAREDCONV_RESULTS"))[0]
+# another page's "measure it" link fills the form in: ?suite=channels&mode=forward
+suites = suite_names()
+asked_suite = st.query_params.get("suite")
+asked_mode = st.query_params.get("mode")
+MODES = ["forward", "train", "both"]
+available = backend_names()
 with st.form("run_form"):
     source = st.radio("What to measure", ["a suite", "a shape"], horizontal=True)
-    suite = st.selectbox("Suite", suite_names(), index=0)
+    suite = st.selectbox(
+        "Suite", suites, index=suites.index(asked_suite) if asked_suite in suites else 0
+    )
     shape = st.text_input("Shape (text form; ranges allowed)", "B=2,C=8,H=64,N=16,K=5")
-    backends = st.multiselect("Backends", backend_names(), default=["numpy", "torch"])
-    mode = st.radio("Mode", ["forward", "train", "both"], horizontal=True)
+    backends = st.multiselect(
+        "Backends", available, default=[b for b in ("numpy", "torch") if b in available]
+    )
+    mode = st.radio(
+        "Mode",
+        MODES,
+        index=MODES.index(asked_mode) if asked_mode in MODES else 0,
+        horizontal=True,
+    )
     budget = st.slider("Seconds of sampling per case", 0.1, 3.0, 0.5)
     go = st.form_submit_button("Start")
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import streamlit as st
-from sharedconv.dashboard.common import colors, download, loaded, pick_run, require_results
+from sharedconv.dashboard.common import (
+    colors,
+    download,
+    loaded,
+    offer_run,
+    pick_run,
+    require_results,
+)
 from sharedconv.dashboard.data import SCALING_AXES, scaling_groups
 from sharedconv.dashboard.figures import METRICS, scaling_lines
 
@@ -22,9 +29,14 @@ if require_results(data):
     mode = st.sidebar.multiselect("Modes", modes, default=modes[:1], key="scaling_modes")
     groups = scaling_groups(frame[frame["mode"].isin(mode)], axis)
     if not groups:
-        st.info(
-            f"Run {run_id} has no set of problems that differ only in {axis_name}. The `channels`, `spatial`, "
-            "`filters`, `kernel` and `batch` suites each vary one size: `sharedconv run --suite channels`."
+        suite = {"C": "channels", "HW": "spatial", "N": "filters", "KH": "kernel", "B": "batch"}[
+            axis
+        ]
+        offer_run(
+            suite,
+            f"Run {run_id} has no set of problems that differ only in {axis_name}, so there is no "
+            f"curve to draw. The `{suite}` suite varies {axis_name} with the rest fixed:",
+            (mode or ["forward"])[0],
         )
         st.stop()
     labels = [f"{desc} ({g[axis].nunique()} sizes)" for desc, g in groups]
