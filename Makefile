@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUITE ?= smoke
 PORT ?= 8501
 
-.PHONY: setup run test dashboard clean
+.PHONY: setup run test dashboard reports clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# the committed reports of the reference runs (docs/reports/, linked from the README)
+reports: setup
+	$(BIN)/sharedconv report results/reference --html docs/reports/reference.html --markdown docs/reports/reference.md
+	$(BIN)/sharedconv report results/reference-h100-tf32-off-channels --html docs/reports/h100-channels.html --markdown docs/reports/h100-channels.md
+	$(BIN)/sharedconv report results/reference-seed --markdown docs/reports/seed.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

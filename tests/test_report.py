@@ -217,3 +217,17 @@ def test_how_near_names_what_differs():
         parse_problem("B=10,C=3,H=200,W=200,N=20,K=5,dtype=float64"),
         "B=10,C=3,H=200,W=200,N=20,K=5",
     )
+
+
+@pytest.mark.parametrize(
+    ("run", "doc"),
+    [("reference", "reference.md"), ("reference-h100-tf32-off-channels", "h100-channels.md"),
+     ("reference-seed", "seed.md")],
+)  # fmt: skip
+def test_the_committed_markdown_reports_are_what_the_command_writes(run, doc):
+    """docs/reports/ is linked from the README: `make reports` rewrites it from results/."""
+    committed = (REFERENCE.parent.parent / "docs" / "reports" / doc).read_text()
+    assert to_markdown(build(read_run(REFERENCE.parent / run))) == committed, "run `make reports`"
+    html_doc = REFERENCE.parent.parent / "docs" / "reports" / doc.replace(".md", ".html")
+    if html_doc.exists():  # its figures are plotly-version bound; the sections are not
+        assert 'id="problems"' in html_doc.read_text()
