@@ -115,6 +115,31 @@ def pick_run(data: Loaded, key: str, label: str = "Run (machine)") -> str:
     )
 
 
+def machine_text(run, machine_id: str) -> str:
+    entry = (run.meta.get("machines") or {}).get(machine_id) or {}
+    what = entry.get("gpu") or entry.get("cpu_model") or "?"
+    return f"{machine_id}: {what}, {entry.get('usable_cores', '?')} cores, {entry.get('hostname', '?')}"
+
+
+def pick_machine(data: Loaded, run_id: str, key: str) -> str:
+    """The machine of a cluster run whose timings a page shows (a ranking never mixes two
+    machines); "" for a run made on one machine, which has nothing to pick."""
+    frame = data.cases[data.cases["run_id"] == run_id]
+    ids = sorted(i for i in frame["machine_id"].unique() if i)
+    if not ids:
+        return ""
+    if len(ids) == 1:
+        return ids[0]
+    run = data.run(run_id)
+    return st.sidebar.selectbox(
+        "Machine (of this cluster run)",
+        ids,
+        format_func=lambda i: machine_text(run, i),
+        key=key,
+        help="A cluster run measured on several machines; each is ranked on its own.",
+    )
+
+
 def colors(data: Loaded) -> dict[str, str]:
     return color_map(list(data.cases["label"].unique())) if not data.cases.empty else {}
 

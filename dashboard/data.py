@@ -15,9 +15,11 @@ import pandas as pd
 from sharedconv.harness.records import gbps, gflops, worst_error, worst_ratio
 from sharedconv.harness.store import Run, find_runs
 from sharedconv.harness.summary import (
+    machine_of,
     malloc_of,
     memory_unknown_reason,
     peak_bytes,
+    roofline_for,
     roofline_fraction,
 )
 
@@ -60,8 +62,8 @@ class Loaded:
 
 def flatten(run: Run) -> list[dict[str, Any]]:
     rows = []
-    roof = run.meta.get("roofline")
     machine = run.meta.get("machine", {})
+    machines = run.meta.get("machines") or {}
     # a run measured under several allocators names each in its labels, so no page ranks
     # one strategy's jemalloc time against another's glibc time without saying so
     several = len({malloc_of(r) for r in run.cases}) > 1
@@ -70,9 +72,16 @@ def flatten(run: Run) -> list[dict[str, Any]]:
         stats = ((r.get("timing") or {}).get("stats")) or {}
         median = stats.get("median")
         faults = (r.get("timing") or {}).get("faults") or {}
+        machine_id = machine_of(r)
+        where = machines.get(machine_id) if machine_id else None
+        where = where if isinstance(where, dict) else machine
+        roof = roofline_for(run.meta, machine_id)
         row = {
             "run_id": run.run_id,
-            "machine": machine.get("gpu") or machine.get("cpu_model", "?"),
+            # a cluster run's machines apart (rankings never mix them); "" for a run on one
+            "machine_id": machine_id,
+            "machine": (where.get("gpu") or where.get("cpu_model", "?"))
+            + (f" ({machine_id})" if machine_id else ""),
             "case": r["case"],
             "backend": r["backend"],
             "strategy": r["strategy"],

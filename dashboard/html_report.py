@@ -170,7 +170,9 @@ def to_html(report: Report) -> str:
     timed_frame = timed(frame)
     for section in report.sections:
         page.heading(
-            3, section.title, _anchor(section.problem, section.mode, section.device, section.malloc)
+            3,
+            section.title,
+            _anchor(section.problem, section.mode, section.device, section.malloc, section.machine),
         )
         page.add(f'<p class="recommendation">{esc(section.recommendation)}</p>')
         if section.rows:
@@ -188,6 +190,7 @@ def to_html(report: Report) -> str:
                 (timed_frame["problem"] == section.problem)
                 & (timed_frame["mode"] == section.mode)
                 & (timed_frame["malloc"] == section.malloc)
+                & (timed_frame["machine_id"] == section.machine)
             ]
             if one["peak_bytes"].notna().any():
                 page.figure(tradeoff_scatter(one, colors, f"{section.title}: time against memory"))

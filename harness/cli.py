@@ -21,10 +21,12 @@ from . import allocators
 from .cli_options import (
     MALLOC_OPTION,
     SECONDS,
+    Executor,
     Finite,
     Selection,
     backends_from,
     device_from,
+    executor_options,
     keras_backends_from,
     mallocs_from,
     modes_from,
@@ -107,7 +109,8 @@ def strategies_cmd(backends: str | None) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the records as JSON instead of tables."
 )
-def verify_cmd(sel: Selection, as_json: bool) -> None:
+@executor_options
+def verify_cmd(sel: Selection, as_json: bool, executor: Executor | None) -> None:
     """Check strategies against the float64 oracle, forward and gradients.
 
     Exits 0 only when nothing failed (skipped and unavailable cases are not failures).
@@ -124,7 +127,15 @@ def verify_cmd(sel: Selection, as_json: bool) -> None:
         if not as_json and is_failed(record):
             click.echo(f"  FAIL {record['case']}: {record.get('reason', '')}", err=True)
 
-    execute(plan, collect)
+    if executor is not None and executor.kind == "ray":
+        from .cluster import ClusterError, execute_on_cluster
+
+        try:
+            execute_on_cluster(plan, collect, address=executor.address, selector=executor.nodes)
+        except ClusterError as e:
+            raise click.UsageError(str(e)) from None
+    else:
+        execute(plan, collect)
     if as_json:
         click.echo(json.dumps(records, indent=1))
     else:
@@ -205,6 +216,7 @@ def _results_root(results: str | None) -> Path:
     show_default=True,
     help="Rows per problem in the final tables (0: all).",
 )
+@executor_options
 def run_cmd(
     sel: Selection,
     budget: float | None,
@@ -217,6 +229,7 @@ def run_cmd(
     rounds: int,
     interleave: bool,
     top: int,
+    executor: Executor | None,
 ) -> None:
     """Verify and time a suite over every available backend and strategy; store the run.
 
@@ -227,6 +240,7 @@ def run_cmd(
     from rich.console import Console
     from rich.markup import escape
 
+    from .cluster import ClusterError
     from .progress import RunProgress
     from .report import print_tables, ranking_tables, skip_summary
     from .runner import plan_from_meta, plan_size, run_plan, start_run
@@ -234,7 +248,10 @@ def run_cmd(
 
     root = _results_root(results)
     if resume:
-        given = options_given(click.get_current_context(), keep=("resume", "results", "top"))
+        given = options_given(
+            click.get_current_context(),
+            keep=("resume", "results", "top", "executor", "address", "nodes"),
+        )
         if given:
             raise click.UsageError(
                 "--resume continues a run with the settings stored in it; drop " + ", ".join(given)
@@ -247,10 +264,17 @@ def run_cmd(
         except StoreError as e:
             raise click.BadParameter(str(e), param_hint="--resume") from None
         plan = plan_from_meta(writer.meta)
+        if executor is None:  # a cluster run goes on on its cluster
+            executor = Executor.from_meta(writer.meta.get("executor"))
     else:
         if interleave and rounds > 1:
             raise click.UsageError(
                 "--interleave and --rounds are two answers to the same noise; choose one"
+            )
+        if executor is not None and executor.kind == "ray" and (interleave or rounds > 1):
+            raise click.UsageError(
+                "--executor ray runs each case on one node, once: drop --interleave and --rounds "
+                "(a node's cases cannot be timed together with another node's)"
             )
         plan = sel.plan(
             rounds=rounds,
@@ -263,7 +287,7 @@ def run_cmd(
             },
         )
         try:
-            writer = start_run(plan, root, sel.suite_label(), run_id)
+            writer = start_run(plan, root, sel.suite_label(), run_id, executor=executor)
         except StorageFailure as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
@@ -281,10 +305,13 @@ def run_cmd(
     )
     with RunProgress(console, total) as progress:
         try:
-            records = run_plan(plan, writer, done, progress.on_record)
+            records = run_plan(plan, writer, done, progress.on_record, executor)
         except StorageFailure as e:
             console.print(f"error: {e}; the run is interrupted (resumable)", markup=False)
             sys.exit(1)
+        except ClusterError as e:
+            console.print(f"error: {e}; the run is interrupted (resumable)", markup=False)
+            sys.exit(2)
         except KeyboardInterrupt:
             console.print(
                 f"interrupted; continue with: sharedconv run --resume {writer.meta['run_id']}",
@@ -292,7 +319,14 @@ def run_cmd(
             )
             sys.exit(130)
     stored = read_run(writer.folder)
-    print_tables(ranking_tables(stored.cases, writer.meta.get("roofline"), limit=top or None))
+    print_tables(
+        ranking_tables(
+            stored.cases,
+            writer.meta.get("roofline"),
+            limit=top or None,
+            machines=writer.meta.get("machines"),
+        )
+    )
     print_tables(skip_summary(records))
     n_timed = sum(1 for r in records if r.get("timed"))
     failures = progress.failures
@@ -368,6 +402,13 @@ def runs_cmd(results: str | None) -> None:
     "without this flag only full-float32 timings answer).",
 )
 @MALLOC_OPTION
+@click.option(
+    "--machine",
+    metavar="NAME",
+    help="Only timings made on this machine: a machine id of a cluster run (`sharedconv report` "
+    "lists them), a host name or a CPU/GPU model (default: this machine's timings where a "
+    "cluster run has them; a ranking never mixes machines).",
+)
 def recommend_cmd(
     shape: str,
     mode: str,
@@ -378,6 +419,7 @@ def recommend_cmd(
     tf32: bool,
     malloc: str | None,
     memory_limit: str | None,
+    machine: str | None,
 ) -> None:
     """Which strategy to use for a problem: from stored results (nearest measured problem,
     said as such) or measured on the spot with --measure. With --malloc, only timings made
@@ -425,7 +467,7 @@ def recommend_cmd(
     # --malloc NAME: only timings made under that allocator (default: whichever the run has;
     # the tables name it, with how to get it for your own script)
     only = mallocs_from(malloc)[0] if malloc else None
-    question = Question(problem, mode, device_from(device), tf32, only)
+    question = Question(problem, mode, device_from(device), tf32, only, machine)
     try:
         found = answer(runs, question)
     except NoAnswer as e:
@@ -440,7 +482,22 @@ def recommend_cmd(
         click.echo("Use --measure to time the exact problem on this machine.")
     else:
         click.echo(f"From run {found.run.label}, started {found.run.meta.get('started', '?')}.")
-    print_tables(ranking_tables(found.records, found.run.meta.get("roofline"), memory_limit=limit))
+    if found.machine:
+        from .recommend import machine_description
+
+        about = machine_description(found.run, found.records[0])
+        click.echo(
+            f"Timings of machine {found.machine} of that cluster run ({about.get('cpu_model')}, "
+            f"{about.get('usable_cores')} cores, host {about.get('hostname')}); --machine picks another."
+        )
+    print_tables(
+        ranking_tables(
+            found.records,
+            found.run.meta.get("roofline"),
+            memory_limit=limit,
+            machines=found.run.meta.get("machines"),
+        )
+    )
 
 
 @cli.command("compare")

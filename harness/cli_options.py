@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,3 +321,58 @@ def keras_backends_from(text: str | None) -> list[str]:
             "no Keras backend is installed: pip install 'sharedconv[keras,tensorflow]' (or jax, torch)"
         )
     return available
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where the cases run: here (``local``) or on the nodes of a Ray cluster (``ray``)."""
+
+    kind: str = "local"
+    address: str | None = None  # Ray: auto, host:port or ray://host:port
+    nodes: str | None = None  # Ray: the nodes to use (harness.cluster.select_nodes)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "address": self.address, "nodes": self.nodes}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None) -> Executor:
+        meta = meta if isinstance(meta, dict) else {}
+        kind = meta.get("kind") if meta.get("kind") in ("local", "ray") else "local"
+        return cls(kind, meta.get("address"), meta.get("nodes"))
+
+
+def executor_options(command: Callable) -> Callable:
+    """``--executor``, ``--address`` and ``--nodes``, given to the command as ``executor``."""
+
+    @functools.wraps(command)
+    def with_executor(*args: Any, **kwargs: Any) -> Any:
+        kind, address, nodes = (kwargs.pop(k) for k in ("executor", "address", "nodes"))
+        if kind != "ray" and (address or nodes):
+            raise click.UsageError("--address and --nodes choose Ray nodes: add --executor ray")
+        kwargs["executor"] = Executor(kind, address, nodes) if kind else None
+        return command(*args, **kwargs)
+
+    for option in reversed(
+        [
+            click.option(
+                "--executor",
+                type=click.Choice(["local", "ray"]),
+                default=None,
+                help="Where cases run: here (default), or on the nodes of a Ray cluster, one case "
+                "per node at a time, every record naming its machine (docs/cluster.md).",
+            ),
+            click.option(
+                "--address",
+                metavar="auto|HOST:PORT|ray://HOST:PORT",
+                help="With --executor ray: the cluster (default: auto, the one this machine is in).",
+            ),
+            click.option(
+                "--nodes",
+                metavar="SELECTOR",
+                help="With --executor ray: only these nodes, comma-separated node-id prefixes, IP "
+                "addresses, host names or resource:NAME (default: every node offering 'sharedconv').",
+            ),
+        ]
+    ):
+        with_executor = option(with_executor)
+    return with_executor

@@ -290,6 +290,53 @@ def run_case(
         record["wall_s"] = time.perf_counter() - t0
 
 
+class CaseRunner:
+    """Cases one at a time through one worker per (backend, allocator), one framework in
+    memory at a time: what a local run does, and what each node of a cluster run does
+    (:mod:`.cluster`), so the two measure alike."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        oracle_store: OracleStore | None = None,
+        on_worker: Callable[[str, dict[str, Any]], None] | None = None,
+    ):
+        self.plan = plan
+        self.store = oracle_store or OracleStore()
+        self._own_store = oracle_store is None
+        self.on_worker = on_worker
+        # one worker per (backend, allocator): several allocators alternate case by case
+        self.workers: dict[tuple[str, str], WorkerProcess] = {}
+        self.seen_hello: set[tuple[str, str]] = set()
+
+    def run(self, key: CaseKey, record: dict[str, Any]) -> dict[str, Any]:
+        """Runs one undecided case into ``record`` (a ``base_record``) and returns it."""
+        plan = self.plan
+        worker = self.workers.get((key.backend, key.malloc))
+        if worker is None:
+            # close the previous backend's workers: one framework in memory at a time
+            for other in [w for w in self.workers if w[0] != key.backend]:
+                self.workers.pop(other).close()
+            worker = self.workers[(key.backend, key.malloc)] = WorkerProcess(
+                key.backend,
+                plan.threads,
+                plan.device,
+                verbose=plan.verbose,
+                malloc=key.malloc,
+                tf32=plan.tf32,
+            )
+        ensure = hello_once(key, worker, self.seen_hello, self.on_worker)
+        run_case(plan, key, record, worker, self.store, ensure)
+        return record
+
+    def close(self) -> None:
+        for w in self.workers.values():
+            w.close()
+        self.workers.clear()
+        if self._own_store:
+            self.store.close()
+
+
 def execute(
     plan: Plan,
     on_record: Callable[[dict[str, Any]], None],
@@ -303,10 +350,7 @@ def execute(
     backend's hello (versions and thread facts) once.
     """
     done = set(skip)
-    store = oracle_store or OracleStore()
-    # one worker per (backend, allocator): several allocators alternate case by case
-    workers: dict[tuple[str, str], WorkerProcess] = {}
-    seen_hello: set[tuple[str, str]] = set()
+    runner = CaseRunner(plan, oracle_store, on_worker)
     try:
         # plan_cases is backend-major: one framework is alive at a time.
         for key, decided, meta in plan_cases(plan):
@@ -317,25 +361,6 @@ def execute(
             if decided is not None:
                 on_record({**record, **decided})
                 continue
-            worker = workers.get((key.backend, key.malloc))
-            if worker is None:
-                # close the previous backend's workers: one framework in memory at a time
-                for other in [w for w in workers if w[0] != key.backend]:
-                    workers.pop(other).close()
-                worker = workers[(key.backend, key.malloc)] = WorkerProcess(
-                    key.backend,
-                    plan.threads,
-                    plan.device,
-                    verbose=plan.verbose,
-                    malloc=key.malloc,
-                    tf32=plan.tf32,
-                )
-            run_case(
-                plan, key, record, worker, store, hello_once(key, worker, seen_hello, on_worker)
-            )
-            on_record(record)
+            on_record(runner.run(key, record))
     finally:
-        for w in workers.values():
-            w.close()
-        if oracle_store is None:
-            store.close()
+        runner.close()

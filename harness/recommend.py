@@ -14,7 +14,7 @@ from typing import Any
 from sharedconv.backends.problem import ConvProblem
 
 from .store import Run
-from .summary import malloc_of, nearest_problem
+from .summary import machine_of, malloc_of, nearest_problem
 
 
 class NoAnswer(LookupError):
@@ -28,6 +28,7 @@ class Answer:
     exact: bool  # the asked problem itself was measured
     distance: float  # log-size distance from the asked problem (0 when exact)
     records: list[dict[str, Any]]  # that problem's usable records in that run
+    machine: str = ""  # of a cluster run: the one machine whose timings answer ("" otherwise)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Question:
     device: str = "cpu"
     tf32: bool = False  # on a GPU, also use timings made with TF32 allowed
     malloc: str | None = None  # only timings under this allocator (None: any)
+    # only timings of this machine: an id of a cluster run's machines table, a host name or a
+    # CPU/GPU model (None: this machine's where a cluster run has it, else the most measured)
+    machine: str | None = None
 
     def usable(self, record: dict[str, Any]) -> bool:
         return (
@@ -53,9 +57,16 @@ def answer(runs: Iterable[Run], question: Question) -> Answer:
     """The nearest measured problem, from the run that timed the most strategies for it (the
     first of equals, so pass runs newest first)."""
     runs = list(runs)
-    candidates = [(run, r) for run in runs for r in run.cases if question.usable(r)]
+    candidates = [
+        (run, r)
+        for run in runs
+        for r in run.cases
+        if question.usable(r)
+        and (question.machine is None or machine_matches(run, r, question.machine))
+    ]
     if not candidates:
         where = f" under the {question.malloc} allocator" if question.malloc else ""
+        where += f" on a machine called {question.machine}" if question.machine else ""
         raise NoAnswer(
             f"no stored {question.mode} timings on {question.device}{where} to answer from; run "
             "`sharedconv run"
@@ -70,9 +81,58 @@ def answer(runs: Iterable[Run], question: Question) -> Answer:
             counts[run.run_id] = counts.get(run.run_id, 0) + 1
     best = max(counts.values())
     run = next(run for run in runs if counts.get(run.run_id) == best)
-    records = [r for r in run.cases if r["problem"] == text and question.usable(r)]
+    records = [
+        r
+        for r in run.cases
+        if r["problem"] == text
+        and question.usable(r)
+        and (question.machine is None or machine_matches(run, r, question.machine))
+    ]
+    # a ranking never mixes the machines of a cluster run: this machine's, else the one that
+    # timed the most strategies for the problem
+    machines = sorted({machine_of(r) for r in records})
+    machine = machines[0] if machines else ""
+    if len(machines) > 1:
+        here = [m for m in machines if _is_this_machine((run.meta.get("machines") or {}).get(m))]
+        machine = (
+            here[0]
+            if here
+            else max(machines, key=lambda m: sum(machine_of(r) == m for r in records))
+        )
+        records = [r for r in records if machine_of(r) == machine]
     exact = text == question.problem.to_text()
-    return Answer(run, text, exact, 0.0 if exact else distance, records)
+    return Answer(run, text, exact, 0.0 if exact else distance, records, machine)
+
+
+def machine_description(run: Run, record: dict[str, Any]) -> dict[str, Any]:
+    """The machine that measured ``record``: its entry in a cluster run's machines table, else
+    the run's machine."""
+    entry = (run.meta.get("machines") or {}).get(machine_of(record))
+    return entry if isinstance(entry, dict) else (run.meta.get("machine") or {})
+
+
+def machine_matches(run: Run, record: dict[str, Any], name: str) -> bool:
+    """``name`` is the record's machine id, host name, or (a part of) its CPU or GPU model."""
+    if name == machine_of(record):
+        return True
+    machine = machine_description(run, record)
+    models = [str(machine.get(k) or "") for k in ("cpu_model", "gpu")]
+    return name == machine.get("hostname") or any(name.lower() in m.lower() for m in models if m)
+
+
+def _is_this_machine(machine: dict[str, Any] | None) -> bool:
+    import os
+    import socket
+
+    from .machine import cpu_model
+
+    if not isinstance(machine, dict):
+        return False
+    return (machine.get("hostname"), machine.get("cpu_model"), machine.get("logical_cores")) == (
+        socket.gethostname(),
+        cpu_model(),
+        os.cpu_count(),
+    )
 
 
 def allocators_of(records: Iterable[dict[str, Any]]) -> list[str]:

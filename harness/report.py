@@ -128,6 +128,7 @@ def ranking_tables(
     roofline: dict[str, Any] | None,
     limit: int | None = None,
     memory_limit: int | None = None,
+    machines: dict[str, Any] | None = None,
 ) -> list[Table]:
     """One table per problem and mode: strategies ranked by median time, and the verdict."""
     from . import allocators
@@ -140,11 +141,13 @@ def ranking_tables(
         label,
         rank,
         recommendation,
+        roofline_for,
     )
 
     tables = []
-    for (problem, mode, device, malloc), group in group_by_problem(records).items():
-        rows = rank(group, roofline)
+    for (problem, mode, device, malloc, machine), group in group_by_problem(records).items():
+        roof = roofline_for({"roofline": roofline, "machines": machines or {}}, machine)
+        rows = rank(group, roof)
         known = allocators.ALLOCATORS.get(malloc)
         how = (
             f"; for your own script: {known.how_to_get()}"
@@ -152,7 +155,8 @@ def ranking_tables(
             else " (the environment as it was)"
         )
         # Text: a title in brackets is not rich markup ("[train, cpu, ...]" vanished as one)
-        title = Text(f"{problem}  [{mode}, {device}, allocator {malloc}]")
+        where = f", machine {machine}" if machine else ""
+        title = Text(f"{problem}  [{mode}, {device}, allocator {malloc}{where}]")
         if not rows:  # nothing timed: what happened to each, not an empty ranking
             t = Table(
                 title=title,

@@ -29,7 +29,13 @@ def start_run(
     run_id: str | None = None,
     roofline: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    executor: Any = None,
 ) -> RunWriter:
+    """A new run in ``root``: its description written, the roofline measured (on a cluster,
+    each node measures its own, kept in ``machines``)."""
+    cluster = executor is not None and executor.kind == "ray"
+    if cluster and roofline is None:
+        roofline = {"error": "a cluster run: each machine's roofline is in its entry of machines"}
     meta = {
         "command": " ".join(["sharedconv", *sys.argv[1:]]) if sys.argv else "sharedconv",
         "suite": suite,
@@ -50,6 +56,7 @@ def start_run(
         "machine": machine_info(),
         "project": project_commit(),
         "workers": {},
+        **({"executor": executor.to_meta(), "machines": {}} if cluster else {}),
         **(extra or {}),
     }
     run_id = run_id if run_id is not None else new_run_id(suite or "adhoc")
@@ -84,9 +91,12 @@ def run_plan(
     writer: RunWriter,
     done: set[str] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    executor: Any = None,
 ) -> list[dict[str, Any]]:
     """Execute ``plan`` into ``writer``; returns this session's records. An interruption
-    marks the run ``interrupted`` (resumable) and re-raises."""
+    marks the run ``interrupted`` (resumable) and re-raises. ``executor`` (cli_options.Executor)
+    of kind ``ray``: the cases run on the nodes of a Ray cluster (:mod:`.cluster`), and this
+    process stays the run's one writer."""
     records: list[dict[str, Any]] = []
 
     def record(r: dict[str, Any]) -> None:
@@ -105,8 +115,39 @@ def run_plan(
         entry.setdefault("allocators", {})[info.get("malloc", "?")] = facts.get("allocator")
         writer.save_meta()
 
+    def machine_hello(backend: str, info: dict[str, Any]) -> None:
+        # a cluster run: each machine's workers under its own entry; the run's first stays
+        # the run-level one (the pages that show one machine's versions read it)
+        machine = writer.meta.setdefault("machines", {}).setdefault(info["machine"], {})
+        machine.setdefault("workers", {})[backend] = {
+            "versions": info.get("versions", {}),
+            "facts": info.get("facts", {}),
+            "available": info.get("available"),
+        }
+        if backend not in writer.meta["workers"]:
+            hello(backend, info)
+        else:
+            writer.save_meta()
+
+    def machine_joined(machine_id: str, info: dict[str, Any]) -> None:
+        writer.meta.setdefault("machines", {})[machine_id] = info
+        writer.save_meta()
+
     try:
-        if plan.interleave:
+        if executor is not None and executor.kind == "ray":
+            from .cluster import execute_on_cluster
+
+            execute_on_cluster(
+                plan,
+                record,
+                skip=done or set(),
+                on_worker=machine_hello,
+                on_machine=machine_joined,
+                address=executor.address,
+                selector=executor.nodes,
+                known_machines=writer.meta.get("machines"),
+            )
+        elif plan.interleave:
             from .interleave import execute_interleaved
 
             execute_interleaved(plan, record, skip=done or set(), on_worker=hello)

@@ -28,6 +28,7 @@ from .summary import (
     label,
     rank,
     recommendation,
+    roofline_for,
 )
 
 # GitHub refuses a comment or an issue body longer than this
@@ -65,13 +66,15 @@ class ProblemSection:
     mode: str
     device: str
     malloc: str
+    machine: str  # of a cluster run; "" for a run made on one machine
     rows: list[Row]
     recommendation: str
     not_timed: list[dict[str, Any]]  # the records of this problem that were not timed
 
     @property
     def title(self) -> str:
-        return f"{self.problem} [{self.mode}, {self.device}, allocator {self.malloc}]"
+        where = f", machine {self.machine}" if self.machine else ""
+        return f"{self.problem} [{self.mode}, {self.device}, allocator {self.malloc}{where}]"
 
 
 @dataclass
@@ -136,16 +139,16 @@ def machine_facts(run: Run) -> list[tuple[str, str]]:
 def build(
     run: Run, compare: Run | None = None, threshold: float = 0.10, alpha: float = 0.05
 ) -> Report:
-    roofline = run.meta.get("roofline")
     sections = []
-    for (problem, mode, device, malloc), group in group_by_problem(run.cases).items():
-        rows = rank(group, roofline)
+    for (problem, mode, device, malloc, machine), group in group_by_problem(run.cases).items():
+        rows = rank(group, roofline_for(run.meta, machine))
         sections.append(
             ProblemSection(
                 problem,
                 mode,
                 device,
                 malloc,
+                machine,
                 rows,
                 recommendation(rows),
                 [r for r in group if not (r.get("status") == "pass" and r.get("timing"))],

@@ -146,12 +146,29 @@ def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) 
 
 def group_by_problem(
     records: Iterable[dict[str, Any]],
-) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
-    """Records by (problem, mode, device, allocator): one ranking never mixes allocators."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+) -> dict[tuple[str, str, str, str, str], list[dict[str, Any]]]:
+    """Records by (problem, mode, device, allocator, machine): one ranking never mixes
+    allocators, nor the machines of a cluster run (machine "" for a run made on one)."""
+    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        groups[(r["problem"], r["mode"], r.get("device", "cpu"), malloc_of(r))].append(r)
+        key = (r["problem"], r["mode"], r.get("device", "cpu"), malloc_of(r), machine_of(r))
+        groups[key].append(r)
     return dict(groups)
+
+
+def machine_of(record: dict[str, Any]) -> str:
+    """The machine of a cluster run that measured a record ("" for a run made on one)."""
+    machine = record.get("machine")
+    return machine if isinstance(machine, str) else ""
+
+
+def roofline_for(meta: dict[str, Any], machine: str) -> dict[str, Any] | None:
+    """The roofline a record's fraction refers to: its machine's in a cluster run, else the
+    run's."""
+    entry = (meta.get("machines") or {}).get(machine) if machine else None
+    if isinstance(entry, dict) and isinstance(entry.get("roofline"), dict):
+        return entry["roofline"]
+    return meta.get("roofline")
 
 
 def malloc_of(record: dict[str, Any]) -> str:

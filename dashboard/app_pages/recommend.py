@@ -5,16 +5,26 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 from sharedconv.backends.problem import ProblemError, parse_problem
-from sharedconv.dashboard.common import colors, download, loaded, md, pick_run, require_results
+from sharedconv.dashboard.common import (
+    colors,
+    download,
+    loaded,
+    md,
+    pick_machine,
+    pick_run,
+    require_results,
+)
 from sharedconv.dashboard.figures import SEED_NAMES, ranking_bar
 from sharedconv.harness.allocators import ALLOCATORS
 from sharedconv.harness.recommend import Question, allocators_of, answer
 from sharedconv.harness.summary import (
     how_near,
+    machine_of,
     malloc_of,
     memory_unknown_reason,
     rank,
     recommendation,
+    roofline_for,
 )
 
 st.title("Which strategy should I use?")
@@ -35,7 +45,12 @@ def _paired_text(paired: dict | None) -> str:
 
 if require_results(data):
     run = data.run(pick_run(data, "recommend_run"))
-    records = [r for r in run.cases if r.get("timing") and r["status"] == "pass"]
+    machine = pick_machine(data, run.run_id, "recommend_machine")
+    records = [
+        r
+        for r in run.cases
+        if r.get("timing") and r["status"] == "pass" and machine_of(r) == machine
+    ]
     # a ranking never mixes allocators: a run measured under several shows one at a time
     mallocs = allocators_of(records) or ["fixed"]
     malloc = (
@@ -68,7 +83,10 @@ if require_results(data):
         except ProblemError as e:
             st.error(f"That shape does not parse: {e}")
             st.stop()
-        found = answer([run], Question(wanted, mode, run.meta.get("device", "cpu"), True, malloc))
+        found = answer(
+            [run],
+            Question(wanted, mode, run.meta.get("device", "cpu"), True, malloc, machine or None),
+        )
         nearest = problem_text = found.problem
         if not found.exact:
             st.warning(
@@ -78,7 +96,7 @@ if require_results(data):
             )
     rows = rank(
         [r for r in records if r["problem"] == problem_text and r["mode"] == mode],
-        run.meta.get("roofline"),
+        roofline_for(run.meta, machine),
     )
     limit_mib = st.sidebar.number_input(
         "Memory limit (MiB, 0 = none)",
@@ -161,6 +179,7 @@ if require_results(data):
         & (data.cases["problem"] == problem_text)
         & (data.cases["mode"] == mode)
         & (data.cases["malloc"] == malloc)
+        & (data.cases["machine_id"] == machine)
     ]
     frame = frame[frame["median_s"].notna() & (frame["status"] == "pass")]
     st.plotly_chart(

@@ -8,6 +8,7 @@ from sharedconv.dashboard.common import (
     download,
     loaded,
     offer_run,
+    pick_machine,
     pick_run,
     require_results,
 )
@@ -18,7 +19,8 @@ st.title("How does each strategy scale?")
 data = loaded()
 if require_results(data):
     run_id = pick_run(data, "scaling_run")
-    frame = data.cases[data.cases["run_id"] == run_id]
+    machine = pick_machine(data, run_id, "scaling_machine")
+    frame = data.cases[(data.cases["run_id"] == run_id) & (data.cases["machine_id"] == machine)]
     axis_name = st.sidebar.radio("Against", list(SCALING_AXES), key="scaling_axis")
     axis = SCALING_AXES[axis_name]
     metric = st.sidebar.radio("Show", list(METRICS), horizontal=True, key="scaling_metric")

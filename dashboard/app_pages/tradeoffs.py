@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import streamlit as st
-from sharedconv.dashboard.common import colors, download, loaded, pick_run, require_results
+from sharedconv.dashboard.common import (
+    colors,
+    download,
+    loaded,
+    pick_machine,
+    pick_run,
+    require_results,
+)
 from sharedconv.dashboard.data import timed
 from sharedconv.dashboard.figures import (
     pareto_front,
@@ -16,7 +23,10 @@ st.title("Time against memory")
 data = loaded()
 if require_results(data):
     run_id = pick_run(data, "tradeoffs_run")
-    frame = timed(data.cases[data.cases["run_id"] == run_id])
+    machine = pick_machine(data, run_id, "tradeoffs_machine")
+    frame = timed(
+        data.cases[(data.cases["run_id"] == run_id) & (data.cases["machine_id"] == machine)]
+    )
     if frame.empty:
         st.info(f"Run {run_id} timed nothing.")
         st.stop()
