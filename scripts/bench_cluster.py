@@ -58,9 +58,11 @@ def timed_run(name: str, results: Path, extra: list[str], prefix: list[str] = ()
 def node(core: int, resource: str, head: bool) -> None:
     args = ["taskset", "-c", str(core), str(BIN / "ray"), "start", "--num-cpus=1",
             "--disable-usage-stats", "--resources", json.dumps({"sharedconv": 1, resource: 1})]  # fmt: skip
-    args += [f"--port={PORT}", "--head", "--include-dashboard=false"] if head else [
-        f"--address=127.0.0.1:{PORT}"
-    ]
+    args += (
+        [f"--port={PORT}", "--head", "--include-dashboard=false"]
+        if head
+        else [f"--address=127.0.0.1:{PORT}"]
+    )
     out = sh(args, timeout=300)
     if out.returncode != 0:
         sys.exit(f"ray start failed:\n{out.stderr[-2000:]}")
