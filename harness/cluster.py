@@ -161,9 +161,23 @@ class _Case:
     key: CaseKey
     record: dict[str, Any]
     lost_on: list[str] = field(default_factory=list)  # machines it was lost on
+    only: tuple | None = None  # with several kinds of node: the kind this copy of the case is for
     kind: tuple | None = None  # a retry stays on this kind of machine
     avoid: Any = None  # ... on another node than the one it was lost on, when there is one
     started: float = 0.0
+
+    @property
+    def home(self) -> tuple:
+        return (self.key.problem, self.only)
+
+
+def kind_label(kind: tuple) -> str:
+    """A kind of machine in a case id: its CPU or GPU model and cores, e.g. AMD-EPYC-2c."""
+    cpu, cores, gpu = kind
+    name = "".join(c if c.isalnum() else "-" for c in str(gpu or cpu or "unknown")).strip("-")
+    while "--" in name:
+        name = name.replace("--", "-")
+    return f"{name[:40]}-{cores}c"
 
 
 def execute_on_cluster(
@@ -245,27 +259,33 @@ def _dispatch(
 ) -> None:
     done = set(skip)
     queue: collections.deque[_Case] = collections.deque()
+    # Nodes of one kind share the plan; with several kinds, each kind runs the whole plan (a lab
+    # asks for the answer on each of its kinds of machine), its case ids marked with the kind.
+    kinds = list(dict.fromkeys(n.kind for n in nodes))
     for key, decided, meta in plan_cases(plan):
-        if key.ident() in done:
-            continue
-        record = {**base_record(key, plan.threads), **meta}
-        if decided is not None:
-            on_record({**record, **decided})
-        else:
-            queue.append(_Case(key, record))
+        for kind in kinds if len(kinds) > 1 else [None]:
+            record = {**base_record(key, plan.threads), **meta}
+            if kind is not None:
+                record["case"] += f"@{kind_label(kind)}"
+            if record["case"] in done:
+                continue
+            if decided is not None:
+                on_record({**record, **decided})
+            else:
+                queue.append(_Case(key, record, only=kind))
     pending: dict[Any, tuple[_Node, _Case]] = {}
-    # A problem's cases all run on one node (its home, the first to take one of them), so its
-    # ranking compares timings of one machine; the queue stays backend-major, as a local run.
+    # A problem's cases all run on one node of a kind (its home, the first to take one of them),
+    # so a ranking compares timings of one machine; the queue stays backend-major, as a local run.
     home: dict[Any, _Node] = {}
     while queue or pending:
         _check_probes(ray, nodes)
         for node in nodes:
             if not (node.ready and node.busy is None and queue):
                 continue
-            case = next((c for c in queue if _takes(node, c, home.get(c.key.problem), nodes)), None)
+            case = next((c for c in queue if _takes(node, c, home.get(c.home), nodes)), None)
             if case is None:
                 continue
-            home[case.key.problem] = node
+            home[case.home] = node
             queue.remove(case)
             late = past_deadline(plan)
             if late is not None:
@@ -274,9 +294,10 @@ def _dispatch(
             case.started = time.monotonic()
             node.busy = node.actor.run.remote(case.key, dict(case.record))
             pending[node.busy] = (node, case)
-        # a retry waiting for a kind of machine that is gone: recorded as lost
-        for case in [c for c in queue if c.kind is not None]:
-            if not any(n.alive and n.kind == case.kind for n in nodes):
+        # a case waiting for a kind of machine that is gone: recorded as lost
+        for case in [c for c in queue if (c.kind or c.only) is not None]:
+            wanted = case.kind or case.only
+            if not any(n.alive and n.kind == wanted for n in nodes):
                 queue.remove(case)
                 on_record(_lost(case))
         if not pending:
@@ -324,7 +345,7 @@ def _takes(node: _Node, case: _Case, home: _Node | None, nodes: list[_Node]) -> 
     """``node`` may run ``case``: a retry only on its kind of machine and, while another of
     that kind is up, not where it was lost; a problem's cases on its home node (a problem
     whose home is lost or being probed moves to the next node that is free)."""
-    if case.kind not in (None, node.kind):
+    if case.kind not in (None, node.kind) or case.only not in (None, node.kind):
         return False
     if case.avoid is node and any(n.alive and n.kind == node.kind and n is not node for n in nodes):
         return False
@@ -352,11 +373,17 @@ def _check_probes(ray: Any, nodes: list[_Node]) -> None:
 
 
 def _lost(case: _Case) -> dict[str, Any]:
+    if not case.lost_on:  # never started: every node of its kind was lost before
+        return {
+            **case.record,
+            "status": "skipped",
+            "reason": "not run: every node of its kind of machine was lost during the run",
+        }
     return {
         **case.record,
         "status": "crashed",
         "reason": f"node lost (on {', '.join(case.lost_on)}); no other node of its kind took it",
-        "machine": case.lost_on[-1] if case.lost_on else None,
+        "machine": case.lost_on[-1],
     }
 
 

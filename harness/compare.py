@@ -10,6 +10,22 @@ from .store import Run
 from .summary import format_seconds, samples_of
 
 
+def machine_view(run: Run, machine: str) -> Run:
+    """The records of one machine of a cluster run, as a run of their own, their case ids
+    without the kind of machine (``…@AMD-EPYC-2c``), so two kinds of machine that ran the same
+    plan compare case by case."""
+    from dataclasses import replace
+
+    from .summary import machine_of
+
+    cases = [
+        {**r, "case": str(r["case"]).split("@", 1)[0]}
+        for r in run.cases
+        if machine_of(r) == machine
+    ]
+    return replace(run, run_id=f"{run.run_id} on {machine}", cases=cases)
+
+
 def _group(record: dict[str, Any]) -> tuple:
     return (record.get("problem"), record.get("mode"), record.get("device"), record.get("malloc"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -231,6 +232,53 @@ def test_a_node_lost_mid_case_costs_nothing_the_case_is_retried_on_the_other(clu
     assert retried[0]["machine"] != lost_on  # retried on the other node
     # the cluster gets its second node back for whatever runs next
     _start_node(cluster, "node_b")
+
+
+def test_two_kinds_of_machine_each_run_the_whole_plan_and_compare_side_by_side(
+    cluster, tmp_path, monkeypatch
+):
+    """A third node pinned to one core (taskset) is another kind of machine (1 usable core,
+    not 2): each kind runs every case, and the Compare page puts the two machines side by side."""
+    if shutil.which("taskset") is None:
+        pytest.skip("needs taskset")
+    subprocess.run(
+        ["taskset", "-c", "1", RAY, "start", f"--address={cluster}", "--num-cpus=1",
+         "--disable-usage-stats", "--resources", json.dumps({"sharedconv": 1, "node_c": 1})],
+        env=_env(), check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    _wait_for_nodes(cluster, 3)
+    proc = _sharedconv(
+        "run", "--executor", "ray", "--address", cluster, "--nodes", "resource:node_a,resource:node_c",
+        *SMALL, "--results", str(tmp_path), "--run-id", "kinds",
+    )  # fmt: skip
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    records = _records(tmp_path / "kinds")
+    counts = Counter(r["case"] for r in records)
+    assert len(counts) == 16 and set(counts.values()) == {1}  # 8 cases x 2 kinds
+    kinds = Counter(r["case"].rsplit("@", 1)[1] for r in records)
+    assert sorted(kinds) == ["AMD-EPYC-1c", "AMD-EPYC-2c"] or len(kinds) == 2, kinds
+    assert all(n == 8 for n in kinds.values())
+    by_kind = {}
+    for r in records:
+        by_kind.setdefault(r["case"].rsplit("@", 1)[1], set()).add(r["machine"])
+    assert all(len(m) == 1 for m in by_kind.values()) and len(set.union(*by_kind.values())) == 2
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SHAREDCONV_RESULTS", str(tmp_path))
+    pages = Path(__file__).resolve().parent.parent / "dashboard" / "app_pages"
+    at = AppTest.from_file(str(pages / "compare.py"), default_timeout=60)
+    at.run()  # one run: the Compare page offers its two machines, B the second
+    assert not at.exception, at.exception
+    machine_a = at.selectbox(key="compare_machine_a").value
+    machine_b = at.selectbox(key="compare_machine_b").value
+    assert machine_a != machine_b
+    assert at.metric[0].value == "8"  # every case in common, case by case
+    recommend = AppTest.from_file(str(pages / "recommend.py"), default_timeout=60)
+    recommend.run()
+    assert not recommend.exception
+    assert len(recommend.sidebar.selectbox(key="recommend_machine").options) == 2
 
 
 def test_without_ray_the_executor_says_how_to_install_it(tmp_path):

@@ -56,6 +56,45 @@ if require_results(data):
             )
             if meta.get("precision"):
                 st.markdown(f"**Precision**: {md(meta['precision'])}")
+            machines = meta.get("machines") or {}
+            if machines:
+                executor = meta.get("executor") or {}
+                st.markdown(
+                    f"**Machines**: a cluster run (`--executor {md(executor.get('kind', 'ray'))}`) "
+                    f"on {len(machines)} machines; every case names the one that measured it, and "
+                    "the other pages rank each machine on its own (docs/cluster.md)."
+                )
+                cases_on: dict[str, int] = {}
+                for r in run.cases:
+                    cases_on[str(r.get("machine"))] = cases_on.get(str(r.get("machine")), 0) + 1
+                st.dataframe(
+                    pd.DataFrame(
+                        [
+                            {
+                                "machine": mid,
+                                "host": m.get("hostname"),
+                                "CPU / GPU": m.get("gpu") or m.get("cpu_model"),
+                                "cores": m.get("usable_cores"),
+                                "memory": format_bytes(m.get("memory_bytes")),
+                                "peak GFLOP/s": (m.get("roofline") or {}).get("peak_flops", 0)
+                                / 1e9,
+                                "copy GB/s": (m.get("roofline") or {}).get("copy_bytes_per_s", 0)
+                                / 1e9,
+                                "cases": cases_on.get(mid, 0),
+                                "versions": ", ".join(
+                                    f"{b}: "
+                                    + " ".join(f"{k} {v}" for k, v in w.get("versions", {}).items())
+                                    for b, w in (m.get("workers") or {}).items()
+                                ),
+                                "Ray node": str(m.get("ray_node_id", ""))[:12],
+                            }
+                            for mid, m in machines.items()
+                            if isinstance(m, dict)
+                        ]
+                    ),
+                    hide_index=True,
+                    use_container_width=True,
+                )
             workers = meta.get("workers", {})
             if workers:
                 rows = [
