@@ -273,6 +273,15 @@ def _dispatch(
                 on_record({**record, **decided})
             else:
                 queue.append(_Case(key, record, only=kind))
+    # The largest problems first, within each backend: the nodes take problems as they come
+    # free, and the small ones last even out the load (longest processing time first).
+    backends = {name: i for i, name in enumerate(plan.backends)}
+    queue = collections.deque(
+        sorted(
+            queue,
+            key=lambda c: (backends.get(c.key.backend, 0), -c.key.problem.flops_for("forward")),
+        )
+    )
     pending: dict[Any, tuple[_Node, _Case]] = {}
     # A problem's cases all run on one node of a kind (its home, the first to take one of them),
     # so a ranking compares timings of one machine; the queue stays backend-major, as a local run.
