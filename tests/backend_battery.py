@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 import pytest
@@ -57,7 +59,30 @@ def strategy_params(name: str) -> list[Any]:
     return [pytest.param(s.name, id=f"{name}/{s.name}", marks=marks) for s in backend.strategies]
 
 
+# the backends with a battery module, the slowest first
+BATTERIES = ["tensorflow", "keras-jax", "jax", "keras-tensorflow", "torch", "keras-torch"]
+
+
+@cache
+def _batteries() -> dict[str, Future]:
+    """Every selected, available backend's battery, two at a time from the first request on:
+    most of a battery is one-threaded tracing and compiling in its worker process, and the
+    test modules that wait for them come one after another."""
+    wanted = [n for n in BATTERIES if selected(n) and load_backend(n).available() is None]
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="battery")
+    futures = {n: pool.submit(_run_battery, n) for n in wanted}
+    pool.shutdown(wait=False)
+    return futures
+
+
 def run_battery(name: str) -> dict[str, list[dict[str, Any]]]:
+    futures = _batteries()
+    if name in futures:
+        return futures[name].result()
+    return _run_battery(name)
+
+
+def _run_battery(name: str) -> dict[str, list[dict[str, Any]]]:
     if os.environ.get("SHAREDCONV_TEST_FULL") == "1":
         problems = list(load_suite("conformance").problems)
     else:

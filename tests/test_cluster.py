@@ -115,9 +115,9 @@ def _raylet_of(resource: str):
 
 SMALL = ["--backends", "numpy,faulty", "--strategies", "oracle64,ok", "--shape",
          "B=1,C=1..8:x2,H=12,N=2,K=3", "--mode", "forward", "--budget", "0.05", "--threads", "1"]  # fmt: skip
-# cases of at least ~1.5 s each (50 blocks of a 30 ms call): a node is mid-case when it is hit
+# cases of at least ~1 s each (30 blocks of a 30 ms call): a node is mid-case when it is hit
 SLOW = ["--backends", "faulty", "--strategies", "slow", "--shape", "B=1,C=1..32:x2,H=8,N=2,K=3",
-        "--mode", "forward", "--budget", "0.05", "--min-samples", "50", "--threads", "1"]  # fmt: skip
+        "--mode", "forward", "--budget", "0.05", "--min-samples", "30", "--threads", "1"]  # fmt: skip
 
 
 def test_a_run_spreads_over_both_nodes_and_records_each_case_once(cluster, tmp_path):

@@ -21,7 +21,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check"
 )
 def test_gpu_check_dry_run(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry-run", str(tmp_path), "--minutes", "0.8"],
+        [sys.executable, str(SCRIPT), "--dry-run", str(tmp_path), "--minutes", "0.4"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -20,16 +20,30 @@ FRAMEWORKS = ["torch", "jax", "keras-tensorflow", "keras-jax", "keras-torch"]
 GROUPS = ["oracle", "serialization", "transforms", "auto"]
 
 
-@cache
-def checks(framework: str) -> dict:
+def _run_checks(framework: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(CHECKS), framework],
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=900,
     )
+
+
+@cache
+def _all_checks() -> dict[str, subprocess.CompletedProcess]:
+    """Every framework's checks, two processes at a time: each is mostly one thread (tracing,
+    compiling), so the suite spends half the time on them (they check results, not speed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [f for f in FRAMEWORKS if not _missing(f)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(wanted, pool.map(_run_checks, wanted), strict=True))
+
+
+def checks(framework: str) -> dict:
+    proc = _all_checks()[framework]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("LAYER-CHECKS ")]
     if proc.returncode != 0 or not lines:
         pytest.fail(
@@ -60,27 +74,45 @@ def test_layer_checks(framework: str, group: str) -> None:
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "layers"
 
 
+def _run_example(framework: str) -> subprocess.CompletedProcess:
+    import tempfile
+
+    script = "train_keras.py" if framework.startswith("keras-") else f"train_{framework}.py"
+    with tempfile.TemporaryDirectory(prefix="sharedconv-example-cache-") as cache_dir:
+        env = {
+            **os.environ,
+            "SHAREDCONV_CACHE_DIR": cache_dir,
+            "SHAREDCONV_TUNE_BUDGET": "0.2",
+            "KERAS_BACKEND": framework.removeprefix("keras-"),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        return subprocess.run(
+            [sys.executable, str(EXAMPLES / script), "--steps", "3", "--batch", "4", "--eval", "8"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+
+
+@cache
+def _all_examples() -> dict[str, subprocess.CompletedProcess]:
+    """The examples two at a time, as the checks above (each prints what its autotune picked;
+    the test asks that it trains and says so, not which one is fastest)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [f for f in FRAMEWORKS if not _missing(f)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(wanted, pool.map(_run_example, wanted), strict=True))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_example_trains_and_says_what_it_picked(framework: str, tmp_path: Path) -> None:
+def test_example_trains_and_says_what_it_picked(framework: str) -> None:
     missing = _missing(framework)
     if missing:
         pytest.skip(missing)
-    script = "train_keras.py" if framework.startswith("keras-") else f"train_{framework}.py"
-    env = {
-        **os.environ,
-        "SHAREDCONV_CACHE_DIR": str(tmp_path),
-        "SHAREDCONV_TUNE_BUDGET": "0.2",
-        "KERAS_BACKEND": framework.removeprefix("keras-"),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--steps", "3", "--batch", "4", "--eval", "8"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    proc = _all_examples()[framework]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(autotune: fastest of" in proc.stdout, proc.stdout
     assert "held-out accuracy" in proc.stdout

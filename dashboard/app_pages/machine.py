@@ -26,12 +26,20 @@ if require_results(data):
                 "peak float32",
                 f"{roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s" if "peak_flops" in roof else "n/a",
             )
-            st.markdown(
-                f"**Roofline**: {roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s peak, "
-                f"{roof.get('copy_bytes_per_s', 0) / 1e9:.1f} GB/s copy bandwidth; ridge point "
-                f"{roof.get('peak_flops', 0) / max(roof.get('copy_bytes_per_s', 1), 1):.1f} FLOP/byte. "
-                + md(roof.get("method", roof.get("error", "")))
-            )
+            if meta.get("machines"):  # a cluster run: the figures above are the submitter's
+                st.caption(
+                    "The machine above submitted this cluster run; the cases ran on the machines "
+                    "listed below, each with its own roofline."
+                )
+            elif "peak_flops" in roof:
+                st.markdown(
+                    f"**Roofline**: {roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s peak, "
+                    f"{roof.get('copy_bytes_per_s', 0) / 1e9:.1f} GB/s copy bandwidth; ridge point "
+                    f"{roof.get('peak_flops', 0) / max(roof.get('copy_bytes_per_s', 1), 1):.1f} FLOP/byte. "
+                    + md(roof.get("method", ""))
+                )
+            else:
+                st.markdown(f"**Roofline**: not measured ({md(roof.get('error', 'no record'))})")
             st.markdown(
                 f"**Run**: {md(meta.get('command', ''))} — suite {md(meta.get('suite') or 'ad hoc')}, "
                 f"status {md(meta.get('status'))}, started {md(meta.get('started'))}, ended "
