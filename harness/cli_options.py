@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -376,3 +377,15 @@ def executor_options(command: Callable) -> Callable:
     ):
         with_executor = option(with_executor)
     return with_executor
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+RESULTS_OPTION = click.option(
+    "--results",
+    metavar="DIR",
+    help="Folder of runs (default: ./results, which holds the reference runs).",
+)
+
+
+def results_root(results: str | None) -> Path:
+    return Path(results) if results else Path("results")

@@ -316,7 +316,8 @@ def _dispatch(
             elif queue:
                 time.sleep(0.2)  # a node is being probed
             continue
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        # short waits: Ctrl-C (KeyboardInterrupt between waits) acts within a quarter second
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
         for ref in ready:
             node, case = pending.pop(ref)
             node.busy = None

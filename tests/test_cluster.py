@@ -170,7 +170,7 @@ def test_ctrl_c_leaves_a_run_that_resume_completes_on_the_cluster(cluster, tmp_p
     )  # fmt: skip
     deadline = time.time() + 180
     while time.time() < deadline:
-        if (folder / "cases.jsonl").exists() and len(_records(folder)) >= 2:
+        if (folder / "cases.jsonl").exists() and len(_records(folder)) >= 1:
             break
         time.sleep(0.2)
     else:
@@ -182,7 +182,7 @@ def test_ctrl_c_leaves_a_run_that_resume_completes_on_the_cluster(cluster, tmp_p
     assert "sharedconv run --resume stopped" in out
     assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
     before = len(_records(folder))
-    assert before < 6
+    assert 1 <= before < 6
     # the stored executor is used again: only the missing cases run, on the cluster
     resumed = _sharedconv("run", "--resume", "stopped", "--results", str(tmp_path))
     out, _ = resumed.communicate(timeout=300)

@@ -15,6 +15,7 @@ from sharedconv.harness.store import read_run
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check"
 
 
+@pytest.mark.slow  # `make test-all`, and before every device session (scripts/gpu-check)
 @pytest.mark.skipif(
     load_backend("torch").available() is not None,
     reason="needs torch: pip install 'sharedconv[torch]'",

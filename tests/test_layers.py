@@ -58,7 +58,6 @@ def _missing(framework: str) -> str | None:
     return load_backend(framework).available()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("group", GROUPS)
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_layer_checks(framework: str, group: str) -> None:
