@@ -81,6 +81,12 @@ def cluster():
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
 
 
+def _as_at_a_terminal() -> None:
+    # A job started in the background (`cmd &`, as CI may start the suite) inherits SIGINT
+    # ignored, and so would the command: give it the disposition a terminal's Ctrl-C meets.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _sharedconv(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "sharedconv.harness.cli", *args],
@@ -88,6 +94,7 @@ def _sharedconv(*args: str, **kwargs) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_as_at_a_terminal,
         **kwargs,
     )
 
