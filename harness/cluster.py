@@ -227,6 +227,12 @@ def execute_on_cluster(
         for node_id, ref in wanted.items():
             try:
                 info = ray.get(ref, timeout=plan.timeout + GRACE_S)
+            except ray.exceptions.GetTimeoutError:
+                raise ClusterError(
+                    f"node {node_id[:8]} did not take a runner within {plan.timeout + GRACE_S:.0f} s: "
+                    f"another run may hold its '{RESOURCE}' resource (`ray status` shows it in "
+                    "use), or the node is overloaded; --nodes can leave it out"
+                ) from None
             except ray.exceptions.RayError as e:
                 raise ClusterError(
                     f"node {node_id[:8]} did not start sharedconv ({type(e).__name__}: "
