@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from sharedconv.harness.machine import machine_key, this_machine
 from sharedconv.harness.share import markdown_text
 from streamlit.errors import StreamlitAPIException
 
@@ -61,18 +61,6 @@ def require_results(data: Loaded) -> bool:
         offer_run("smoke", f"No results found in {roots}. Measure this machine first, then reload:")
         return False
     return True
-
-
-def machine_key(machine: dict) -> tuple:
-    # host names repeat (containers, VMs: every machine here is "vm"), so the CPU and its
-    # core count go with it
-    return (machine.get("hostname"), machine.get("cpu_model"), machine.get("logical_cores"))
-
-
-def this_machine() -> tuple:
-    from sharedconv.harness.machine import cpu_model
-
-    return (socket.gethostname(), cpu_model(), os.cpu_count())
 
 
 def default_run_index(data: Loaded) -> int:

@@ -77,7 +77,7 @@ def color_map(labels: list[str]) -> dict[str, str]:
     palette for backends without a family (plugins)."""
     by_backend: dict[str, list[str]] = {}
     for label in sorted(set(labels)):
-        by_backend.setdefault(label.split("/", 1)[0], []).append(label)
+        by_backend.setdefault(backend_of(label), []).append(label)
     out: dict[str, str] = {}
     others = 0
     for backend, members in by_backend.items():

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import plotly
 import plotly.graph_objects as go
-from sharedconv.harness.share import Report, row_cells
-from sharedconv.harness.summary import SEED_OPTIONS
+from sharedconv.harness.share import Report
+from sharedconv.harness.summary import SEED_OPTIONS, row_text
 
 from .data import SCALING_AXES, flatten, scaling_groups, timed
 from .figures import (
@@ -176,7 +176,7 @@ def to_html(report: Report) -> str:
         )
         page.add(f'<p class="recommendation">{esc(section.recommendation)}</p>')
         if section.rows:
-            cells = [row_cells(row) for row in section.rows]
+            cells = [row_text(row) for row in section.rows]
             header = ["#", *cells[0]]
             numeric = {"#", "median", "IQR", "x opt 1", "x opt 2", "x opt 3", "peak memory"}
             numeric |= {"faults/call", "GFLOP/s", "% roofline", "x fastest, paired (95% CI)"}

@@ -15,6 +15,7 @@ from .cli_options import (
     MALLOC_OPTION,
     RESULTS_OPTION,
     SECONDS,
+    THRESHOLD_OPTION,
     Finite,
     backends_from,
     device_from,
@@ -22,6 +23,7 @@ from .cli_options import (
     mallocs_from,
     modes_from,
     problems_from,
+    read_run_arg,
     results_root,
     threads_from,
 )
@@ -174,13 +176,7 @@ def recommend_cmd(
 @click.argument("run_a")
 @click.argument("run_b")
 @RESULTS_OPTION
-@click.option(
-    "--threshold",
-    type=Finite(0, 100),
-    default=0.10,
-    show_default=True,
-    help="Flag cases whose median changed by more than this fraction.",
-)
+@THRESHOLD_OPTION
 @click.option(
     "--alpha",
     type=Finite(0, 1),
@@ -208,18 +204,8 @@ def compare_cmd(
 
     from .compare import compare_runs
     from .report import compare_table
-    from .store import StoreError, read_run
 
-    runs = []
-    for ref in (run_a, run_b):
-        path = Path(ref) if Path(ref).is_dir() else results_root(results) / ref
-        try:
-            runs.append(read_run(path))
-        except StoreError as e:
-            raise click.BadParameter(str(e), param_hint="RUN_A/RUN_B") from None
-    for run in runs:  # a damaged line is never dropped silently
-        for warning in run.warnings:
-            click.echo(f"warning: {warning}", err=True)
+    runs = [read_run_arg(run_a, results, "RUN_A"), read_run_arg(run_b, results, "RUN_B")]
     if normalize is not None:
         labels = {f"{r.get('backend')}/{r.get('strategy')}" for run in runs for r in run.cases}
         if normalize not in labels:

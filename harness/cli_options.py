@@ -389,3 +389,31 @@ RESULTS_OPTION = click.option(
 
 def results_root(results: str | None) -> Path:
     return Path(results) if results else Path("results")
+
+
+def read_run_arg(ref: str, results: str | None, hint: str):
+    """The run a command argument names: a run folder, or a run id inside ``--results``;
+    its damaged lines are reported, never dropped silently."""
+    from .store import StoreError, read_run
+
+    path = Path(ref) if Path(ref).is_dir() else results_root(results) / ref
+    try:
+        run = read_run(path)
+    except StoreError as e:
+        raise click.BadParameter(
+            f"{e}. Give a run folder, or a run id inside --results (list them with "
+            "`sharedconv runs`).",
+            param_hint=hint,
+        ) from None
+    for warning in run.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return run
+
+
+THRESHOLD_OPTION = click.option(
+    "--threshold",
+    type=Finite(0, 100),
+    default=0.10,
+    show_default=True,
+    help="Flag cases whose median changed by more than this fraction.",
+)

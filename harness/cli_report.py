@@ -7,27 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import Finite
-
-
-def _read(ref: str, results: str | None, hint: str):
-    from .store import StoreError, read_run
-
-    path = Path(ref)
-    if not path.is_dir():
-        root = Path(results) if results else Path("results")
-        path = root / ref
-    try:
-        run = read_run(path)
-    except StoreError as e:
-        raise click.BadParameter(
-            f"{e}. Give a run folder, or a run id inside --results (list them with "
-            "`sharedconv runs`).",
-            param_hint=hint,
-        ) from None
-    for warning in run.warnings:  # a damaged line is never dropped silently
-        click.echo(f"warning: {warning}", err=True)
-    return run
+from .cli_options import RESULTS_OPTION, THRESHOLD_OPTION, read_run_arg
 
 
 def _write(path: str, text: str) -> None:
@@ -39,11 +19,7 @@ def _write(path: str, text: str) -> None:
 
 @click.command("report")
 @click.argument("run")
-@click.option(
-    "--results",
-    metavar="DIR",
-    help="Folder of runs that RUN (an id) is in (default: ./results).",
-)
+@RESULTS_OPTION
 @click.option(
     "--html",
     "html_file",
@@ -62,13 +38,7 @@ def _write(path: str, text: str) -> None:
     metavar="RUN_B",
     help="Add the comparison with a second run (B/A ratios, Mann-Whitney verdicts).",
 )
-@click.option(
-    "--threshold",
-    type=Finite(0, 100),
-    default=0.10,
-    show_default=True,
-    help="With --compare: flag changes beyond this fraction.",
-)
+@THRESHOLD_OPTION
 @click.option(
     "--top",
     type=click.IntRange(1, 1000),
@@ -89,8 +59,8 @@ def report_cmd(
     Markdown (--markdown); with neither, the Markdown is printed."""
     from .share import GITHUB_COMMENT_LIMIT, build, to_markdown
 
-    first = _read(run, results, "RUN")
-    second = _read(compare_ref, results, "--compare") if compare_ref else None
+    first = read_run_arg(run, results, "RUN")
+    second = read_run_arg(compare_ref, results, "--compare") if compare_ref else None
     report = build(first, second, threshold)
     if html_file:
         try:

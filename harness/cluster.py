@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .execute import CaseKey, CaseRunner, Plan, base_record, past_deadline, plan_cases
+from .machine import machine_kind
 
 RESOURCE = "sharedconv"
 INSTALL = "pip install 'sharedconv[ray]'"
@@ -103,11 +104,6 @@ def select_nodes(nodes: list[dict[str, Any]], selector: str | None) -> list[dict
     return chosen
 
 
-def machine_kind(machine: dict[str, Any]) -> tuple:
-    """Nodes of one kind measure alike: a lost case is retried only on one of its kind."""
-    return (machine.get("cpu_model"), machine.get("usable_cores"), machine.get("gpu"))
-
-
 class NodeRunner:
     """On one node: describes it, then runs the cases it is handed, one at a time."""
 
@@ -135,9 +131,6 @@ class NodeRunner:
 
     def ping(self) -> bool:
         return True
-
-    def close(self) -> None:
-        self.runner.close()
 
 
 @dataclass
@@ -271,8 +264,9 @@ def _dispatch(
     for key, decided, meta in plan_cases(plan):
         for kind in kinds if len(kinds) > 1 else [None]:
             record = {**base_record(key, plan.threads), **meta}
-            if kind is not None:
-                record["case"] += f"@{kind_label(kind)}"
+            if kind is not None:  # the kind in the id (one record per kind) and on its own
+                record["machine_kind"] = kind_label(kind)
+                record["case"] += f"@{record['machine_kind']}"
             if record["case"] in done:
                 continue
             if decided is not None:
@@ -322,8 +316,10 @@ def _dispatch(
             elif queue:
                 time.sleep(0.2)  # a node is being probed
             continue
-        # short waits: Ctrl-C (KeyboardInterrupt between waits) acts within a quarter second
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+        # returns as soon as a case ends; the timeout bounds how late Ctrl-C and the case
+        # timeout are seen (each wait is a request to the raylet, on a node's own core when the
+        # head is a measuring node: not more often than this)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
         for ref in ready:
             node, case = pending.pop(ref)
             node.busy = None

@@ -12,14 +12,14 @@ from .summary import format_seconds, samples_of
 
 def machine_view(run: Run, machine: str) -> Run:
     """The records of one machine of a cluster run, as a run of their own, their case ids
-    without the kind of machine (``…@AMD-EPYC-2c``), so two kinds of machine that ran the same
-    plan compare case by case."""
+    without their kind of machine (``…@AMD-EPYC-2c``, in ``machine_kind``), so two kinds of
+    machine that ran the same plan compare case by case."""
     from dataclasses import replace
 
     from .summary import machine_of
 
     cases = [
-        {**r, "case": str(r["case"]).split("@", 1)[0]}
+        {**r, "case": str(r["case"]).removesuffix(f"@{r.get('machine_kind')}")}
         for r in run.cases
         if machine_of(r) == machine
     ]

@@ -78,3 +78,20 @@ def machine_info() -> dict[str, Any]:
         "gpu": None,
         "env_flags": flags,
     }
+
+
+def machine_key(machine: dict[str, Any]) -> tuple:
+    """What tells two machines apart in stored results: host names repeat (containers, VMs:
+    every machine here is "vm"), so the CPU and its core count go with it."""
+    return (machine.get("hostname"), machine.get("cpu_model"), machine.get("logical_cores"))
+
+
+def this_machine() -> tuple:
+    """:func:`machine_key` of the machine this process runs on."""
+    return (socket.gethostname(), cpu_model(), os.cpu_count())
+
+
+def machine_kind(machine: dict[str, Any]) -> tuple:
+    """Machines of one kind measure alike (a cluster run gives each kind the whole plan, and
+    retries a lost case only on its kind): the CPU model, the usable cores and the GPU."""
+    return (machine.get("cpu_model"), machine.get("usable_cores"), machine.get("gpu"))

@@ -13,6 +13,7 @@ from typing import Any
 
 from sharedconv.backends.problem import ConvProblem
 
+from .machine import machine_key, this_machine
 from .store import Run
 from .summary import machine_of, malloc_of, nearest_problem
 
@@ -93,7 +94,12 @@ def answer(runs: Iterable[Run], question: Question) -> Answer:
     machines = sorted({machine_of(r) for r in records})
     machine = machines[0] if machines else ""
     if len(machines) > 1:
-        here = [m for m in machines if _is_this_machine((run.meta.get("machines") or {}).get(m))]
+        entries = run.meta.get("machines") or {}
+        here = [
+            m
+            for m in machines
+            if isinstance(entries.get(m), dict) and machine_key(entries[m]) == this_machine()
+        ]
         machine = (
             here[0]
             if here
@@ -118,21 +124,6 @@ def machine_matches(run: Run, record: dict[str, Any], name: str) -> bool:
     machine = machine_description(run, record)
     models = [str(machine.get(k) or "") for k in ("cpu_model", "gpu")]
     return name == machine.get("hostname") or any(name.lower() in m.lower() for m in models if m)
-
-
-def _is_this_machine(machine: dict[str, Any] | None) -> bool:
-    import os
-    import socket
-
-    from .machine import cpu_model
-
-    if not isinstance(machine, dict):
-        return False
-    return (machine.get("hostname"), machine.get("cpu_model"), machine.get("logical_cores")) == (
-        socket.gethostname(),
-        cpu_model(),
-        os.cpu_count(),
-    )
 
 
 def allocators_of(records: Iterable[dict[str, Any]]) -> list[str]:

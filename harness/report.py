@@ -134,14 +134,12 @@ def ranking_tables(
     from . import allocators
     from .summary import (
         SEED_OPTIONS,
-        faults_text,
-        format_bytes,
-        format_seconds,
         group_by_problem,
         label,
         rank,
         recommendation,
         roofline_for,
+        row_text,
     )
 
     tables = []
@@ -198,24 +196,21 @@ def ranking_tables(
             t.add_column(col, justify=justify)
         for i, row in enumerate(rows[:limit] if limit else rows, 1):
             opt = row.record.get("seed_option")
-            name = row.label + (f" [opt {opt}]" if opt else "")
+            cells = row_text(row)
+            over = bool(memory_limit and (row.peak_bytes or 0) > memory_limit)
             t.add_row(
                 str(i),
-                Text(name, style="bold" if opt else ""),
-                format_seconds(row.median) + (" [yellow]noisy[/]" if row.noisy else ""),
-                f"±{100 * row.iqr / row.median / 2:.0f}%",
-                *(f"{row.vs_option[k]:.2f}" if k in row.vs_option else "" for k in SEED_OPTIONS),
+                Text(row.label + (f" [opt {opt}]" if opt else ""), style="bold" if opt else ""),
+                Text(cells["median"], style="yellow" if row.noisy else ""),
+                cells["IQR"],
+                *(cells[f"x opt {k}"] for k in SEED_OPTIONS),
+                Text(cells["peak memory"] + (" over" if over else ""), style="red" if over else ""),
                 Text(
-                    format_bytes(row.peak_bytes)
-                    + (" over" if memory_limit and (row.peak_bytes or 0) > memory_limit else ""),
-                    style="red" if memory_limit and (row.peak_bytes or 0) > memory_limit else "",
-                ),
-                Text(
-                    faults_text(row.faults),
+                    cells["faults/call"],
                     style="yellow" if (row.faults or {}).get("flagged") else "",
                 ),
-                f"{row.gflops:.1f}",
-                f"{100 * row.roofline_fraction:.0f}%" if row.roofline_fraction is not None else "",
+                cells["GFLOP/s"],
+                cells["% roofline"],
             )
         other = [r for r in group if r["status"] != "pass" or not r.get("timing")]
         failed_here = [r for r in other if r["status"] in FAILED]

@@ -19,16 +19,14 @@ from .compare import compare_runs
 from .records import FAILED, worst_ratio
 from .store import Run
 from .summary import (
-    SEED_OPTIONS,
     Row,
-    faults_text,
     format_bytes,
-    format_seconds,
     group_by_problem,
     label,
     rank,
     recommendation,
     roofline_for,
+    row_text,
 )
 
 # GitHub refuses a comment or an issue body longer than this
@@ -177,38 +175,6 @@ def build(
     return report
 
 
-# -- the columns of a ranked row, as text (HTML shows them all, Markdown a few) -------------
-
-
-def row_cells(row: Row) -> dict[str, str]:
-    opt = row.record.get("seed_option")
-    paired = row.record.get("paired")
-    cells = {
-        "backend/strategy": row.label,
-        "seed option": f"{opt}: {SEED_OPTIONS[opt]}" if opt in SEED_OPTIONS else "",
-        "median": format_seconds(row.median) + (" (noisy)" if row.noisy else ""),
-        "IQR": f"±{100 * row.iqr / row.median / 2:.0f}%",
-        **{
-            f"x opt {k}": f"{row.vs_option[k]:.2f}" if k in row.vs_option else ""
-            for k in SEED_OPTIONS
-        },
-        "peak memory": format_bytes(row.peak_bytes) if row.peak_bytes is not None else "unknown",
-        "faults/call": faults_text(row.faults),
-        "GFLOP/s": f"{row.gflops:.1f}",
-        "% roofline": f"{100 * row.roofline_fraction:.0f}%"
-        if row.roofline_fraction is not None
-        else "",
-    }
-    if isinstance(paired, dict):
-        try:
-            cells["x fastest, paired (95% CI)"] = (
-                f"{paired['ratio']:.3f} ({paired['low']:.3f}-{paired['high']:.3f})"
-            )
-        except (KeyError, TypeError, ValueError):  # a damaged file's field
-            cells["x fastest, paired (95% CI)"] = ""
-    return cells
-
-
 def compact_rows(section: ProblemSection, top: int) -> list[tuple[int, Row]]:
     """The ``top`` fastest, and the fastest implementation of each seed option not among them
     (so a reader always sees where the question's three options stand), with their ranks."""
@@ -281,7 +247,7 @@ def to_markdown(report: Report, top: int = 5) -> str:
         ]
         rows = []
         for i, row in compact_rows(section, top):
-            cells = row_cells(row)
+            cells = row_text(row)
             opt = row.record.get("seed_option")
             rows.append(
                 [str(i), cells["backend/strategy"] + (f" (option {opt})" if opt else "")]

@@ -237,6 +237,40 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def paired_text(record: dict[str, Any]) -> str:
+    """A case timed interleaved: its time over the problem's fastest, with the interval."""
+    paired = record.get("paired")
+    try:
+        return f"{paired['ratio']:.3f} ({paired['low']:.3f}-{paired['high']:.3f})"
+    except (TypeError, KeyError, ValueError):  # absent, or a damaged file's field
+        return ""
+
+
+def row_text(row: Row) -> dict[str, str]:
+    """A ranked row's columns as text, one formatting for the terminal tables and the reports
+    (HTML shows them all, Markdown a few)."""
+    opt = row.record.get("seed_option")
+    cells = {
+        "backend/strategy": row.label,
+        "seed option": f"{opt}: {SEED_OPTIONS[opt]}" if opt in SEED_OPTIONS else "",
+        "median": format_seconds(row.median) + (" (noisy)" if row.noisy else ""),
+        "IQR": f"±{100 * row.iqr / row.median / 2:.0f}%",
+        **{
+            f"x opt {k}": f"{row.vs_option[k]:.2f}" if k in row.vs_option else ""
+            for k in SEED_OPTIONS
+        },
+        "peak memory": format_bytes(row.peak_bytes),
+        "faults/call": faults_text(row.faults),
+        "GFLOP/s": f"{row.gflops:.1f}",
+        "% roofline": f"{100 * row.roofline_fraction:.0f}%"
+        if row.roofline_fraction is not None
+        else "",
+    }
+    if isinstance(row.record.get("paired"), dict):
+        cells["x fastest, paired (95% CI)"] = paired_text(row.record)
+    return cells
+
+
 def within_memory(rows: list[Row], limit: int | None) -> tuple[list[Row], list[Row], list[Row]]:
     """Split ranked rows by a memory limit: (fit, over the limit, peak unknown)."""
     if limit is None:

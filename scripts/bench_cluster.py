@@ -80,6 +80,17 @@ def medians(folder: Path) -> dict[str, float]:
     return out
 
 
+def busy(folder: Path) -> dict[str, float]:
+    """Per machine, the seconds its cases took (the records' ``wall_s``): the work, without
+    the run's start."""
+    out: dict[str, float] = {}
+    for line in (folder / "cases.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        key = r.get("machine") or "local"
+        out[key] = out.get(key, 0.0) + (r.get("wall_s") or 0.0)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
@@ -109,6 +120,14 @@ def main() -> None:
     for name in walls:
         shutil.copy(results / name / "cases.jsonl", raw / f"{name}.cases.jsonl")
         shutil.copy(results / name / "run.json", raw / f"{name}.run.json")
+    (raw / "walls.json").write_text(json.dumps(walls, indent=1) + "\n")
+    work = {name: busy(results / name) for name in walls}
+    fixed = {name: walls[name] - max(work[name].values()) for name in walls}
+    one, two = work["ray-1"], work["ray-2"]
+    alone, together = sum(one.values()), sum(two.values())
+    imbalance = max(two.values()) - min(two.values())
+    # the same runs with every case twice as long: the fixed part stays, the work doubles
+    doubled = (fixed["ray-1"] + 2 * alone) / (fixed["ray-2"] + 2 * max(two.values()))
     ratio = lambda a, b: [runs[a][c] / runs[b][c] for c in cases]  # noqa: E731
     r1, r2, r21 = ratio("ray-1", "local"), ratio("ray-2", "local"), ratio("ray-2", "ray-1")
 
@@ -129,6 +148,17 @@ def main() -> None:
         "",
         f"**Speedup of two nodes over one: {walls['ray-1'] / walls['ray-2']:.2f}x** (goal 1.7x); "
         f"over the local run: {walls['local'] / walls['ray-2']:.2f}x.",
+        "",
+        "Where the time goes (each machine's work: the sum of its cases' `wall_s`; the fixed "
+        "part: the wall time less the busiest machine's work):",
+        "",
+        f"- work: one node alone {alone:.1f} s; two nodes "
+        + " and ".join(f"{v:.1f} s" for v in sorted(two.values()))
+        + f", together {together / alone - 1:+.0%} against one node alone;",
+        f"- fixed part: local {fixed['local']:.1f} s, 1 node {fixed['ray-1']:.1f} s, "
+        f"2 nodes {fixed['ray-2']:.1f} s;",
+        f"- the two nodes' work differs by {imbalance:.1f} s;",
+        f"- the same arithmetic with every case twice as long: {doubled:.2f}x.",
         "",
         "Per-case medians, as ratios (each case against itself):",
         "",

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import cache
 from typing import Any
 
 import pytest
+from parallel import two_at_a_time
 from sharedconv.backends.problem import parse_problem
 from sharedconv.backends.registry import load_backend
 from sharedconv.backends.suites import load_suite
@@ -65,14 +66,10 @@ BATTERIES = ["tensorflow", "keras-jax", "jax", "keras-tensorflow", "torch", "ker
 
 @cache
 def _batteries() -> dict[str, Future]:
-    """Every selected, available backend's battery, two at a time from the first request on:
-    most of a battery is one-threaded tracing and compiling in its worker process, and the
-    test modules that wait for them come one after another."""
+    """Every selected, available backend's battery, two at a time from the first request on
+    (the test modules that wait for them come one after another)."""
     wanted = [n for n in BATTERIES if selected(n) and load_backend(n).available() is None]
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="battery")
-    futures = {n: pool.submit(_run_battery, n) for n in wanted}
-    pool.shutdown(wait=False)
-    return futures
+    return two_at_a_time(_run_battery, wanted)
 
 
 def run_battery(name: str) -> dict[str, list[dict[str, Any]]]:

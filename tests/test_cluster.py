@@ -103,6 +103,14 @@ def _records(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "cases.jsonl").read_text().splitlines()]
 
 
+def _each_case_once(folder: Path, cases: int) -> list[dict]:
+    """The run's records, after checking that ``cases`` cases were each recorded once."""
+    records = _records(folder)
+    counts = Counter(r["case"] for r in records)
+    assert len(counts) == cases and set(counts.values()) == {1}, counts
+    return records
+
+
 def _node_ids(folder: Path) -> dict[str, str]:
     """machine id -> the Ray node id it was measured on."""
     meta = json.loads((folder / "run.json").read_text())
@@ -134,9 +142,7 @@ def test_a_run_spreads_over_both_nodes_and_records_each_case_once(cluster, tmp_p
     )  # fmt: skip
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    records = _records(tmp_path / "spread")
-    counts = Counter(r["case"] for r in records)
-    assert len(counts) == 8 and set(counts.values()) == {1}  # 4 problems x 2 strategies
+    records = _each_case_once(tmp_path / "spread", 8)  # 4 problems x 2 strategies
     machines = _node_ids(tmp_path / "spread")
     assert len(machines) == 2 and {r["machine"] for r in records} == set(machines)
     meta = json.loads((tmp_path / "spread" / "run.json").read_text())
@@ -194,9 +200,7 @@ def test_ctrl_c_leaves_a_run_that_resume_completes_on_the_cluster(cluster, tmp_p
     resumed = _sharedconv("run", "--resume", "stopped", "--results", str(tmp_path))
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
-    records = _records(folder)
-    counts = Counter(r["case"] for r in records)
-    assert len(counts) == 6 and set(counts.values()) == {1}, counts
+    records = _each_case_once(folder, 6)
     assert all(r.get("machine", "").startswith("node-") for r in records)
     assert json.loads((folder / "run.json").read_text())["status"] == "complete"
 
@@ -229,9 +233,7 @@ def test_a_node_lost_mid_case_costs_nothing_the_case_is_retried_on_the_other(clu
             p.kill()
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    records = _records(folder)
-    counts = Counter(r["case"] for r in records)
-    assert len(counts) == 6 and set(counts.values()) == {1}, counts
+    records = _each_case_once(folder, 6)
     assert {r["status"] for r in records} == {"pass"}, [r.get("reason") for r in records]
     retried = [r for r in records if r.get("retried_after")]
     assert len(retried) == 1, [(r["case"], r["machine"]) for r in records]
@@ -260,15 +262,15 @@ def test_two_kinds_of_machine_each_run_the_whole_plan_and_compare_side_by_side(
     )  # fmt: skip
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    records = _records(tmp_path / "kinds")
-    counts = Counter(r["case"] for r in records)
-    assert len(counts) == 16 and set(counts.values()) == {1}  # 8 cases x 2 kinds
-    kinds = Counter(r["case"].rsplit("@", 1)[1] for r in records)
-    assert sorted(kinds) == ["AMD-EPYC-1c", "AMD-EPYC-2c"] or len(kinds) == 2, kinds
+    records = _each_case_once(tmp_path / "kinds", 16)  # 8 cases x 2 kinds
+    kinds = Counter(r["machine_kind"] for r in records)
+    # the same CPU model, 1 usable core against 2
+    assert sorted(k.rsplit("-", 1)[1] for k in kinds) == ["1c", "2c"], kinds
     assert all(n == 8 for n in kinds.values())
+    assert all(r["case"].endswith("@" + r["machine_kind"]) for r in records)
     by_kind = {}
     for r in records:
-        by_kind.setdefault(r["case"].rsplit("@", 1)[1], set()).add(r["machine"])
+        by_kind.setdefault(r["machine_kind"], set()).add(r["machine"])
     assert all(len(m) == 1 for m in by_kind.values()) and len(set.union(*by_kind.values())) == 2
 
     from streamlit.testing.v1 import AppTest

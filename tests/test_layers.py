@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from parallel import two_at_a_time
 from sharedconv.backends.registry import load_backend
 
 CHECKS = Path(__file__).with_name("layer_checks.py")
@@ -32,18 +33,12 @@ def _run_checks(framework: str) -> subprocess.CompletedProcess:
 
 
 @cache
-def _all_checks() -> dict[str, subprocess.CompletedProcess]:
-    """Every framework's checks, two processes at a time: each is mostly one thread (tracing,
-    compiling), so the suite spends half the time on them (they check results, not speed)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    wanted = [f for f in FRAMEWORKS if not _missing(f)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(wanted, pool.map(_run_checks, wanted), strict=True))
+def _all_checks() -> dict:
+    return two_at_a_time(_run_checks, [f for f in FRAMEWORKS if not _missing(f)])
 
 
 def checks(framework: str) -> dict:
-    proc = _all_checks()[framework]
+    proc = _all_checks()[framework].result()
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("LAYER-CHECKS ")]
     if proc.returncode != 0 or not lines:
         pytest.fail(
@@ -95,14 +90,10 @@ def _run_example(framework: str) -> subprocess.CompletedProcess:
 
 
 @cache
-def _all_examples() -> dict[str, subprocess.CompletedProcess]:
-    """The examples two at a time, as the checks above (each prints what its autotune picked;
-    the test asks that it trains and says so, not which one is fastest)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    wanted = [f for f in FRAMEWORKS if not _missing(f)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(wanted, pool.map(_run_example, wanted), strict=True))
+def _all_examples() -> dict:
+    # each prints what its autotune picked; the test asks that it trains and says so, not
+    # which one is fastest
+    return two_at_a_time(_run_example, [f for f in FRAMEWORKS if not _missing(f)])
 
 
 @pytest.mark.slow
@@ -111,7 +102,7 @@ def test_example_trains_and_says_what_it_picked(framework: str) -> None:
     missing = _missing(framework)
     if missing:
         pytest.skip(missing)
-    proc = _all_examples()[framework]
+    proc = _all_examples()[framework].result()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(autotune: fastest of" in proc.stdout, proc.stdout
     assert "held-out accuracy" in proc.stdout

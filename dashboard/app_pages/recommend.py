@@ -22,6 +22,7 @@ from sharedconv.harness.summary import (
     machine_of,
     malloc_of,
     memory_unknown_reason,
+    paired_text,
     rank,
     recommendation,
     roofline_for,
@@ -33,14 +34,6 @@ st.caption(
     "oracle before it was timed. Pick a measured problem or type your own shape."
 )
 data = loaded()
-
-
-def _paired_text(paired: dict | None) -> str:
-    """A case timed interleaved: its time over the problem's fastest, with the interval."""
-    try:
-        return f"{paired['ratio']:.3f} ({paired['low']:.3f}-{paired['high']:.3f})"
-    except (TypeError, KeyError, ValueError):  # absent, or a damaged file's field
-        return ""
 
 
 if require_results(data):
@@ -143,7 +136,7 @@ if require_results(data):
                 if row.roofline_fraction is not None
                 else float("nan"),
                 **{f"x option {k}": row.vs_option.get(k) for k in (1, 2, 3)},
-                "x fastest, paired (95% CI)": _paired_text(row.record.get("paired")),
+                "x fastest, paired (95% CI)": paired_text(row.record),
                 "first call (s)": row.record.get("first_call_s"),
                 "timed region": row.record.get("timed_region", ""),
             }
