@@ -10,7 +10,8 @@ PORT ?= 8501
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml examples/numba-backend/pyproject.toml
+# setup.py and the kernel source: the install compiles the native kernel
+$(VENV)/.installed: pyproject.toml setup.py backends/native_kernel.cpp examples/numba-backend/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all]'

@@ -26,6 +26,10 @@ BUILTINS: dict[str, tuple[str, str]] = {
         "pip install 'sharedconv[tensorflow]'",
     ),
     "jax": ("sharedconv.backends.jax_backend:JaxBackend", "pip install 'sharedconv[jax]'"),
+    "native": (
+        "sharedconv.backends.native_backend:NativeBackend",
+        "pip install sharedconv (builds the kernel: needs g++)",
+    ),
     "keras-tensorflow": (
         "sharedconv.backends.keras_backend:KerasTensorflowBackend",
         "pip install 'sharedconv[keras,tensorflow]'",

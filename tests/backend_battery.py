@@ -61,7 +61,7 @@ def strategy_params(name: str) -> list[Any]:
 
 
 # the backends with a battery module, the slowest first
-BATTERIES = ["tensorflow", "keras-jax", "jax", "keras-tensorflow", "torch", "keras-torch"]
+BATTERIES = ["tensorflow", "keras-jax", "jax", "keras-tensorflow", "torch", "keras-torch", "native"]
 
 
 @cache

@@ -97,6 +97,17 @@ def test_run_recommend_and_pytest_bench_from_the_wheel(wheel_env):
     assert json.loads(out.read_text())["benchmarks"], "no benchmark ran from the shipped suite"
 
 
+def test_the_native_kernel_ships_built_in_the_wheel(wheel_env):
+    # the wheel carries the compiled kernel (built at install time) and works without the
+    # source tree: verify runs it through a worker against the oracle
+    libs = list((wheel_env["site"] / "sharedconv" / "backends").glob("_native_*.so"))
+    assert libs, "no kernel library in the wheel"
+    shape = "B=1,C=2,H=9,W=30,N=5,K=3"
+    ran = _run(wheel_env, "verify", "-b", "native", "--shape", shape)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert "2 passed, 0 failed" in ran.stdout, ran.stdout[-2000:]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

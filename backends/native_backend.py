@@ -1,0 +1,299 @@
+"""The ``native`` backend: sharedconv's own CPU kernel (``backends/native_kernel.cpp``).
+
+No framework offers a kernel for this operation: they reshape it into a Conv2D/Conv3D of
+one channel, or into shifted multiply-adds, and either pay for a layout or for reading
+the input K*K times. The kernel computes all N filters from a tile of one channel's padded
+rows kept in cache, with the outputs of a tile in vector registers, and writes every output
+once (the source explains the tiling; docs/performance.md what it reaches and why).
+
+It is built at install time by ``setup.py`` into two plain shared libraries (baseline and,
+on x86-64, AVX2+FMA) loaded here with ctypes; the arrays are NumPy arrays, so the strategy's
+inputs are the harness's own canonical arrays and its outputs need no conversion.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.machinery
+import os
+import platform
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .contract import Backend, Strategy
+from .problem import ConvProblem
+
+ABI_VERSION = 1
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "native_kernel.cpp"
+BUILD_HINT = "pip install --force-reinstall --no-deps sharedconv (or `pip install -e .` in a checkout); the build needs g++ with OpenMP"
+_DTYPES = {"float32": ("f32", np.float32), "float64": ("f64", np.float64)}
+
+
+class NativeLibraryError(RuntimeError):
+    """The kernel library is missing, stale, or not loadable on this CPU."""
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _library_file(stem: str) -> Path | None:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = HERE / f"{stem}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+BUILDS = {"avx2": "_native_avx2", "baseline": "_native_baseline"}
+
+
+def _candidates() -> list[str]:
+    """The builds this CPU can run, best first; ``SHAREDCONV_NATIVE_BUILD=baseline`` (or
+    ``avx2``) asks for one build, e.g. to compare them."""
+    wanted = os.environ.get("SHAREDCONV_NATIVE_BUILD", "").strip().lower()
+    if wanted:
+        if wanted not in BUILDS:
+            raise NativeLibraryError(
+                f"SHAREDCONV_NATIVE_BUILD={wanted!r} is not a build; use one of {', '.join(BUILDS)} or unset it"
+            )
+        return [BUILDS[wanted]]
+    names = []
+    if platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma"} <= _cpu_flags():
+        names.append("_native_avx2")
+    names.append("_native_baseline")
+    return names
+
+
+def open_library(path: Path, source: Path = SOURCE) -> ctypes.CDLL:
+    """One build of the kernel, checked against this module's ABI and, in a checkout (where
+    ``source`` exists), against the source it was built from."""
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise NativeLibraryError(
+            f"the kernel library {path.name} does not load ({exc}); rebuild it: {BUILD_HINT}"
+        ) from None
+    lib.sc_abi_version.restype = ctypes.c_int
+    if lib.sc_abi_version() != ABI_VERSION:
+        raise NativeLibraryError(
+            f"the kernel library {path.name} was built for another version of sharedconv; rebuild it: {BUILD_HINT}"
+        )
+    lib.sc_source_sha.restype = ctypes.c_char_p
+    if source.exists():
+        built = lib.sc_source_sha().decode()
+        if built != hashlib.sha256(source.read_bytes()).hexdigest()[:16]:
+            raise NativeLibraryError(
+                f"the kernel library {path.name} was built from another {source.name} than this "
+                f"checkout's (edited since?); rebuild it: {BUILD_HINT}"
+            )
+    lib.sc_build.restype = ctypes.c_char_p
+    lib.sc_openmp.restype = ctypes.c_int
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    for suffix in ("f32", "f64"):
+        getattr(lib, f"sc_forward_{suffix}").argtypes = [pointer] * 5 + [integer]
+        getattr(lib, f"sc_forward_{suffix}").restype = None
+        getattr(lib, f"sc_backward_{suffix}").argtypes = [pointer] * 7 + [integer]
+        getattr(lib, f"sc_backward_{suffix}").restype = None
+    return lib
+
+
+@cache
+def load_library() -> ctypes.CDLL:
+    """The best build of the kernel this CPU runs (``open_library``'s checks)."""
+    stems = _candidates()
+    for stem in stems:
+        path = _library_file(stem)
+        if path is not None:
+            return open_library(path)
+    raise NativeLibraryError(
+        f"the kernel library ({' or '.join(stems)}) was not built (no C++ compiler at install time?): {BUILD_HINT}"
+    )
+
+
+def library_facts() -> dict[str, Any]:
+    lib = load_library()
+    return {
+        "build": lib.sc_build().decode(),
+        "openmp": bool(lib.sc_openmp()),
+        "source_sha": lib.sc_source_sha().decode(),
+    }
+
+
+def geometry_values(problem: ConvProblem) -> tuple[int, ...]:
+    """B, C, H, W, N, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo: what the kernel is told."""
+    (pt, _), (pl, _) = problem.pads
+    ho, wo = problem.out_hw
+    return (
+        problem.B,
+        problem.C,
+        problem.H,
+        problem.W,
+        problem.N,
+        problem.KH,
+        problem.KW,
+        *problem.stride,
+        *problem.dilation,
+        pt,
+        pl,
+        ho,
+        wo,
+    )
+
+
+def geometry(problem: ConvProblem) -> np.ndarray:
+    return np.array(geometry_values(problem), dtype=np.int32)
+
+
+def _refuse(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if problem.dtype not in _DTYPES:
+        return (
+            f"the native kernel computes in float32 and float64 only: it has no {problem.dtype} "
+            "arithmetic (x86 CPUs without AVX-512 FP16/BF16 have none), and converting to float32 "
+            f"inside would not be a {problem.dtype} strategy"
+        )
+    if max(geometry_values(problem)) >= 2**31:
+        return "a size over 2**31 does not fit the kernel's 32-bit geometry"
+    return None
+
+
+def forward(
+    problem: ConvProblem,
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    threads: int,
+    out: np.ndarray | None = None,
+    lib: ctypes.CDLL | None = None,
+) -> np.ndarray:
+    """y of ``problem`` from C-contiguous arrays of the problem's dtype (checked)."""
+    suffix, dtype = _DTYPES[problem.dtype]
+    _check(x, problem.x_shape, dtype, "x")
+    _check(w, problem.w_shape, dtype, "w")
+    if b is not None:
+        _check(b, (problem.N,), dtype, "b")
+    y = np.empty(problem.y_shape, dtype) if out is None else out
+    _check(y, problem.y_shape, dtype, "y")
+    geom = geometry(problem)
+    getattr(lib or load_library(), f"sc_forward_{suffix}")(
+        geom.ctypes.data,
+        x.ctypes.data,
+        w.ctypes.data,
+        None if b is None else b.ctypes.data,
+        y.ctypes.data,
+        threads,
+    )
+    return y
+
+
+def backward(
+    problem: ConvProblem,
+    x: np.ndarray,
+    w: np.ndarray,
+    dy: np.ndarray,
+    bias: bool,
+    threads: int,
+    lib: ctypes.CDLL | None = None,
+) -> tuple[np.ndarray, ...]:
+    """(dx, dw) or (dx, dw, db) of ``problem`` for the upstream gradient ``dy``."""
+    suffix, dtype = _DTYPES[problem.dtype]
+    _check(x, problem.x_shape, dtype, "x")
+    _check(w, problem.w_shape, dtype, "w")
+    _check(dy, problem.y_shape, dtype, "dy")
+    dx = np.empty(problem.x_shape, dtype)
+    dw = np.empty(problem.w_shape, dtype)
+    db = np.empty((problem.N,), dtype) if bias else None
+    geom = geometry(problem)
+    getattr(lib or load_library(), f"sc_backward_{suffix}")(
+        geom.ctypes.data,
+        x.ctypes.data,
+        w.ctypes.data,
+        dy.ctypes.data,
+        dx.ctypes.data,
+        dw.ctypes.data,
+        None if db is None else db.ctypes.data,
+        threads,
+    )
+    return (dx, dw) if db is None else (dx, dw, db)
+
+
+def _check(a: np.ndarray, shape: tuple[int, ...], dtype: type, name: str) -> None:
+    if a.shape != tuple(shape) or a.dtype != dtype or not a.flags.c_contiguous:
+        raise ValueError(
+            f"native kernel: {name} must be a C-contiguous {np.dtype(dtype).name} array of shape "
+            f"{tuple(shape)}, got {a.dtype.name} {a.shape}{'' if a.flags.c_contiguous else ' (not contiguous)'}"
+        )
+
+
+class NativeBackend(Backend):
+    name = "native"
+    install_hint = BUILD_HINT
+    devices = ("cpu",)
+    strategies = (
+        Strategy(
+            "direct",
+            "sharedconv's own kernel (C++, vectorised, OpenMP): all N filters from a tile of one "
+            "channel's padded rows in cache, outputs in registers, each output written once",
+            timed="np.empty of the outputs (the process's malloc), then one call of the compiled "
+            "kernel on the OpenMP threads: forward, and in train mode dx, dw, db from the given dy",
+            supports_fn=_refuse,
+            tags=("project-kernel",),
+        ),
+    )
+
+    def __init__(self) -> None:
+        self.threads = 1
+
+    def available(self) -> str | None:
+        try:
+            load_library()
+        except NativeLibraryError as exc:
+            return str(exc)
+        return None
+
+    def versions(self) -> dict[str, str]:
+        try:
+            facts = library_facts()
+        except NativeLibraryError:
+            return {}
+        return {"sharedconv-native": f"{facts['build']}, source {facts['source_sha']}"}
+
+    def configure(self, threads: int, device: str) -> dict[str, Any]:
+        self.threads = max(1, int(threads))
+        return {"native_threads": self.threads, **library_facts()}
+
+    def prepare(
+        self,
+        problem: ConvProblem,
+        arrays: dict[str, np.ndarray],
+        strategy: Strategy,
+        device: str,
+        mode: str,
+    ) -> Callable[[], tuple[Any, ...]]:
+        _, dtype = _DTYPES[problem.dtype]
+        x = np.ascontiguousarray(arrays["x"], dtype=dtype)
+        w = np.ascontiguousarray(arrays["w"], dtype=dtype)
+        b = np.ascontiguousarray(arrays["b"], dtype=dtype) if problem.bias else None
+        dy = np.ascontiguousarray(arrays["dy"], dtype=dtype) if mode == "train" else None
+        threads = self.threads
+
+        def call() -> tuple[np.ndarray, ...]:
+            y = forward(problem, x, w, b, threads)
+            if dy is None:
+                return (y,)
+            return (y, *backward(problem, x, w, dy, problem.bias, threads))
+
+        return call
