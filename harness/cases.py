@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,29 +113,10 @@ def execute_case(
     record["first_call_s"] = first_s
 
     if request.get("oracle"):
-        got = canonical_outputs(strategy, problem, mode, backend.to_numpy(outputs))
-        if request.get("digest"):
-            # equal digests mean bit-identical outputs (the seed experiment's assertion)
-            record["output_digest"] = hashlib.sha256(
-                np.ascontiguousarray(got["y"]).tobytes()
-            ).hexdigest()[:32]
-        expected = (Path(request["oracle"]) / "fingerprint.txt").read_text().strip()
-        if input_fingerprint({k: v for k, v in arrays.items() if k != "dy"}) != expected:
-            raise RuntimeError(
-                "this worker's seeded inputs differ from the oracle's: was sharedconv changed during the run? Start it again"
+        with one_blas_thread():
+            record.update(
+                _verify(request, problem, mode, strategy, backend, outputs, arrays, context)
             )
-        reference, sample = load_reference(request["oracle"], mode, problem)
-        if sample is not None:
-            got = select_images(problem, got, sample)
-            record["verified_on"] = (
-                f"a seeded sample of {len(sample)} of {problem.B * problem.C} images (dw, db in full)"
-            )
-        verdict = compare(problem, got, reference, tf32=bool(context.get("tf32")))
-        del got, reference
-        record["verify"] = verdict
-        record["status"] = "pass" if not verdict["failures"] else "mismatch"
-        if verdict["failures"]:
-            record["reason"] = "; ".join(verdict["failures"])
     else:
         record["status"] = "unverified"
     del outputs
@@ -147,4 +130,59 @@ def execute_case(
         if request.get("hold") and held is not None:
             held[request["hold"]] = (fn, backend.synchronize)
             record["held"] = True
+    return record
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The harness's own NumPy arithmetic in a worker (verification: norms, BLAS dot products)
+    on one BLAS thread: OpenBLAS's threads keep spinning after a call on its pool, on the cores
+    the timed calls right after it need. `scripts/blas_spin.py` (native kernel,
+    B=4,C=1,H=64,W=64,N=16,K=5, 2 threads, windows of 20 calls): 3 of 24 windows right after
+    a 2-thread BLAS call had medians of 3.8-3.9 ms, 20 times the usual 0.12-0.22 ms; none of
+    24 windows after a pause did."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; the limits are only a courtesy
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _verify(
+    request: dict[str, Any],
+    problem: ConvProblem,
+    mode: str,
+    strategy: Any,
+    backend: Backend,
+    outputs: Any,
+    arrays: dict[str, np.ndarray],
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """The first call's outputs against the oracle: the verdict and the status."""
+    record: dict[str, Any] = {}
+    got = canonical_outputs(strategy, problem, mode, backend.to_numpy(outputs))
+    if request.get("digest"):
+        # equal digests mean bit-identical outputs (the seed experiment's assertion)
+        record["output_digest"] = hashlib.sha256(
+            np.ascontiguousarray(got["y"]).tobytes()
+        ).hexdigest()[:32]
+    expected = (Path(request["oracle"]) / "fingerprint.txt").read_text().strip()
+    if input_fingerprint({k: v for k, v in arrays.items() if k != "dy"}) != expected:
+        raise RuntimeError(
+            "this worker's seeded inputs differ from the oracle's: was sharedconv changed during the run? Start it again"
+        )
+    reference, sample = load_reference(request["oracle"], mode, problem)
+    if sample is not None:
+        got = select_images(problem, got, sample)
+        record["verified_on"] = (
+            f"a seeded sample of {len(sample)} of {problem.B * problem.C} images (dw, db in full)"
+        )
+    verdict = compare(problem, got, reference, tf32=bool(context.get("tf32")))
+    del got, reference
+    record["verify"] = verdict
+    record["status"] = "pass" if not verdict["failures"] else "mismatch"
+    if verdict["failures"]:
+        record["reason"] = "; ".join(verdict["failures"])
     return record
