@@ -63,8 +63,10 @@ def supported_or_refused(backend_name: str, problem, strategy: str, mode: str, c
     training on CPU) must be refused by the layer with the backend's reason."""
     from sharedconv.backends.registry import load_backend
 
-    from sharedconv.layers._core import LayerError
+    from sharedconv.layers._core import NATIVE, NATIVE_RECORD, LayerError
 
+    if strategy == NATIVE:  # the layer's name for the native backend's kernel
+        backend_name, strategy = NATIVE_RECORD
     backend = load_backend(backend_name)
     device = "cuda" if DEVICE == "cuda" else "cpu"
     why = backend.supports(problem, backend.strategy(strategy), device, mode)
@@ -130,11 +132,19 @@ def torch_checks() -> None:
                 record(
                     "oracle",
                     f"{s}/{mode}/{problem.slug()}",
-                    lambda s=s, m=mode, p=problem: run(p, s, m),
+                    lambda s=s, m=mode, p=problem: supported_or_refused(
+                        "torch", p, s, m, lambda: run(p, s, m)
+                    ),
                 )
     p64 = parse_problem(PROBLEMS[0] + ",dtype=float64")
     for s in strategies():
-        record("oracle", f"{s}/train/{p64.slug()}", lambda s=s: run(p64, s, "train", torch.float64))
+        record(
+            "oracle",
+            f"{s}/train/{p64.slug()}",
+            lambda s=s: supported_or_refused(
+                "torch", p64, s, "train", lambda: run(p64, s, "train", torch.float64)
+            ),
+        )
     low = {"bfloat16": torch.bfloat16, "float16": torch.float16}
     for name, dt in low.items():
         p = parse_problem(PROBLEMS[1] + f",dtype={name}")

@@ -190,13 +190,16 @@ def test_an_unwritable_cache_keeps_the_decision_for_the_process(tmp_path):
 
 
 def _stored_run(root: Path, cpu: str, strategy_times: dict[str, float]) -> Path:
+    """A run of this problem; a name "backend/strategy" is another backend's strategy."""
     writer = RunWriter.create(root, "stored", {"machine": {"cpu_model": cpu}, "suite": None})
     for name, median in strategy_times.items():
+        backend, _, strategy = name.rpartition("/")
+        backend = backend or "numpy"
         writer.append(
             {
-                "case": f"numpy/{name}/{PROBLEM.slug()}/forward/cpu/jemalloc",
-                "backend": "numpy",
-                "strategy": name,
+                "case": f"{backend}/{strategy}/{PROBLEM.slug()}/forward/cpu/jemalloc",
+                "backend": backend,
+                "strategy": strategy,
                 "problem": PROBLEM.to_text(),
                 "mode": "forward",
                 "device": "cpu",
@@ -217,6 +220,16 @@ def test_stored_results_of_this_machine_decide_without_tuning(tmp_path):
     other_machine = _stored_run(tmp_path / "b", "Some Other CPU", {"fold": 1e-3})
     assert _core.from_results(key(), PROBLEM, ["fold"], [other_machine]) is None
     assert _core.from_results(key(), PROBLEM, ["fold"], [tmp_path / "no-such-run"]) is None
+
+
+def test_stored_native_kernel_cases_answer_for_the_layer_candidate_native(tmp_path):
+    # the native backend's kernel is the layer candidate "native" in every framework's layer
+    # that offers it; another backend's strategy of the same name is not
+    times = {"fold": 3e-3, "native/direct": 1e-3, "torch/native": 1e-9, "torch/fold": 1e-9}
+    folder = _stored_run(tmp_path, cpu_model(), times)
+    choice = _core.from_results(key(), PROBLEM, ["fold", _core.NATIVE], [folder])
+    assert choice is not None and choice.strategy == _core.NATIVE
+    assert _core.from_results(key(), PROBLEM, ["fold"], [folder]).strategy == "fold"
 
 
 def test_the_problem_of_a_call_has_one_spelling_and_clear_errors():

@@ -15,7 +15,9 @@ and backward) on one device. :func:`choose` answers "which strategy" for it, in 
 
 Every candidate is a strategy of the layer's framework backend (``backends/torch_backend.py``,
 ``jax_backend.py``, ``tensorflow_backend.py``) wrapped in the layout permutations between the
-layer's layout and the strategy's declared one: no strategy is written twice.
+layer's layout and the strategy's declared one: no strategy is written twice. The PyTorch
+layer also offers sharedconv's own kernel (``backends/native_backend.py``) as the candidate
+``native`` on the CPU: it takes PyTorch's CPU tensors without a copy.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ CACHE_ENV = "SHAREDCONV_CACHE_DIR"
 BUDGET_ENV = "SHAREDCONV_TUNE_BUDGET"
 FALLBACK = "fold"
 REFERENCE = "fold"
+# a layer candidate that is not its framework's strategy: the native kernel, stored in runs
+# as the backend/strategy below
+NATIVE = "native"
+NATIVE_RECORD = ("native", "direct")
 DEFAULT_BUDGET = 1.0  # seconds of timing per new shape, spread over the candidates
 HOPELESS = 10.0  # a candidate this much slower than the best at its probe is not probed again,
 CHEAP_PROBE_S = 0.25  # unless probing it again is this cheap
@@ -343,9 +349,16 @@ def from_results(
         if not same_machine:
             continue
         for r in run.cases:
+            name = (
+                NATIVE
+                if (r.get("backend"), r.get("strategy")) == NATIVE_RECORD
+                else r.get("strategy")
+                if r.get("backend") == key.framework
+                else None
+            )
             if (
-                r.get("backend") != key.framework
-                or r.get("strategy") not in offered
+                name is None
+                or name not in offered
                 or r.get("mode") != key.mode
                 or r.get("device") != device
                 or r.get("status") != "pass"
@@ -359,7 +372,7 @@ def from_results(
             except (ProblemError, KeyError, TypeError, ValueError):
                 continue
             if best is None or median < best[0]:
-                best = (median, r["strategy"], run.run_id)
+                best = (median, name, run.run_id)
     if best is None:
         return None
     return Choice(

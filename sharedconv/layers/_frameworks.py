@@ -107,6 +107,61 @@ def torch_runner(problem: ConvProblem, x: Any, w: Any, b: Any, out_layout: str) 
     return Runner(prepare, sync, to_numpy)
 
 
+def torch_native(problem: ConvProblem) -> Callable:
+    """sharedconv's own kernel as ``f(x, w, b)`` on PyTorch CPU tensors (float32/float64),
+    differentiable: the tensors' memory is handed to the kernel as NumPy arrays, no copy
+    (a non-contiguous input is made contiguous first), and its outputs come back the same way.
+    Threads: PyTorch's intra-op count."""
+    import torch
+
+    from ..backends import native_backend as native
+
+    def arrays(*tensors: Any) -> list[Any]:
+        return [None if t is None else t.detach().contiguous().numpy() for t in tensors]
+
+    class NativeConv(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, w: Any, b: Any) -> Any:
+            xs, ws, bs = arrays(x, w, b)
+            ctx.save_for_backward(x, w)
+            ctx.bias = b is not None
+            return torch.from_numpy(native.forward(problem, xs, ws, bs, torch.get_num_threads()))
+
+        @staticmethod
+        def backward(ctx: Any, dy: Any) -> tuple[Any, ...]:
+            x, w = ctx.saved_tensors
+            xs, ws, dys = arrays(x, w, dy)
+            grads = native.backward(problem, xs, ws, dys, ctx.bias, torch.get_num_threads())
+            dx, dw, *db = (torch.from_numpy(g) for g in grads)
+            return dx, dw, (db[0] if db else None)
+
+    def call(x: Any, w: Any, b: Any) -> Any:
+        return NativeConv.apply(x, w, b)
+
+    return call
+
+
+def native_candidate(
+    problem: ConvProblem, device: str, mode: str, build: Callable[[ConvProblem], Callable]
+) -> tuple[Any, str | None]:
+    """The native kernel as a layer candidate ``(Candidate, None)``, or ``(None, why not)``."""
+    import dataclasses
+
+    from ..backends.registry import load_backend
+    from ._core import NATIVE, Candidate
+
+    backend = load_backend("native")
+    missing = backend.available()
+    if missing:
+        return None, missing
+    strategy = backend.strategy("direct")
+    why = backend.supports(problem, strategy, device, mode)
+    if why:
+        return None, why
+    # the layer's layouts are the kernel's (BCHW in, BCNHW out): no permutation around it
+    return Candidate(dataclasses.replace(strategy, name=NATIVE), build(problem)), None
+
+
 # --------------------------------------------------------------------------- jax
 
 

@@ -30,11 +30,12 @@ _DTYPES = {
 
 
 def strategies() -> list[str]:
-    """The strategies the module can run (the PyTorch backend's, less the ones that compile
-    their own graph: compile the whole model with ``torch.compile`` instead)."""
+    """The strategies the module can run: the PyTorch backend's, less the ones that compile
+    their own graph (compile the whole model with ``torch.compile`` instead), and ``native``,
+    sharedconv's own kernel (CPU, float32/float64; it takes the tensors without a copy)."""
     from ..backends.torch_backend import STRATEGIES
 
-    return [s.name for s in STRATEGIES if "compiled" not in s.tags]
+    return [s.name for s in STRATEGIES if "compiled" not in s.tags] + [_core.NATIVE]
 
 
 class SharedConv2d(nn.Module):
@@ -141,7 +142,7 @@ class SharedConv2d(nn.Module):
         dev = "cpu" if device.type == "cpu" else "cuda"
 
         def candidates() -> tuple[dict, dict]:
-            return _core.candidates_for(
+            offered, refused = _core.candidates_for(
                 backend,
                 _builders(problem),
                 problem,
@@ -151,6 +152,12 @@ class SharedConv2d(nn.Module):
                 OUT_LAYOUT,
                 _frameworks.torch_permute,
             )
+            native, why = _frameworks.native_candidate(problem, dev, mode, _frameworks.torch_native)
+            if native is not None:
+                offered[_core.NATIVE] = native
+            else:
+                refused[_core.NATIVE] = why
+            return offered, refused
 
         def runner() -> _core.Runner:
             return _frameworks.torch_runner(problem, x, self.weight, self.bias, OUT_LAYOUT)

@@ -1,0 +1,251 @@
+"""How near the machine's limit is each problem's best strategy? (docs/performance.md)
+
+    python scripts/bench_floor.py [--budget 0.2] [--malloc jemalloc,system] [--write-doc docs/performance.md]
+    python scripts/bench_floor.py --run docs/performance-bench/floor-jemalloc [--run ...]   # from stored data
+
+Runs every framework strategy (TensorFlow, PyTorch, JAX, Keras 3 on each of its backends) and
+the native kernel on the `seed` and `channels` suites, forward and train, float32: one
+`sharedconv run` per allocator setting (jemalloc with purging off; the system's glibc), one
+after another (one run with both would give each worker half the memory, and the seed's
+100-channel problem would not fit). Lists for every problem, mode and allocator:
+
+- the floor: max(FLOPs / peak FLOP/s, fewest bytes / copy bandwidth), from the roofline the
+  run measured on this machine at its start, and which of the two bounds it is;
+- the best framework strategy, and the native kernel (`native/direct`), each with its median
+  and its share of the floor (floor / median);
+- which strategy is best, and whether the best verified one reaches 60% of the floor.
+
+Every number is a median of one case in one run; every strategy was checked against the
+float64 oracle before it was timed (a disagreeing one is listed, never timed). The runs'
+records are kept (gzipped) in docs/performance-bench/<run id>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+MARK = "<!-- floor-benchmark -->"
+OURS = ("native", "direct")
+BACKENDS = "torch,tensorflow,jax,keras-tensorflow,keras-jax,keras-torch,native"
+GOAL = 0.60
+RAW = ROOT / "docs" / "performance-bench"
+
+
+def run_benchmark(malloc: str, budget: float, results: Path) -> Path:
+    args = [
+        str(BIN / "sharedconv"), "run", "--suite", "seed,channels", "--mode", "both",
+        "--backends", BACKENDS, "--malloc", malloc, "--budget", str(budget),
+        "--results", str(results), "--run-id", f"floor-{malloc}",
+    ]  # fmt: skip
+    print("running:", " ".join(args[1:]), flush=True)
+    done = subprocess.run(args, text=True, capture_output=True)
+    if done.returncode != 0:
+        sys.exit(f"the run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return results / f"floor-{malloc}"
+
+
+def unpack(stored: Path) -> Path:
+    """A run folder from the stored data (run.json and cases.jsonl.gz)."""
+    if (stored / "cases.jsonl").exists():
+        return stored
+    folder = Path(tempfile.mkdtemp(prefix="sharedconv-floor-")) / stored.name
+    folder.mkdir()
+    shutil.copy(stored / "run.json", folder / "run.json")
+    with (
+        gzip.open(stored / "cases.jsonl.gz", "rb") as src,
+        open(folder / "cases.jsonl", "wb") as dst,
+    ):
+        shutil.copyfileobj(src, dst)
+    return folder
+
+
+def keep(folder: Path) -> None:
+    where = RAW / folder.name
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy(folder / "run.json", where / "run.json")
+    with (
+        open(folder / "cases.jsonl", "rb") as src,
+        gzip.open(where / "cases.jsonl.gz", "wb", mtime=0) as dst,
+    ):
+        shutil.copyfileobj(src, dst)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def analyse(folder: Path) -> dict[str, Any]:
+    from sharedconv.harness.store import read_run
+    from sharedconv.harness.summary import roofline_fraction
+
+    run = read_run(folder)
+    roof = run.meta["roofline"]
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in run.cases:
+        groups[(r["malloc"], r["problem"], r["mode"])].append(r)
+    rows = []
+    for (malloc, problem, mode), records in groups.items():
+        timed = [r for r in records if r.get("status") == "pass" and r.get("timed")]
+        for r in timed:
+            r["_median"] = r["timing"]["stats"]["median"]
+            r["_share"] = roofline_fraction(r, roof)
+        timed.sort(key=lambda r: r["_median"])
+        ours = [r for r in records if (r["backend"], r["strategy"]) == OURS]
+        others = [r for r in timed if (r["backend"], r["strategy"]) != OURS]
+        any_record = records[0]
+        flops, nbytes = any_record["flops"], any_record["fewest_bytes"]
+        by_flops, by_bytes = flops / roof["peak_flops"], nbytes / roof["copy_bytes_per_s"]
+        skipped = sorted({r.get("reason", "") for r in records if r.get("status") != "pass"})
+        rows.append(
+            {
+                "malloc": malloc,
+                "problem": problem,
+                "mode": mode,
+                "floor": max(by_flops, by_bytes),
+                "bound": "FLOPs" if by_flops >= by_bytes else "bytes",
+                "best": timed[0] if timed else None,
+                "other": others[0] if others else None,
+                "ours": ours[0] if ours else None,
+                "timed": len(timed),
+                "reasons": skipped,
+            }
+        )
+    order = {p: i for i, p in enumerate(run.meta.get("problems", []))}
+    rows.sort(
+        key=lambda x: (
+            x["malloc"] != "jemalloc",
+            x["malloc"],
+            order.get(x["problem"], 0),
+            x["mode"],
+        )
+    )
+    return {"meta": run.meta, "roof": roof, "rows": rows}
+
+
+def name(r: dict[str, Any]) -> str:
+    return f"{r['backend']}/{r['strategy']}"
+
+
+def cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    return f"{ms(r['_median'])}, {r['_share']:.0%}"
+
+
+def ours_cell(row: dict[str, Any]) -> str:
+    r = row["ours"]
+    if r is None:
+        return "not in the run"
+    if r.get("status") != "pass" or not r.get("timed"):
+        return f"{r.get('status')}: {r.get('reason', '')[:80]}"
+    return cell(r)
+
+
+def render(results: list[dict[str, Any]], command: str) -> str:
+    """One section per run (= per allocator setting): its machine, roofline and command, a
+    summary against the goal, and the table."""
+    lines = [
+        MARK,
+        "Shares are floor / median (100% = at the floor); bold where the best verified "
+        f"strategy reaches {GOAL:.0%}. The runs: `{command}`; these tables from the stored "
+        "data: `python scripts/bench_floor.py "
+        + " ".join(f"--run {RAW.relative_to(ROOT)}/{r['meta']['run_id']}" for r in results)
+        + " --write-doc docs/performance.md`.",
+        "",
+    ]
+    for result in results:
+        meta, roof, rows = result["meta"], result["roof"], result["rows"]
+        machine = meta.get("machine", {})
+        cpu = machine.get("cpu_model") or machine.get("cpu") or "?"
+        ran = [r for r in rows if r["best"] is not None]
+        reached = [r for r in ran if r["best"]["_share"] >= GOAL]
+        ours_best = [r for r in ran if r["ours"] is not None and r["best"] is r["ours"]]
+        lines += [
+            f"### Allocator: {', '.join(meta.get('malloc', []))} (run `{meta['run_id']}`)",
+            "",
+            f"Measured {meta.get('started', '')[:16].replace('T', ' ')} UTC on {cpu}, "
+            f"{meta.get('threads')} threads; the run's roofline: {roof['peak_flops'] / 1e9:.1f} "
+            f"GFLOP/s, {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s ({roof.get('method', '')}); "
+            f"`{meta.get('command', '?')}`.",
+            "",
+            f"- the best verified strategy at {GOAL:.0%} of the floor or more: **{len(reached)} of "
+            f"{len(ran)}** problem x mode pairs timed",
+            f"- `native/direct` the fastest: **{len(ours_best)} of {len(ran)}**",
+            "",
+            "| problem | mode | floor (bound) | best framework strategy: median, share | native/direct: median, share | best |",
+            "|---|---|---:|---|---:|---|",
+        ]
+        for r in rows:
+            head = f"| {r['problem']} | {r['mode']} | {ms(r['floor'])} ({r['bound']}) |"
+            if r["best"] is None:
+                why = "; ".join(r["reasons"])[:200] or "nothing timed"
+                lines.append(f"{head} not run: {why} | | |")
+                continue
+            other, best = r["other"], r["best"]
+            mark = "**" if best["_share"] >= GOAL else ""
+            theirs = f"{name(other)}: {cell(other)}" if other else "-"
+            lines.append(
+                f"{head} {theirs} | {ours_cell(r)} | {mark}{name(best)} ({best['_share']:.0%}){mark} |"
+            )
+        lines.append("")
+    lines.append(MARK)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--run", type=Path, action="append",
+        help="Use this run folder (or stored data) instead of running; once per allocator.",
+    )  # fmt: skip
+    parser.add_argument("--budget", type=float, default=0.2, help="Seconds of sampling per case.")
+    parser.add_argument(
+        "--malloc", default="jemalloc,system", help="The allocator settings, one run each."
+    )
+    parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
+    parser.add_argument(
+        "--keep", action="store_true",
+        help=f"With --run FOLDER: store its data in {RAW.relative_to(ROOT)}/",
+    )  # fmt: skip
+    args = parser.parse_args()
+    command = "python scripts/bench_floor.py" + (
+        f" --budget {args.budget}" if args.budget != 0.2 else ""
+    )
+    tmp = None
+    if args.run:
+        folders = [unpack(run) for run in args.run]
+        if args.keep:
+            for folder in folders:
+                keep(folder)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="sharedconv-floor-"))
+        folders = []
+        for malloc in args.malloc.split(","):
+            t0 = time.perf_counter()
+            folders.append(run_benchmark(malloc.strip(), args.budget, tmp))
+            print(f"the {malloc} run took {time.perf_counter() - t0:.0f} s", flush=True)
+            keep(folders[-1])
+    text = render([analyse(folder) for folder in folders], command)
+    print(text)
+    if args.write_doc:
+        doc = args.write_doc.read_text()
+        head, _, rest = doc.partition(MARK)
+        _, _, tail = rest.partition(MARK)
+        args.write_doc.write_text(head + text + tail)
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
