@@ -42,17 +42,63 @@ GOAL = 0.60
 RAW = ROOT / "docs" / "performance-bench"
 
 
-def run_benchmark(malloc: str, budget: float, results: Path) -> Path:
-    args = [
-        str(BIN / "sharedconv"), "run", "--suite", "seed,channels", "--mode", "both",
-        "--backends", BACKENDS, "--malloc", malloc, "--budget", str(budget),
-        "--results", str(results), "--run-id", f"floor-{malloc}",
-    ]  # fmt: skip
+MAIN = [
+    "B=10,C=3,H=200,W=200,N=20,K=5",  # the seed suite's first problem
+    "B=4,C=1..128:x2,H=64,W=64,N=16,K=5",  # the channels suite
+]
+BIG = "B=10,C=100,H=200,W=200,N=20,K=5"  # the seed suite's second problem
+# the problems whose forward ranking picks the strategies timed on BIG
+PICK_FROM = ("B=10,C=3,H=200,W=200,N=20,K=5", "B=4,C=128,H=64,W=64,N=16,K=5")
+
+
+def sharedconv_run(run_id: str, results: Path, extra: list[str]) -> Path:
+    args = [str(BIN / "sharedconv"), "run", *extra, "--results", str(results), "--run-id", run_id]
     print("running:", " ".join(args[1:]), flush=True)
+    t0 = time.perf_counter()
     done = subprocess.run(args, text=True, capture_output=True)
     if done.returncode != 0:
         sys.exit(f"the run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return results / f"floor-{malloc}"
+    print(f"{run_id} took {time.perf_counter() - t0:.0f} s", flush=True)
+    return results / run_id
+
+
+def contenders(
+    folder: Path, per_backend: int, problems: tuple[str, ...] | None, modes: tuple[str, ...]
+) -> list[str]:
+    """The names of each backend's ``per_backend`` fastest strategies on each of ``problems``
+    (all when None) in each of ``modes``."""
+    from sharedconv.harness.store import read_run
+
+    ranked: dict[tuple[str, str, str], list[tuple[float, str]]] = defaultdict(list)
+    for r in read_run(folder).cases:
+        if r.get("status") != "pass" or not r.get("timed") or r["mode"] not in modes:
+            continue
+        if problems is None or r["problem"] in problems:
+            ranked[(r["backend"], r["problem"], r["mode"])].append(
+                (r["timing"]["stats"]["median"], r["strategy"])
+            )
+    return sorted({name for times in ranked.values() for _, name in sorted(times)[:per_backend]})
+
+
+def run_benchmark(malloc: str, budget: float, results: Path, first: Path | None) -> list[Path]:
+    """The allocator's runs: every framework strategy and the native kernel on MAIN, forward
+    and train (after the first allocator: each backend's 3 fastest there on any problem and
+    mode, so the runs fit an afternoon), then BIG forward for each backend's 2 fastest on
+    PICK_FROM (train needs about 19 GiB; a case takes 1 to 2 minutes)."""
+    common = ["--backends", BACKENDS, "--malloc", malloc, "--budget", str(budget)]
+    shapes = [arg for shape in MAIN for arg in ("--shape", shape)]
+    picked = (
+        []
+        if first is None
+        else ["--strategies", ",".join(contenders(first, 3, None, ("forward", "train")))]
+    )
+    main = sharedconv_run(f"floor-{malloc}", results, [*shapes, "--mode", "both", *common, *picked])
+    names = contenders(main, 2, PICK_FROM, ("forward",))
+    big = sharedconv_run(
+        f"floor-{malloc}-big", results,
+        ["--shape", BIG, "--mode", "forward", *common, "--strategies", ",".join(names)],
+    )  # fmt: skip
+    return [main, big]
 
 
 def unpack(stored: Path) -> Path:
@@ -118,6 +164,7 @@ def analyse(folder: Path) -> dict[str, Any]:
                 "other": others[0] if others else None,
                 "ours": ours[0] if ours else None,
                 "timed": len(timed),
+                "all": timed,
                 "reasons": skipped,
             }
         )
@@ -153,8 +200,8 @@ def ours_cell(row: dict[str, Any]) -> str:
 
 
 def render(results: list[dict[str, Any]], command: str) -> str:
-    """One section per run (= per allocator setting): its machine, roofline and command, a
-    summary against the goal, and the table."""
+    """One section per allocator setting: its runs (machine, roofline, command), a summary
+    against the goal, and one table over the runs' problems."""
     lines = [
         MARK,
         "Shares are floor / median (100% = at the floor); bold where the best verified "
@@ -164,24 +211,39 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         + " --write-doc docs/performance.md`.",
         "",
     ]
+    by_malloc: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for result in results:
-        meta, roof, rows = result["meta"], result["roof"], result["rows"]
-        machine = meta.get("machine", {})
-        cpu = machine.get("cpu_model") or machine.get("cpu") or "?"
+        by_malloc[",".join(result["meta"].get("malloc", []))].append(result)
+    order = {p: i for i, p in enumerate([PICK_FROM[0], BIG])}
+    for malloc, runs in sorted(by_malloc.items(), key=lambda kv: kv[0] != "jemalloc"):
+        rows = sorted(
+            (row for run in runs for row in run["rows"]),
+            key=lambda x: (
+                order.get(x["problem"], 2),
+                int(x["problem"].split("C=")[1].split(",")[0]),
+                x["mode"],
+            ),
+        )
         ran = [r for r in rows if r["best"] is not None]
         reached = [r for r in ran if r["best"]["_share"] >= GOAL]
         ours_best = [r for r in ran if r["ours"] is not None and r["best"] is r["ours"]]
+        lines += [f"### Allocator: {malloc}", ""]
+        for run in runs:
+            meta, roof = run["meta"], run["roof"]
+            machine = meta.get("machine", {})
+            cpu = machine.get("cpu_model") or machine.get("cpu") or "?"
+            timed = len({(c["backend"], c["strategy"]) for row in run["rows"] for c in row["all"]})
+            lines.append(
+                f"- run `{meta['run_id']}`, {meta.get('started', '')[:16].replace('T', ' ')} UTC on {cpu}, "
+                f"{meta.get('threads')} threads, {timed} strategies timed; its roofline: "
+                f"{roof['peak_flops'] / 1e9:.1f} GFLOP/s, {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s; "
+                f"`{meta.get('command', '?')}`"
+            )
         lines += [
-            f"### Allocator: {', '.join(meta.get('malloc', []))} (run `{meta['run_id']}`)",
             "",
-            f"Measured {meta.get('started', '')[:16].replace('T', ' ')} UTC on {cpu}, "
-            f"{meta.get('threads')} threads; the run's roofline: {roof['peak_flops'] / 1e9:.1f} "
-            f"GFLOP/s, {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s ({roof.get('method', '')}); "
-            f"`{meta.get('command', '?')}`.",
-            "",
-            f"- the best verified strategy at {GOAL:.0%} of the floor or more: **{len(reached)} of "
-            f"{len(ran)}** problem x mode pairs timed",
-            f"- `native/direct` the fastest: **{len(ours_best)} of {len(ran)}**",
+            f"**The best verified strategy at {GOAL:.0%} of the floor or more: {len(reached)} of "
+            f"{len(ran)}** problem x mode pairs timed; **`native/direct` the fastest: "
+            f"{len(ours_best)} of {len(ran)}**.",
             "",
             "| problem | mode | floor (bound) | best framework strategy: median, share | native/direct: median, share | best |",
             "|---|---|---:|---|---:|---|",
@@ -213,6 +275,10 @@ def main() -> None:
     parser.add_argument(
         "--malloc", default="jemalloc,system", help="The allocator settings, one run each."
     )
+    parser.add_argument(
+        "--contenders-from", type=Path,
+        help="A first allocator's main run (folder or stored data): time only each backend's 3 fastest there.",
+    )  # fmt: skip
     parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
     parser.add_argument(
         "--keep", action="store_true",
@@ -231,11 +297,12 @@ def main() -> None:
     else:
         tmp = Path(tempfile.mkdtemp(prefix="sharedconv-floor-"))
         folders = []
+        first = unpack(args.contenders_from) if args.contenders_from else None
         for malloc in args.malloc.split(","):
-            t0 = time.perf_counter()
-            folders.append(run_benchmark(malloc.strip(), args.budget, tmp))
-            print(f"the {malloc} run took {time.perf_counter() - t0:.0f} s", flush=True)
-            keep(folders[-1])
+            runs = run_benchmark(malloc.strip(), args.budget, tmp, folders[0] if folders else first)
+            for folder in runs:
+                keep(folder)
+            folders += runs
     text = render([analyse(folder) for folder in folders], command)
     print(text)
     if args.write_doc:
