@@ -287,7 +287,7 @@ def _parse_pair_text(key: str, text: str) -> tuple[int, int]:
     if len(pieces) == 1:
         v = _parse_int(key, pieces[0])
         return v, v
-    if len(pieces) == 2:
+    if len(pieces) == 2 and all(p.strip().lstrip("+-").isdigit() for p in pieces):
         return _parse_int(key, pieces[0]), _parse_int(key, pieces[1])
     raise ProblemError(f"{key} must be N or AxB (e.g. {key}=2 or {key}=2x1), got {text!r}")
 

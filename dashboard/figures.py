@@ -29,6 +29,7 @@ FAMILIES = {
     "keras-jax": pc.sequential.Teal,
     "numpy": pc.sequential.Greys,
     "numba": pc.sequential.RdPu,
+    "native": pc.sequential.Reds,
 }
 
 
@@ -47,6 +48,8 @@ STRATEGY_FAMILIES = [
     ("reference / direct loops", r"oracle|direct|tuned|loop", "x"),
 ]
 OTHER_FAMILY = ("other", "circle-open")
+# sharedconv's own kernel is its own family, whatever its strategy is called
+NATIVE_FAMILY = ("sharedconv's kernel", "diamond")
 # The seed's three options carry a black outline on every figure (bars, markers, lines'
 # markers), whichever framework implements them.
 SEED_OUTLINE = {"color": "black", "width": 2}
@@ -54,6 +57,8 @@ SEED_OUTLINE = {"color": "black", "width": 2}
 
 def strategy_family(strategy: str) -> tuple[str, str]:
     """(family name, marker symbol) of a strategy name (``backend/`` prefix allowed)."""
+    if strategy.startswith("native/"):
+        return NATIVE_FAMILY
     name = strategy.split("/", 1)[-1].split(" @", 1)[0].lower()
     for family, pattern, symbol in STRATEGY_FAMILIES:
         if re.search(pattern, name):

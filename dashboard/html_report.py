@@ -23,6 +23,7 @@ from sharedconv.harness.summary import SEED_OPTIONS, row_text
 
 from .data import SCALING_AXES, flatten, scaling_groups, timed
 from .figures import (
+    NATIVE_FAMILY,
     STRATEGY_FAMILIES,
     agreement_heatmap,
     color_map,
@@ -305,7 +306,8 @@ def _comparison(page: _Page, report: Report) -> None:
 
 
 def _legend_note() -> str:
-    shapes = ", ".join(f"{family}: {symbol}" for family, _, symbol in STRATEGY_FAMILIES)
+    families = [(family, symbol) for family, _, symbol in STRATEGY_FAMILIES] + [NATIVE_FAMILY]
+    shapes = ", ".join(f"{family}: {symbol}" for family, symbol in families)
     return (
         '<p class="note">In the figures, a hue family per framework (its strategies in shades '
         "of it), a marker shape per strategy family ("

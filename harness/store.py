@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -133,13 +134,13 @@ class RunWriter:
         return writer, done
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable)
+        line = to_json({"case_schema": CASE_SCHEMA, **record})
         write_whole_line(self._cases, line)
 
     def save_meta(self) -> None:
         tmp = self.folder / "run.json.tmp"
         try:
-            tmp.write_text(json.dumps(self.meta, indent=1, default=_jsonable))
+            tmp.write_text(to_json(self.meta, indent=1))
             os.replace(tmp, self.folder / "run.json")
         except OSError as e:
             tmp.unlink(missing_ok=True)
@@ -248,9 +249,7 @@ class RoundLog:
         return [r for r in records if isinstance(r.get("round"), int)]
 
     def append(self, record: dict[str, Any]) -> None:
-        write_whole_line(
-            self._file, json.dumps({"case_schema": CASE_SCHEMA, **record}, default=_jsonable)
-        )
+        write_whole_line(self._file, to_json({"case_schema": CASE_SCHEMA, **record}))
 
     def close(self) -> None:
         self._file.close()
@@ -260,14 +259,43 @@ def _truncate_damaged_tail(path: Path) -> None:
     """Drop a half-written last line so the next append starts on a fresh line."""
     if not path.exists():
         return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        path.write_bytes(data[:cut])
+    try:
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            path.write_bytes(data[:cut])
+    except OSError as e:  # a folder where the file should be, no permission, a full disk
+        raise StorageFailure(f"cannot use {path}: {e.strerror or e}") from None
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _finite(value: Any, path: str, found: list[str]) -> Any:
+    """``value`` with every non-finite number replaced by None (JSON has no NaN or Infinity;
+    Python's json would write them, and other readers reject the file); ``found`` collects
+    where they were."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, dict, str)):
+        value = value.tolist()  # NumPy scalars and arrays
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(path or "(the value)")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{path}.{k}" if path else str(k), found) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
+def to_json(value: dict[str, Any], **kwargs: Any) -> str:
+    """What every writer of results writes: strict JSON (``allow_nan=False``), a non-finite
+    number written as null and its place named in ``non_finite``."""
+    found: list[str] = []
+    clean = _finite(value, "", found)
+    if found:
+        clean["non_finite"] = found[:20]
+    return json.dumps(clean, default=_jsonable, allow_nan=False, **kwargs)
 
 
 def _jsonable(value: Any) -> Any:
@@ -365,6 +393,15 @@ def read_cases(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     warnings: list[str] = []
     if not Path(path).exists():
         return [], [f"{path}: missing"]
+    try:
+        return _read_case_lines(path, records, warnings)
+    except OSError as e:  # a folder where the file should be, no permission, an I/O error
+        return list(records.values()), [*warnings, f"{path}: cannot be read ({e.strerror or e})"]
+
+
+def _read_case_lines(
+    path: Path, records: dict[str, dict[str, Any]], warnings: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             where = f"{path}:{number}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,11 @@ def sharedconv_run(run_id: str, results: Path, extra: list[str]) -> Path:
     print("running:", " ".join(args[1:]), flush=True)
     t0 = time.perf_counter()
     done = subprocess.run(args, text=True, capture_output=True)
-    if done.returncode != 0:
+    # exit code 1: the run is complete, and some of its cases failed (a timeout, a mismatch)
+    complete = (results / run_id / "run.json").exists() and json.loads(
+        (results / run_id / "run.json").read_text()
+    ).get("status") == "complete"
+    if done.returncode not in (0, 1) or not complete:
         sys.exit(f"the run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     print(f"{run_id} took {time.perf_counter() - t0:.0f} s", flush=True)
     return results / run_id
@@ -80,11 +85,14 @@ def contenders(
     return sorted({name for times in ranked.values() for _, name in sorted(times)[:per_backend]})
 
 
-def run_benchmark(malloc: str, budget: float, results: Path, first: Path | None) -> list[Path]:
+def run_benchmark(
+    malloc: str, budget: float, results: Path, first: Path | None, main: Path | None = None
+) -> list[Path]:
     """The allocator's runs: every framework strategy and the native kernel on MAIN, forward
     and train (after the first allocator: each backend's 3 fastest there on any problem and
-    mode, so the runs fit an afternoon), then BIG forward for each backend's 2 fastest on
-    PICK_FROM (train needs about 19 GiB; a case takes 1 to 2 minutes)."""
+    mode, so the runs fit an afternoon), then BIG forward for each backend's fastest on
+    PICK_FROM (every backend's strategy of that name; train needs about 19 GiB; a case takes
+    1 to 2 minutes, so 3 samples a case)."""
     common = ["--backends", BACKENDS, "--malloc", malloc, "--budget", str(budget)]
     shapes = [arg for shape in MAIN for arg in ("--shape", shape)]
     picked = (
@@ -92,11 +100,14 @@ def run_benchmark(malloc: str, budget: float, results: Path, first: Path | None)
         if first is None
         else ["--strategies", ",".join(contenders(first, 3, None, ("forward", "train")))]
     )
-    main = sharedconv_run(f"floor-{malloc}", results, [*shapes, "--mode", "both", *common, *picked])
-    names = contenders(main, 2, PICK_FROM, ("forward",))
+    if main is None:  # else: this allocator's main run was made before (--main-from)
+        main = sharedconv_run(
+            f"floor-{malloc}", results, [*shapes, "--mode", "both", *common, *picked]
+        )
+    names = contenders(main, 1, PICK_FROM, ("forward",))
     big = sharedconv_run(
         f"floor-{malloc}-big", results,
-        ["--shape", BIG, "--mode", "forward", *common, "--strategies", ",".join(names)],
+        ["--shape", BIG, "--mode", "forward", *common, "--min-samples", "3", "--strategies", ",".join(names)],
     )  # fmt: skip
     return [main, big]
 
@@ -122,7 +133,7 @@ def keep(folder: Path) -> None:
     shutil.copy(folder / "run.json", where / "run.json")
     with (
         open(folder / "cases.jsonl", "rb") as src,
-        gzip.open(where / "cases.jsonl.gz", "wb", mtime=0) as dst,
+        gzip.GzipFile(where / "cases.jsonl.gz", "wb", mtime=0) as dst,
     ):
         shutil.copyfileobj(src, dst)
 
@@ -279,6 +290,10 @@ def main() -> None:
         "--contenders-from", type=Path,
         help="A first allocator's main run (folder or stored data): time only each backend's 3 fastest there.",
     )  # fmt: skip
+    parser.add_argument(
+        "--main-from", type=Path,
+        help="The first allocator's main run, made already (e.g. by a run stopped before its big problem).",
+    )  # fmt: skip
     parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
     parser.add_argument(
         "--keep", action="store_true",
@@ -299,7 +314,10 @@ def main() -> None:
         folders = []
         first = unpack(args.contenders_from) if args.contenders_from else None
         for malloc in args.malloc.split(","):
-            runs = run_benchmark(malloc.strip(), args.budget, tmp, folders[0] if folders else first)
+            main = unpack(args.main_from) if args.main_from and not folders else None
+            runs = run_benchmark(
+                malloc.strip(), args.budget, tmp, folders[0] if folders else first, main
+            )
             for folder in runs:
                 keep(folder)
             folders += runs

@@ -85,6 +85,7 @@ def test_impossible_problems_are_refused_with_the_field(kwargs, needle):
         ("C=3,H=8,N=2,K=x", "K must be an integer"),
         ("C=3,H=8,N=2,K=3,KH=3,KW=3", "either K or KH and KW"),
         ("C=3,H=8,N=2,K=3,stride=2x2x2", "stride must be N or AxB"),
+        ("C=3,H=8,N=2,K=3,dilation=x", "dilation must be N or AxB .* got 'x'"),
         ("C=3,H=8,N=2,K=3,bias=maybe", "bias must be 0 or 1"),
         ("C=3,H=8,N=2,K=3,C=4", "C is given twice"),
         ("3,C=3", "has no key"),

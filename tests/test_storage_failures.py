@@ -55,3 +55,35 @@ def test_disk_full_mid_run_interrupts_cleanly(tmp_path, monkeypatch):
     assert meta["status"] == "interrupted"
     assert "No space left on device" in meta["status_note"]
     assert not (folder / "run.json.tmp").exists()
+
+
+def test_resume_of_a_run_whose_cases_file_is_a_folder_is_one_line(tmp_path):
+    assert _run("--results", str(tmp_path), "--run-id", "x").exit_code == 0
+    (tmp_path / "x" / "cases.jsonl").unlink()
+    (tmp_path / "x" / "cases.jsonl").mkdir()
+    # the readers list the run with a warning, and resume refuses it in one line
+    listed = CliRunner().invoke(cli, ["runs", "--results", str(tmp_path)])
+    assert listed.exit_code == 0 and "cannot be read" in listed.output, listed.output
+    resumed = CliRunner().invoke(cli, ["run", "--resume", "x", "--results", str(tmp_path)])
+    assert (
+        resumed.exit_code == 1
+        and "cannot use" in resumed.output
+        and "Is a directory" in resumed.output
+    )
+    assert "Traceback" not in resumed.output
+
+
+def test_non_finite_numbers_are_written_as_null_and_named(tmp_path):
+    import math
+
+    from sharedconv.harness.store import to_json
+
+    line = to_json({"a": float("nan"), "b": {"c": [1.0, float("inf")]}, "d": 2.0})
+    assert "NaN" not in line and "Infinity" not in line
+    assert json.loads(line) == {
+        "a": None,
+        "b": {"c": [1.0, None]},
+        "d": 2.0,
+        "non_finite": ["a", "b.c[1]"],
+    }
+    assert math.isfinite(json.loads(to_json({"x": 1.5}))["x"])
