@@ -28,6 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_section import write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # 8 problems x 5 strategies; a case samples until its budget or 200 blocks (--precision 0.0001), so the
@@ -182,10 +185,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write_doc:
-        doc = args.write_doc.read_text()
-        head, _, rest = doc.partition(MARK)
-        _, _, tail = rest.partition(MARK)
-        args.write_doc.write_text(head + text + tail)
+        write_section(args.write_doc, MARK, text)
     shutil.rmtree(results, ignore_errors=True)
 
 

@@ -34,6 +34,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_section import write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MARK = "<!-- floor-benchmark -->"
@@ -324,10 +327,7 @@ def main() -> None:
     text = render([analyse(folder) for folder in folders], command)
     print(text)
     if args.write_doc:
-        doc = args.write_doc.read_text()
-        head, _, rest = doc.partition(MARK)
-        _, _, tail = rest.partition(MARK)
-        args.write_doc.write_text(head + text + tail)
+        write_section(args.write_doc, MARK, text)
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -36,6 +36,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_section import write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MARK = "<!-- reliability-benchmark -->"
@@ -410,10 +413,7 @@ def main() -> None:
     text = render(bad, damaged)
     print(text)
     if args.write_doc:
-        doc = args.write_doc.read_text()
-        head, _, rest = doc.partition(MARK)
-        _, _, tail = rest.partition(MARK)
-        args.write_doc.write_text(head + text + tail)
+        write_section(args.write_doc, MARK, text)
 
 
 if __name__ == "__main__":
