@@ -205,3 +205,21 @@ def test_verify_json_records():
     errors = records[0]["verify"]["errors"]
     assert set(errors) == {"y", "dx", "dw", "db"}
     assert all(e["rel_fro"] <= e["bound"] for e in errors.values())
+
+
+def test_a_failure_message_with_markup_is_printed_as_text():
+    # a plugin's or framework's message is data: Rich markup in it neither aborts the run
+    # (MarkupError on "[/x]") nor becomes a live terminal hyperlink
+    import io
+
+    from rich.console import Console
+    from sharedconv.harness.progress import RunProgress
+
+    out = io.StringIO()
+    console = Console(file=out, width=300, force_terminal=True, color_system=None)
+    reason = "boom [/x] [link=https://example.com]click[/link] [bold]loud"
+    with RunProgress(console, 1) as progress:
+        progress.on_record({"status": "error", "case": "faulty/[/x]/B1", "reason": reason})
+    text = out.getvalue()
+    assert reason in text and "faulty/[/x]/B1" in text
+    assert "\x1b]8;" not in text  # no OSC 8 hyperlink
