@@ -92,8 +92,9 @@ def run_benchmark(
     malloc: str, budget: float, results: Path, first: Path | None, main: Path | None = None
 ) -> list[Path]:
     """The allocator's runs: every framework strategy and the native kernel on MAIN, forward
-    and train (after the first allocator: each backend's 3 fastest there on any problem and
-    mode, so the runs fit an afternoon), then BIG forward for each backend's fastest on
+    and train (after the first allocator: every strategy whose name was some backend's fastest
+    there on some problem and mode, so the runs fit a session), then BIG forward for each
+    backend's fastest on
     PICK_FROM (every backend's strategy of that name; train needs about 19 GiB; a case takes
     1 to 2 minutes, so 3 samples a case)."""
     common = ["--backends", BACKENDS, "--malloc", malloc, "--budget", str(budget)]
@@ -101,7 +102,7 @@ def run_benchmark(
     picked = (
         []
         if first is None
-        else ["--strategies", ",".join(contenders(first, 3, None, ("forward", "train")))]
+        else ["--strategies", ",".join(contenders(first, 1, None, ("forward", "train")))]
     )
     if main is None:  # else: this allocator's main run was made before (--main-from)
         main = sharedconv_run(
@@ -291,7 +292,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--contenders-from", type=Path,
-        help="A first allocator's main run (folder or stored data): time only each backend's 3 fastest there.",
+        help="A first allocator's main run (folder or stored data): time only the names that were some backend's fastest on some problem and mode there.",
     )  # fmt: skip
     parser.add_argument(
         "--main-from", type=Path,
