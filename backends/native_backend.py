@@ -19,7 +19,7 @@ import importlib.machinery
 import os
 import platform
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +154,12 @@ def geometry_values(problem: ConvProblem) -> tuple[int, ...]:
     )
 
 
+@lru_cache(maxsize=64)
 def geometry(problem: ConvProblem) -> np.ndarray:
-    return np.array(geometry_values(problem), dtype=np.int32)
+    """The kernel's geometry argument, made once per problem (not in every timed call)."""
+    values = np.array(geometry_values(problem), dtype=np.int32)
+    values.flags.writeable = False
+    return values
 
 
 def _refuse(problem: ConvProblem, device: str, mode: str) -> str | None:

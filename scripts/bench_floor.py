@@ -178,20 +178,10 @@ def analyse(folder: Path) -> dict[str, Any]:
                 "best": timed[0] if timed else None,
                 "other": others[0] if others else None,
                 "ours": ours[0] if ours else None,
-                "timed": len(timed),
                 "all": timed,
                 "reasons": skipped,
             }
         )
-    order = {p: i for i, p in enumerate(run.meta.get("problems", []))}
-    rows.sort(
-        key=lambda x: (
-            x["malloc"] != "jemalloc",
-            x["malloc"],
-            order.get(x["problem"], 0),
-            x["mode"],
-        )
-    )
     return {"meta": run.meta, "roof": roof, "rows": rows}
 
 
