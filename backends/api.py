@@ -10,7 +10,7 @@ See ``docs/writing-a-backend.md`` for a walk-through.
 """
 
 from .agreement import BOUNDS, bound_for, output_error, reduction_terms
-from .contract import DEVICES, MODES, Backend, Strategy, output_names
+from .contract import DEVICES, MODES, Backend, Strategy, StrategyTable, output_names
 from .layouts import CANONICAL_INPUT, CANONICAL_OUTPUT, from_canonical, shape_in, to_canonical
 from .oracle import forward as oracle_forward
 from .oracle import gradients as oracle_gradients
@@ -36,6 +36,7 @@ __all__ = [
     "ConvProblem",
     "ProblemError",
     "Strategy",
+    "StrategyTable",
     "bound_for",
     "from_canonical",
     "make_inputs",

@@ -6,7 +6,10 @@ A backend is a small object:
 - ``available() -> str | None``: ``None`` when usable, else the reason with the install hint
   (never raises, never imports the framework when it can avoid it)
 - ``versions() -> dict[str, str]``
-- ``strategies``: a sequence of :class:`Strategy` descriptors
+- ``strategies``: a sequence of :class:`Strategy` descriptors. A backend with several
+  strategies declares each once, its descriptor and its builder together, in a
+  :class:`StrategyTable` (the built-ins all do); variants of a strategy (compiled, XLA,
+  ``model.predict``) are descriptors with ``base`` and ``form``, never parsed from names
 - ``configure(threads, device) -> dict``: called once per worker process before anything
   else, so the backend sets its thread pools before its framework starts; returns facts to
   record (the default does nothing)
@@ -51,6 +54,28 @@ DEVICES: tuple[str, ...] = ("cpu", "cuda")
 SupportsFn = Callable[[ConvProblem, str, str], "str | None"]
 
 
+# The tags the harness and the layers act on, and what each changes. A strategy may carry
+# other tags of its own (shown, never acted on).
+TAGS: dict[str, str] = {
+    "patches": "builds the K*K patch tensor: the memory estimate that guards a run against "
+    "swapping adds it (forward, and again in train mode)",
+    "fft": "transforms the input and the filters: the memory estimate adds the spectra",
+    "elementwise": "accumulates per-tap products: the memory estimate adds one output-sized "
+    "temporary",
+    "unrolled": "one operation per channel, unrolled into the graph: the layers' autotune skips "
+    "it on compiled frameworks above 32 channels (it compiles for minutes there)",
+    "compiled": "compiles its own graph (torch.compile, XLA): the layers leave it out (a layer "
+    "runs inside the user's own compiled function)",
+    "conv": "calls the framework's convolution (descriptive)",
+    "map": "maps a one-channel convolution over the channels (descriptive)",
+    "graph": "TensorFlow graph function (descriptive)",
+    "xla": "TensorFlow under jit_compile=True (descriptive)",
+    "keras": "a Keras model (descriptive)",
+    "predict": "timed through Keras' model.predict (descriptive)",
+    "project-kernel": "sharedconv's own compiled kernel (descriptive)",
+}
+
+
 def supports_everything(problem: ConvProblem, device: str, mode: str) -> str | None:
     return None
 
@@ -73,7 +98,13 @@ class Strategy:
     seed_option: int | None = None
     timed: str = ""
     supports_fn: SupportsFn = field(default=supports_everything, repr=False, compare=False)
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # what they mean, and which the harness acts on: TAGS
+    # A variant of another strategy of the same backend: ``base`` names the strategy whose
+    # builder it runs, ``form`` how it runs it (e.g. "compiled": torch.compile, "xla":
+    # jit_compile=True, "predict": Keras' model.predict). Backends branch on these fields,
+    # never on the name.
+    base: str = ""
+    form: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
@@ -84,6 +115,13 @@ class Strategy:
         validate_layout(self.output_layout, "BCNHW", f"strategy {self.name!r} output_layout")
         if self.seed_option not in (None, 1, 2, 3):
             raise ValueError(f"strategy {self.name!r}: seed_option must be 1, 2, 3 or None")
+        if bool(self.base) != bool(self.form):
+            raise ValueError(f"strategy {self.name!r}: a variant names both its base and its form")
+
+    @property
+    def builder(self) -> str:
+        """The name of the builder this strategy runs: its base's for a variant."""
+        return self.base or self.name
 
     def supports(self, problem: ConvProblem, device: str, mode: str) -> str | None:
         if mode == "train" and not self.differentiable:
@@ -100,7 +138,100 @@ class Strategy:
             "seed_option": self.seed_option,
             "timed": self.timed,
             "tags": list(self.tags),
+            "base": self.base,
+            "form": self.form,
         }
+
+
+Builder = Callable[..., Any]
+
+
+class StrategyTable:
+    """A backend's strategies, each declared once, its descriptor and its builder together.
+
+    A builder is ``build(kit, x, w, b) -> y``: ``kit`` is whatever per-problem object the
+    backend makes once in ``prepare`` (the problem's sizes, the framework's modules, shared
+    helpers), ``x, w, b`` the framework's arrays in the strategy's declared layouts::
+
+        TABLE = StrategyTable()
+
+        @TABLE.strategy("fold", "channels folded into the batch", timed="...")
+        def fold(k, x, w, b):
+            return ...
+
+        TABLE.variant("fold", form="compiled", name="compiled_fold", description="...")
+
+    ``TABLE.strategies`` is the backend's ``strategies``; ``TABLE.bind(strategy, kit)`` the
+    callable ``f(x, w, b)`` a strategy (or its variant) runs. Adding a strategy is one
+    decorated function; a variant is one line that names its base and its form.
+    """
+
+    def __init__(self) -> None:
+        self._plain: list[Strategy] = []
+        self._variants: list[Strategy] = []
+        self._builders: dict[str, Builder] = {}
+
+    def strategy(self, name: str, description: str, **fields: Any) -> Callable[[Builder], Builder]:
+        """Declare a strategy with the builder it decorates."""
+
+        def register(build: Builder) -> Builder:
+            self._check_new(name)
+            self._plain.append(Strategy(name, description, **fields))
+            self._builders[name] = build
+            return build
+
+        return register
+
+    def variant(
+        self, base: str, *, form: str, name: str, description: str, **fields: Any
+    ) -> Strategy:
+        """Declare ``name``: the builder of ``base`` run in ``form``. Fields not given are
+        the base's (layouts, seed option, differentiability, support, tags)."""
+        if base not in self._builders:
+            raise ValueError(f"variant {name!r}: no strategy {base!r} to build on")
+        self._check_new(name)
+        of = next(s for s in self._plain if s.name == base)
+        inherited = {
+            "input_layout": of.input_layout,
+            "output_layout": of.output_layout,
+            "differentiable": of.differentiable,
+            "seed_option": of.seed_option,
+            "timed": of.timed,
+            "supports_fn": of.supports_fn,
+            "tags": of.tags,
+        }
+        variant = Strategy(name, description, **{**inherited, **fields}, base=base, form=form)
+        self._variants.append(variant)
+        return variant
+
+    def _check_new(self, name: str) -> None:
+        if any(s.name == name for s in self.strategies):
+            raise ValueError(f"strategy {name!r} is declared twice")
+
+    @property
+    def strategies(self) -> tuple[Strategy, ...]:
+        return (*self._plain, *self._variants)
+
+    def bind(self, strategy: Strategy | str, kit: Any) -> Callable[..., Any]:
+        """The strategy's builder with ``kit`` bound: a plain function ``f(x, w, b)`` (plain,
+        so ``torch.compile``, ``jax.jit`` and ``tf.function`` all take it)."""
+        name = strategy.builder if isinstance(strategy, Strategy) else strategy
+        build = self.builder_of(name)
+
+        def call(x: Any, w: Any, b: Any) -> Any:
+            return build(kit, x, w, b)
+
+        call.__name__ = call.__qualname__ = name
+        return call
+
+    def builder_of(self, strategy: Strategy | str) -> Builder:
+        """The builder itself, for a backend whose builders are not ``f(kit, x, w, b)``
+        (Keras': one model body per option)."""
+        return self._builders[strategy.builder if isinstance(strategy, Strategy) else strategy]
+
+    def bind_all(self, kit: Any) -> dict[str, Callable[..., Any]]:
+        """Every builder (not the variants: they run a base's) with ``kit`` bound, by name."""
+        return {name: self.bind(name, kit) for name in self._builders}
 
 
 class Backend:

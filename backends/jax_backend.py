@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._common import dist_version, missing_module, refuse_low_precision_fft, tap_slices
-from .contract import Backend, Strategy
+from .contract import Backend, Strategy, StrategyTable
 from .layouts import from_canonical
 from .problem import ConvProblem
 
@@ -29,210 +29,225 @@ def _low_precision_training(problem: ConvProblem, device: str, mode: str) -> str
     return None
 
 
+class Kit:
+    """What every builder needs of one problem, made once per prepared call."""
+
+    def __init__(self, jax: Any, problem: ConvProblem, precision: Any):
+        self.jax, self.jnp, self.lax = jax, jax.numpy, jax.lax
+        self.problem, self.precision = problem, precision
+        self.B, self.C, self.H, self.W = problem.x_shape
+        self.N, self.KH, self.KW = problem.w_shape
+        self.ho, self.wo = problem.out_hw
+        self.pads = [tuple(p) for p in problem.pads]
+
+    def conv(
+        self, x4: Any, w: Any, b: Any, dn: tuple[str, str, str] = ("NCHW", "OIHW", "NCHW")
+    ) -> Any:
+        """The one-channel conv: (n, 1, H, W) -> (n, N, H', W'), or NHWC with ``dn``."""
+        jnp = self.jnp
+        kernel = w[:, None] if dn[1] == "OIHW" else jnp.transpose(w, (1, 2, 0))[:, :, None, :]
+        y = self.lax.conv_general_dilated(
+            x4,
+            kernel,
+            window_strides=self.problem.stride,
+            padding=self.pads,
+            rhs_dilation=self.problem.dilation,
+            dimension_numbers=dn,
+            precision=self.precision,
+        )
+        if b is not None:
+            y = y + (b[:, None, None] if dn[2] == "NCHW" else b)
+        return y
+
+
+# Each strategy: its descriptor and its builder ``f(kit, x, w, b) -> y`` on JAX arrays in the
+# declared layouts, declared together; every one runs under jax.jit.
+TABLE = StrategyTable()
+
+
+@TABLE.strategy(
+    "fold",
+    "channels folded into the batch: conv_general_dilated on (B*C, 1, H, W), NCHW dimension numbers",
+    timed="reshape, conv (NCHW), reshape: one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("conv",),
+)
+def fold(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    return k.conv(x.reshape(k.B * k.C, 1, k.H, k.W), w, b).reshape(k.B, k.C, k.N, k.ho, k.wo)
+
+
+@TABLE.strategy(
+    "fold_nhwc",
+    "channels folded into the batch with NHWC dimension numbers: (B*C, H, W, 1) -> (B*C, H', W', N)",
+    output_layout="BCHWN",
+    timed="reshape, conv (NHWC), reshape: one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("conv",),
+)
+def fold_nhwc(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    y = k.conv(x.reshape(k.B * k.C, k.H, k.W, 1), w, b, ("NHWC", "HWIO", "NHWC"))
+    return y.reshape(k.B, k.C, k.ho, k.wo, k.N)
+
+
+@TABLE.strategy(
+    "conv3d",
+    "a 3-D conv_general_dilated on (B, 1, C, H, W) with a (1, KH, KW) window",
+    output_layout="BNCHW",
+    seed_option=1,
+    timed="expand dims, 3-D conv: one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("conv",),
+)
+def conv3d(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    y = k.lax.conv_general_dilated(
+        x[:, None],
+        w[:, None, None],
+        window_strides=(1, *k.problem.stride),
+        padding=[(0, 0), *k.pads],
+        rhs_dilation=(1, *k.problem.dilation),
+        dimension_numbers=("NCDHW", "OIDHW", "NCDHW"),
+        precision=k.precision,
+    )
+    return y + b[:, None, None, None] if b is not None else y
+
+
+@TABLE.strategy(
+    "vmap",
+    "jax.vmap of the one-channel conv over the channel axis (TimeDistributed)",
+    seed_option=2,
+    timed="vmap over C of a one-channel conv: one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("conv", "map"),
+)
+def vmap(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    return k.jax.vmap(lambda xc: k.conv(xc[:, None], w, b), in_axes=1, out_axes=1)(x)
+
+
+@TABLE.strategy(
+    "lax_map",
+    "lax.map over channels: one channel at a time (sequential, lower memory)",
+    input_layout="CBHW",
+    output_layout="CBNHW",
+    timed="a compiled loop over C of a one-channel conv",
+    supports_fn=_low_precision_training,
+    tags=("conv", "map"),
+)
+def lax_map(k: Kit, x: Any, w: Any, b: Any) -> Any:  # x is (C, B, H, W)
+    return k.lax.map(lambda xc: k.conv(xc[:, None], w, b), x)
+
+
+@TABLE.strategy(
+    "split",
+    "a Python loop of one shared conv per channel inside jit, stacked",
+    seed_option=3,
+    timed="C convs and a stack in one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("conv", "map", "unrolled"),
+)
+def split(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    return k.jnp.stack([k.conv(x[:, c : c + 1], w, b) for c in range(k.C)], axis=1)
+
+
+@TABLE.strategy(
+    "grouped",
+    "feature_group_count=C with the filters tiled C times (depthwise, multiplier N)",
+    timed="tile filters, grouped conv, reshape: one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("conv",),
+)
+def grouped(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    jnp = k.jnp
+    y = k.lax.conv_general_dilated(
+        x,
+        jnp.tile(w[:, None], (k.C, 1, 1, 1)),
+        window_strides=k.problem.stride,
+        padding=k.pads,
+        rhs_dilation=k.problem.dilation,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        feature_group_count=k.C,
+        precision=k.precision,
+    )
+    if b is not None:
+        y = y + jnp.tile(b, k.C)[:, None, None]
+    return y.reshape(k.B, k.C, k.N, k.ho, k.wo)
+
+
+@TABLE.strategy(
+    "patches_einsum",
+    "lax.conv_general_dilated_patches then an einsum with the filters (precision HIGHEST)",
+    timed="patch extraction (K*K copies), einsum: one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("patches",),
+)
+def patches_einsum(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    cols = k.lax.conv_general_dilated_patches(
+        x.reshape(k.B * k.C, 1, k.H, k.W),
+        filter_shape=(k.KH, k.KW),
+        window_strides=k.problem.stride,
+        padding=k.pads,
+        rhs_dilation=k.problem.dilation,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        precision=k.precision,
+    )  # (B*C, KH*KW, H', W')
+    y = k.jnp.einsum("ikhw,nk->inhw", cols, w.reshape(k.N, k.KH * k.KW), precision=k.precision)
+    if b is not None:
+        y = y + b[:, None, None]
+    return y.reshape(k.B, k.C, k.N, k.ho, k.wo)
+
+
 def _no_fft_low_precision(problem: ConvProblem, device: str, mode: str) -> str | None:
     return refuse_low_precision_fft(problem, "jnp.fft") or _low_precision_training(
         problem, device, mode
     )
 
 
-STRATEGIES = (
-    Strategy(
-        "fold",
-        "channels folded into the batch: conv_general_dilated on (B*C, 1, H, W), NCHW dimension numbers",
-        timed="reshape, conv (NCHW), reshape: one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("conv",),
-    ),
-    Strategy(
-        "fold_nhwc",
-        "channels folded into the batch with NHWC dimension numbers: (B*C, H, W, 1) -> (B*C, H', W', N)",
-        output_layout="BCHWN",
-        timed="reshape, conv (NHWC), reshape: one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("conv",),
-    ),
-    Strategy(
-        "conv3d",
-        "a 3-D conv_general_dilated on (B, 1, C, H, W) with a (1, KH, KW) window",
-        output_layout="BNCHW",
-        seed_option=1,
-        timed="expand dims, 3-D conv: one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("conv",),
-    ),
-    Strategy(
-        "vmap",
-        "jax.vmap of the one-channel conv over the channel axis (TimeDistributed)",
-        seed_option=2,
-        timed="vmap over C of a one-channel conv: one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("conv", "map"),
-    ),
-    Strategy(
-        "lax_map",
-        "lax.map over channels: one channel at a time (sequential, lower memory)",
-        input_layout="CBHW",
-        output_layout="CBNHW",
-        timed="a compiled loop over C of a one-channel conv",
-        supports_fn=_low_precision_training,
-        tags=("conv", "map"),
-    ),
-    Strategy(
-        "split",
-        "a Python loop of one shared conv per channel inside jit, stacked",
-        seed_option=3,
-        timed="C convs and a stack in one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("conv", "map", "unrolled"),
-    ),
-    Strategy(
-        "grouped",
-        "feature_group_count=C with the filters tiled C times (depthwise, multiplier N)",
-        timed="tile filters, grouped conv, reshape: one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("conv",),
-    ),
-    Strategy(
-        "patches_einsum",
-        "lax.conv_general_dilated_patches then an einsum with the filters (precision HIGHEST)",
-        timed="patch extraction (K*K copies), einsum: one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("patches",),
-    ),
-    Strategy(
-        "fft",
-        "cross-correlation through jnp.fft.rfft2 / irfft2 (padding honoured, stride by subsampling)",
-        timed="pad, rfft2 of input and dilated filters, product, irfft2, crop: one compiled XLA executable",
-        supports_fn=_no_fft_low_precision,
-        tags=("fft",),
-    ),
-    Strategy(
-        "shift_add",
-        "the sum of KH*KW shifted input slices times the filter taps",
-        timed="pad and KH*KW multiply-adds, fused by XLA: one compiled XLA executable",
-        supports_fn=_low_precision_training,
-        tags=("elementwise",),
-    ),
+@TABLE.strategy(
+    "fft",
+    "cross-correlation through jnp.fft.rfft2 / irfft2 (padding honoured, stride by subsampling)",
+    timed="pad, rfft2 of input and dilated filters, product, irfft2, crop: one compiled XLA executable",
+    supports_fn=_no_fft_low_precision,
+    tags=("fft",),
 )
+def fft(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    jnp, N, KH, KW = k.jnp, k.N, k.KH, k.KW
+    xp = jnp.pad(x, [(0, 0), (0, 0), *k.pads])
+    hp, wp = xp.shape[-2:]
+    dh, dw = k.problem.dilation
+    wd = jnp.zeros((N, dh * (KH - 1) + 1, dw * (KW - 1) + 1), x.dtype).at[:, ::dh, ::dw].set(w)
+    xf = jnp.fft.rfft2(xp, s=(hp, wp))
+    wf = jnp.fft.rfft2(wd, s=(hp, wp))
+    full = jnp.fft.irfft2(xf[:, :, None] * jnp.conj(wf), s=(hp, wp)).astype(x.dtype)
+    sh, sw = k.problem.stride
+    y = full[..., : (k.ho - 1) * sh + 1 : sh, : (k.wo - 1) * sw + 1 : sw]
+    return y + b[:, None, None] if b is not None else y
+
+
+@TABLE.strategy(
+    "shift_add",
+    "the sum of KH*KW shifted input slices times the filter taps",
+    timed="pad and KH*KW multiply-adds, fused by XLA: one compiled XLA executable",
+    supports_fn=_low_precision_training,
+    tags=("elementwise",),
+)
+def shift_add(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    jnp = k.jnp
+    shape = (k.B, k.C, k.N, k.ho, k.wo)
+    xp = jnp.pad(x, [(0, 0), (0, 0), *k.pads])[:, :, None]
+    y = jnp.zeros(shape, x.dtype) if b is None else jnp.broadcast_to(b[:, None, None], shape)
+    for p in range(k.KH):
+        for q in range(k.KW):
+            rows, cols = tap_slices(k.problem, p, q)
+            y = y + xp[..., rows, cols] * w[:, p, q][:, None, None]
+    return y
+
+
+STRATEGIES = TABLE.strategies
 
 
 def _builders(jax: Any, problem: ConvProblem, precision: Any) -> dict[str, Callable]:
-    jnp, lax = jax.numpy, jax.lax
-    B, C, H, W = problem.x_shape
-    N, KH, KW = problem.w_shape
-    ho, wo = problem.out_hw
-    pads = [tuple(p) for p in problem.pads]
-
-    def conv(x4: Any, w: Any, b: Any, dn: tuple[str, str, str] = ("NCHW", "OIHW", "NCHW")) -> Any:
-        kernel = w[:, None] if dn[1] == "OIHW" else jnp.transpose(w, (1, 2, 0))[:, :, None, :]
-        y = lax.conv_general_dilated(
-            x4,
-            kernel,
-            window_strides=problem.stride,
-            padding=pads,
-            rhs_dilation=problem.dilation,
-            dimension_numbers=dn,
-            precision=precision,
-        )
-        if b is not None:
-            y = y + (b[:, None, None] if dn[2] == "NCHW" else b)
-        return y
-
-    def fold(x: Any, w: Any, b: Any) -> Any:
-        return conv(x.reshape(B * C, 1, H, W), w, b).reshape(B, C, N, ho, wo)
-
-    def fold_nhwc(x: Any, w: Any, b: Any) -> Any:
-        y = conv(x.reshape(B * C, H, W, 1), w, b, ("NHWC", "HWIO", "NHWC"))
-        return y.reshape(B, C, ho, wo, N)
-
-    def conv3d(x: Any, w: Any, b: Any) -> Any:
-        y = lax.conv_general_dilated(
-            x[:, None],
-            w[:, None, None],
-            window_strides=(1, *problem.stride),
-            padding=[(0, 0), *pads],
-            rhs_dilation=(1, *problem.dilation),
-            dimension_numbers=("NCDHW", "OIDHW", "NCDHW"),
-            precision=precision,
-        )
-        return y + b[:, None, None, None] if b is not None else y
-
-    def vmap(x: Any, w: Any, b: Any) -> Any:
-        return jax.vmap(lambda xc: conv(xc[:, None], w, b), in_axes=1, out_axes=1)(x)
-
-    def lax_map(x: Any, w: Any, b: Any) -> Any:  # x is (C, B, H, W)
-        return lax.map(lambda xc: conv(xc[:, None], w, b), x)
-
-    def split(x: Any, w: Any, b: Any) -> Any:
-        return jnp.stack([conv(x[:, c : c + 1], w, b) for c in range(C)], axis=1)
-
-    def grouped(x: Any, w: Any, b: Any) -> Any:
-        y = lax.conv_general_dilated(
-            x,
-            jnp.tile(w[:, None], (C, 1, 1, 1)),
-            window_strides=problem.stride,
-            padding=pads,
-            rhs_dilation=problem.dilation,
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
-            feature_group_count=C,
-            precision=precision,
-        )
-        if b is not None:
-            y = y + jnp.tile(b, C)[:, None, None]
-        return y.reshape(B, C, N, ho, wo)
-
-    def patches_einsum(x: Any, w: Any, b: Any) -> Any:
-        cols = lax.conv_general_dilated_patches(
-            x.reshape(B * C, 1, H, W),
-            filter_shape=(KH, KW),
-            window_strides=problem.stride,
-            padding=pads,
-            rhs_dilation=problem.dilation,
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
-            precision=precision,
-        )  # (B*C, KH*KW, H', W')
-        y = jnp.einsum("ikhw,nk->inhw", cols, w.reshape(N, KH * KW), precision=precision)
-        if b is not None:
-            y = y + b[:, None, None]
-        return y.reshape(B, C, N, ho, wo)
-
-    def fft(x: Any, w: Any, b: Any) -> Any:
-        xp = jnp.pad(x, [(0, 0), (0, 0), *pads])
-        hp, wp = xp.shape[-2:]
-        dh, dw = problem.dilation
-        wd = jnp.zeros((N, dh * (KH - 1) + 1, dw * (KW - 1) + 1), x.dtype).at[:, ::dh, ::dw].set(w)
-        xf = jnp.fft.rfft2(xp, s=(hp, wp))
-        wf = jnp.fft.rfft2(wd, s=(hp, wp))
-        full = jnp.fft.irfft2(xf[:, :, None] * jnp.conj(wf), s=(hp, wp)).astype(x.dtype)
-        sh, sw = problem.stride
-        y = full[..., : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
-        return y + b[:, None, None] if b is not None else y
-
-    def shift_add(x: Any, w: Any, b: Any) -> Any:
-        xp = jnp.pad(x, [(0, 0), (0, 0), *pads])[:, :, None]
-        y = (
-            jnp.zeros((B, C, N, ho, wo), x.dtype)
-            if b is None
-            else jnp.broadcast_to(b[:, None, None], (B, C, N, ho, wo))
-        )
-        for p in range(KH):
-            for q in range(KW):
-                rows, cols = tap_slices(problem, p, q)
-                y = y + xp[..., rows, cols] * w[:, p, q][:, None, None]
-        return y
-
-    return {
-        "fold": fold,
-        "fold_nhwc": fold_nhwc,
-        "conv3d": conv3d,
-        "vmap": vmap,
-        "lax_map": lax_map,
-        "split": split,
-        "grouped": grouped,
-        "patches_einsum": patches_einsum,
-        "fft": fft,
-        "shift_add": shift_add,
-    }
+    """Each strategy's builder as ``f(x, w, b) -> y`` for this problem (the drop-in layers
+    wrap them in layout permutations)."""
+    return TABLE.bind_all(Kit(jax, problem, precision))
 
 
 def train_step(jax: Any, fn: Callable) -> Callable:
@@ -298,7 +313,7 @@ class JaxBackend(Backend):
         dtype = jnp.dtype(problem.dtype)
         tf32 = self.tf32
         precision = jax.lax.Precision.DEFAULT if tf32 else jax.lax.Precision.HIGHEST
-        fn = _builders(jax, problem, precision)[strategy.name]
+        fn = TABLE.bind(strategy, Kit(jax, problem, precision))
 
         def put(a: np.ndarray) -> Any:
             return jax.device_put(jnp.asarray(np.ascontiguousarray(a), dtype=dtype), dev)

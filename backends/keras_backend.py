@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._common import dist_version, missing_module
-from .contract import Backend, Strategy
+from .contract import Backend, Strategy, StrategyTable
 from .layouts import from_canonical
 from .problem import ConvProblem
 
@@ -55,188 +56,207 @@ def _low_precision_training(keras_backend: str):
     return supports
 
 
-_OPTIONS = (
-    (
-        "conv3d",
-        "Conv3D with a (1, KH, KW) kernel on (B, C, H, W, 1) (the seed's option 1)",
-        "BCHW",
-        "BCHWN",
-        1,
-    ),
-    (
-        "time_distributed",
-        "TimeDistributed(Conv2D) with the channels as 'time' on (B, C, H, W, 1) (the seed's option 2)",
-        "BCHW",
-        "BCHWN",
-        2,
-    ),
-    (
-        "functional_split",
-        "functional API: slice each channel of (B, H, W, C), one shared Conv2D, stack (the seed's option 3)",
-        "BHWC",
-        "BHWCN",
-        3,
-    ),
-    (
-        "depthwise_tied",
-        "DepthwiseConv2D(depth_multiplier=N) with the filters tiled C times on (B, H, W, C)",
-        "BHWC",
-        "BHWCN",
-        None,
-    ),
-    (
-        "fold",
-        "Reshape the channels into the batch, one Conv2D on (B*C, H, W, 1)",
-        "BCHW",
-        "BCHWN",
-        None,
-    ),
+class Kit:
+    """What every option's model builder needs of one problem, made once per prepared call:
+    the sizes, Keras' padding and conv arguments, and the canonical filters to load."""
+
+    def __init__(self, keras: Any, problem: ConvProblem, arrays: dict[str, np.ndarray]):
+        self.keras, self.ops, self.problem, self.arrays = keras, keras.ops, problem, arrays
+        self.B, self.C, self.H, self.W = problem.x_shape
+        self.N, self.KH, self.KW = problem.w_shape
+        self.ho, self.wo = problem.out_hw
+        (pt, pb), (pl, pr) = problem.pads
+        self.dtype = problem.dtype
+        # Keras's "same" is TensorFlow's rule, like ours; anything else is explicit zero padding.
+        same = problem.padding == "same"
+        self.pad2 = None if same or (pt == pb == pl == pr == 0) else ((pt, pb), (pl, pr))
+        self.padding = "same" if same else "valid"
+        self.kernel_hw = np.transpose(arrays["w"], (1, 2, 0))  # (KH, KW, N)
+        self.conv_kwargs = dict(
+            strides=problem.stride,
+            dilation_rate=problem.dilation,
+            padding=self.padding,
+            use_bias=problem.bias,
+            dtype=self.dtype,
+        )
+
+    def load(self, layer: Any, kernel: np.ndarray, bias: np.ndarray | None = None) -> None:
+        """The canonical filters (and bias) into the layer's variables."""
+        layer.kernel.assign(kernel)
+        if self.problem.bias:
+            layer.bias.assign(self.arrays["b"] if bias is None else bias)
+
+    def dw_of(self, gk: Any) -> Any:
+        """A single (KH, KW, ..., N) kernel's gradient as the canonical (N, KH, KW)."""
+        return self.ops.transpose(self.ops.reshape(gk, (self.KH, self.KW, self.N)), (2, 0, 1))
+
+    def zero_pad_2d(self, x: Any) -> Any:
+        if self.pad2 is None:
+            return x
+        return self.keras.layers.ZeroPadding2D(self.pad2, dtype=self.dtype)(x)
+
+
+class Built(NamedTuple):
+    """One option's model body: the layer holding the shared filters, the output, and the
+    gradients of its variables as canonical ``dw`` and ``db``."""
+
+    layer: Any
+    y: Any
+    dw: Callable[[Any], Any]
+    db: Callable[[Any], Any] = lambda gb: gb
+
+
+# Each option: its descriptor and its model builder ``f(kit, x) -> Built`` declared together.
+# ``x`` is the model's input: (B, C, H, W, 1) for a "BCHW" option, (B, H, W, C) for "BHWC".
+# Each option also runs through model.predict (the variant ``<option>_predict``).
+TABLE = StrategyTable()
+
+
+def _option(
+    name: str, description: str, input_layout: str, output_layout: str, seed: int | None
+) -> Callable[[Callable], Callable]:
+    def register(build: Callable) -> Callable:
+        TABLE.strategy(
+            name,
+            description,
+            input_layout=input_layout,
+            output_layout=output_layout,
+            seed_option=seed,
+            tags=("keras",),
+        )(build)
+        TABLE.variant(
+            name,
+            form="predict",
+            name=name + "_predict",
+            description=description + "; timed through model.predict",
+            differentiable=False,
+            timed="model.predict(x, batch_size=B, verbose=0): data adapter, one batch, host copy of the output",
+            supports_fn=_keras_layer_supports,
+            tags=("keras", "predict"),
+        )
+        return build
+
+    return register
+
+
+@_option(
+    "conv3d",
+    "Conv3D with a (1, KH, KW) kernel on (B, C, H, W, 1) (the seed's option 1)",
+    "BCHW",
+    "BCHWN",
+    1,
 )
+def conv3d(k: Kit, x: Any) -> Built:
+    if k.pad2 is not None:
+        x = k.keras.layers.ZeroPadding3D(((0, 0), *k.pad2), dtype=k.dtype)(x)
+    layer = k.keras.layers.Conv3D(
+        k.N,
+        (1, k.KH, k.KW),
+        strides=(1, *k.problem.stride),
+        dilation_rate=(1, *k.problem.dilation),
+        padding=k.padding,
+        use_bias=k.problem.bias,
+        dtype=k.dtype,
+    )
+    y = layer(x)
+    k.load(layer, k.kernel_hw[None, :, :, None, :])
+    return Built(layer, y, k.dw_of)
 
 
-def _strategies(call_path: str, keras_backend: str) -> tuple[Strategy, ...]:
-    out = []
-    for name, description, in_layout, out_layout, seed in _OPTIONS:
-        out.append(
-            Strategy(
-                name,
-                description,
-                input_layout=in_layout,
-                output_layout=out_layout,
-                seed_option=seed,
-                timed=f"the Keras model called through {call_path}",
-                supports_fn=_low_precision_training(keras_backend),
-                tags=("keras",),
-            )
-        )
-        out.append(
-            Strategy(
-                name + "_predict",
-                description + "; timed through model.predict",
-                input_layout=in_layout,
-                output_layout=out_layout,
-                seed_option=seed,
-                differentiable=False,
-                timed="model.predict(x, batch_size=B, verbose=0): data adapter, one batch, host copy of the output",
-                supports_fn=_keras_layer_supports,
-                tags=("keras", "predict"),
-            )
-        )
-    return tuple(out)
+@_option(
+    "time_distributed",
+    "TimeDistributed(Conv2D) with the channels as 'time' on (B, C, H, W, 1) (the seed's option 2)",
+    "BCHW",
+    "BCHWN",
+    2,
+)
+def time_distributed(k: Kit, x: Any) -> Built:
+    layers = k.keras.layers
+    if k.pad2 is not None:
+        x = layers.TimeDistributed(layers.ZeroPadding2D(k.pad2, dtype=k.dtype), dtype=k.dtype)(x)
+    layer = layers.Conv2D(k.N, (k.KH, k.KW), **k.conv_kwargs)
+    y = layers.TimeDistributed(layer, dtype=k.dtype)(x)
+    k.load(layer, k.kernel_hw[:, :, None, :])
+    return Built(layer, y, k.dw_of)
+
+
+@_option(
+    "functional_split",
+    "functional API: slice each channel of (B, H, W, C), one shared Conv2D, stack (the seed's option 3)",
+    "BHWC",
+    "BHWCN",
+    3,
+)
+def functional_split(k: Kit, x: Any) -> Built:
+    x = k.zero_pad_2d(x)
+    layer = k.keras.layers.Conv2D(k.N, (k.KH, k.KW), **k.conv_kwargs)
+    y = k.ops.stack([layer(x[..., c : c + 1]) for c in range(k.C)], axis=3)
+    k.load(layer, k.kernel_hw[:, :, None, :])
+    return Built(layer, y, k.dw_of)
+
+
+@_option(
+    "depthwise_tied",
+    "DepthwiseConv2D(depth_multiplier=N) with the filters tiled C times on (B, H, W, C)",
+    "BHWC",
+    "BHWCN",
+    None,
+)
+def depthwise_tied(k: Kit, x: Any) -> Built:
+    ops = k.ops
+    x = k.zero_pad_2d(x)
+    layer = k.keras.layers.DepthwiseConv2D((k.KH, k.KW), depth_multiplier=k.N, **k.conv_kwargs)
+    y = ops.reshape(layer(x), (k.B, k.ho, k.wo, k.C, k.N))
+    bias = np.tile(k.arrays["b"], k.C) if k.problem.bias else None
+    k.load(layer, np.tile(k.kernel_hw[:, :, None, :], (1, 1, k.C, 1)), bias)
+    # tied copies: the shared filter's gradient is the sum over the C copies
+    return Built(
+        layer,
+        y,
+        dw=lambda gk: ops.transpose(ops.sum(gk, axis=2), (2, 0, 1)),
+        db=lambda gb: ops.sum(ops.reshape(gb, (k.C, k.N)), axis=0),
+    )
+
+
+@_option(
+    "fold",
+    "Reshape the channels into the batch, one Conv2D on (B*C, H, W, 1)",
+    "BCHW",
+    "BCHWN",
+    None,
+)
+def fold(k: Kit, x: Any) -> Built:
+    B, C, H, W = k.B, k.C, k.H, k.W
+    x = k.keras.layers.Reshape((H, W, 1), dtype=k.dtype)(k.ops.reshape(x, (B * C, H, W, 1)))
+    x = k.zero_pad_2d(x)
+    layer = k.keras.layers.Conv2D(k.N, (k.KH, k.KW), **k.conv_kwargs)
+    y = k.ops.reshape(layer(x), (B, C, k.ho, k.wo, k.N))
+    k.load(layer, k.kernel_hw[:, :, None, :])
+    return Built(layer, y, k.dw_of)
 
 
 def _build_model(
-    keras: Any, problem: ConvProblem, option: str, arrays: dict[str, np.ndarray]
+    keras: Any, problem: ConvProblem, strategy: Strategy, arrays: dict[str, np.ndarray]
 ) -> tuple[Any, Callable]:
-    """The Keras model of ``option`` with the canonical filters loaded, and a function that
-    turns the gradients of its (kernel, bias) variables into canonical ``(dw, db)``."""
-    ops = keras.ops
+    """The Keras model of ``strategy`` (or of its base, for a variant) with the canonical
+    filters loaded, and a function that turns the gradients of its (kernel, bias) variables
+    into canonical ``(dw, db)``."""
+    k = Kit(keras, problem, arrays)
     B, C, H, W = problem.x_shape
-    N, KH, KW = problem.w_shape
-    ho, wo = problem.out_hw
-    (pt, pb), (pl, pr) = problem.pads
-    dtype = problem.dtype
-    # Keras's "same" is TensorFlow's rule, like ours; anything else is explicit zero padding.
-    same = problem.padding == "same"
-    pad2 = None if same or (pt == pb == pl == pr == 0) else ((pt, pb), (pl, pr))
-    padding = "same" if same else "valid"
-    w = arrays["w"]
-    kernel_hw = np.transpose(w, (1, 2, 0))  # (KH, KW, N)
-    conv_kwargs = dict(
-        strides=problem.stride,
-        dilation_rate=problem.dilation,
-        padding=padding,
-        use_bias=problem.bias,
-        dtype=dtype,
-    )
-
-    if option in ("conv3d", "time_distributed", "fold"):
-        inputs = keras.Input(shape=(C, H, W), batch_size=B, dtype=dtype)
-        x = keras.layers.Reshape((C, H, W, 1), dtype=dtype)(inputs)
+    if strategy.input_layout == "BCHW":
+        inputs = keras.Input(shape=(C, H, W), batch_size=B, dtype=k.dtype)
+        x = keras.layers.Reshape((C, H, W, 1), dtype=k.dtype)(inputs)
     else:
-        inputs = keras.Input(shape=(H, W, C), batch_size=B, dtype=dtype)
+        inputs = keras.Input(shape=(H, W, C), batch_size=B, dtype=k.dtype)
         x = inputs
-
-    if option == "conv3d":
-        if pad2 is not None:
-            x = keras.layers.ZeroPadding3D(((0, 0), *pad2), dtype=dtype)(x)
-        layer = keras.layers.Conv3D(
-            N,
-            (1, KH, KW),
-            strides=(1, *problem.stride),
-            dilation_rate=(1, *problem.dilation),
-            padding=padding,
-            use_bias=problem.bias,
-            dtype=dtype,
-        )
-        y = layer(x)
-        layer.kernel.assign(kernel_hw[None, :, :, None, :])
-
-        def grads_to_canonical(gk: Any) -> Any:
-            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
-
-    elif option == "time_distributed":
-        if pad2 is not None:
-            x = keras.layers.TimeDistributed(
-                keras.layers.ZeroPadding2D(pad2, dtype=dtype), dtype=dtype
-            )(x)
-        layer = keras.layers.Conv2D(N, (KH, KW), **conv_kwargs)
-        y = keras.layers.TimeDistributed(layer, dtype=dtype)(x)
-        layer.kernel.assign(kernel_hw[:, :, None, :])
-
-        def grads_to_canonical(gk: Any) -> Any:
-            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
-
-    elif option == "functional_split":
-        if pad2 is not None:
-            x = keras.layers.ZeroPadding2D(pad2, dtype=dtype)(x)
-        layer = keras.layers.Conv2D(N, (KH, KW), **conv_kwargs)
-        pieces = [layer(x[..., c : c + 1]) for c in range(C)]
-        y = ops.stack(pieces, axis=3)
-        layer.kernel.assign(kernel_hw[:, :, None, :])
-
-        def grads_to_canonical(gk: Any) -> Any:
-            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
-
-    elif option == "depthwise_tied":
-        if pad2 is not None:
-            x = keras.layers.ZeroPadding2D(pad2, dtype=dtype)(x)
-        layer = keras.layers.DepthwiseConv2D((KH, KW), depth_multiplier=N, **conv_kwargs)
-        y = ops.reshape(layer(x), (B, ho, wo, C, N))
-        layer.kernel.assign(np.tile(kernel_hw[:, :, None, :], (1, 1, C, 1)))
-        if problem.bias:
-            layer.bias.assign(np.tile(arrays["b"], C))
-
-        def grads_to_canonical(gk: Any) -> Any:
-            # tied copies: the shared filter's gradient is the sum over the C copies
-            return ops.transpose(ops.sum(gk, axis=2), (2, 0, 1))
-
-    elif option == "fold":
-        x = keras.layers.Reshape((H, W, 1), dtype=dtype)(ops.reshape(x, (B * C, H, W, 1)))
-        if pad2 is not None:
-            x = keras.layers.ZeroPadding2D(pad2, dtype=dtype)(x)
-        layer = keras.layers.Conv2D(N, (KH, KW), **conv_kwargs)
-        y = ops.reshape(layer(x), (B, C, ho, wo, N))
-        layer.kernel.assign(kernel_hw[:, :, None, :])
-
-        def grads_to_canonical(gk: Any) -> Any:
-            return ops.transpose(ops.reshape(gk, (KH, KW, N)), (2, 0, 1))
-
-    else:  # pragma: no cover - guarded by the strategy list
-        raise KeyError(option)
-
-    if problem.bias and option != "depthwise_tied":
-        layer.bias.assign(arrays["b"])
-    model = keras.Model(inputs, y)
-
-    def bias_to_canonical(gb: Any) -> Any:
-        return ops.sum(ops.reshape(gb, (C, N)), axis=0) if option == "depthwise_tied" else gb
+    built = TABLE.builder_of(strategy)(k, x)
+    model = keras.Model(inputs, built.y)
 
     def to_canonical(grads: list[Any]) -> tuple[Any, ...]:
-        dw = grads_to_canonical(grads[0])
-        return (dw, bias_to_canonical(grads[1])) if problem.bias else (dw,)
+        dw = built.dw(grads[0])
+        return (dw, built.db(grads[1])) if problem.bias else (dw,)
 
-    model._sharedconv_layer = layer  # the layer whose variables are the shared filters
+    model._sharedconv_layer = built.layer  # the layer whose variables are the shared filters
     return model, to_canonical
 
 
@@ -251,7 +271,13 @@ class _KerasBackend(Backend):
             "jax": "jax.jit of model.stateless_call",
             "torch": "an eager model(x) call (Keras does not compile torch models by default)",
         }[self.keras_backend]
-        return _strategies(path, self.keras_backend)
+        supports = _low_precision_training(self.keras_backend)
+        return tuple(
+            s
+            if s.form
+            else replace(s, timed=f"the Keras model called through {path}", supports_fn=supports)
+            for s in TABLE.strategies
+        )
 
     def _framework(self) -> Backend:
         from .registry import load_backend
@@ -299,12 +325,11 @@ class _KerasBackend(Backend):
         keras.utils.clear_session()
         # predict() casts NumPy inputs to floatx: a float64 user sets floatx to float64.
         keras.config.set_floatx("float64" if problem.dtype == "float64" else "float32")
-        option = strategy.name.removesuffix("_predict")
-        model, grads_to_canonical = _build_model(keras, problem, option, arrays)
+        model, grads_to_canonical = _build_model(keras, problem, strategy, arrays)
         # canonical arrays are already in the storage dtype (bfloat16 travels as float32)
         x_np = np.ascontiguousarray(from_canonical(arrays["x"], strategy.input_layout))
         x = keras.ops.convert_to_tensor(x_np, dtype=problem.dtype)
-        if strategy.name.endswith("_predict"):
+        if strategy.form == "predict":
             batch = problem.B
             return lambda: (model.predict(x_np, batch_size=batch, verbose=0),)
         dy = None

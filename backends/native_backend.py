@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Backend, Strategy
+from .contract import Backend, Strategy, StrategyTable
 from .problem import ConvProblem
 
 ABI_VERSION = 1
@@ -242,21 +242,42 @@ def _check(a: np.ndarray, shape: tuple[int, ...], dtype: type, name: str) -> Non
         )
 
 
+# The one strategy with its builder ``f(problem, arrays, mode, threads) -> call``.
+TABLE = StrategyTable()
+
+
+@TABLE.strategy(
+    "direct",
+    "sharedconv's own kernel (C++, vectorised, OpenMP): all N filters from a tile of one "
+    "channel's padded rows in cache, outputs in registers, each output written once",
+    timed="np.empty of the outputs (the process's malloc), then one call of the compiled "
+    "kernel on the OpenMP threads: forward, and in train mode dx, dw, db from the given dy",
+    supports_fn=_refuse,
+    tags=("project-kernel",),
+)
+def direct(
+    problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, threads: int
+) -> Callable[[], tuple[np.ndarray, ...]]:
+    _, dtype = _DTYPES[problem.dtype]
+    x = np.ascontiguousarray(arrays["x"], dtype=dtype)
+    w = np.ascontiguousarray(arrays["w"], dtype=dtype)
+    b = np.ascontiguousarray(arrays["b"], dtype=dtype) if problem.bias else None
+    dy = np.ascontiguousarray(arrays["dy"], dtype=dtype) if mode == "train" else None
+
+    def call() -> tuple[np.ndarray, ...]:
+        y = forward(problem, x, w, b, threads)
+        if dy is None:
+            return (y,)
+        return (y, *backward(problem, x, w, dy, problem.bias, threads))
+
+    return call
+
+
 class NativeBackend(Backend):
     name = "native"
     install_hint = BUILD_HINT
     devices = ("cpu",)
-    strategies = (
-        Strategy(
-            "direct",
-            "sharedconv's own kernel (C++, vectorised, OpenMP): all N filters from a tile of one "
-            "channel's padded rows in cache, outputs in registers, each output written once",
-            timed="np.empty of the outputs (the process's malloc), then one call of the compiled "
-            "kernel on the OpenMP threads: forward, and in train mode dx, dw, db from the given dy",
-            supports_fn=_refuse,
-            tags=("project-kernel",),
-        ),
-    )
+    strategies = TABLE.strategies
 
     def __init__(self) -> None:
         self.threads = 1
@@ -287,17 +308,4 @@ class NativeBackend(Backend):
         device: str,
         mode: str,
     ) -> Callable[[], tuple[Any, ...]]:
-        _, dtype = _DTYPES[problem.dtype]
-        x = np.ascontiguousarray(arrays["x"], dtype=dtype)
-        w = np.ascontiguousarray(arrays["w"], dtype=dtype)
-        b = np.ascontiguousarray(arrays["b"], dtype=dtype) if problem.bias else None
-        dy = np.ascontiguousarray(arrays["dy"], dtype=dtype) if mode == "train" else None
-        threads = self.threads
-
-        def call() -> tuple[np.ndarray, ...]:
-            y = forward(problem, x, w, b, threads)
-            if dy is None:
-                return (y,)
-            return (y, *backward(problem, x, w, dy, problem.bias, threads))
-
-        return call
+        return TABLE.builder_of(strategy)(problem, arrays, mode, self.threads)

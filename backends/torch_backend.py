@@ -14,99 +14,11 @@ from typing import Any
 import numpy as np
 
 from ._common import dist_version, missing_module, refuse_low_precision_fft, tap_slices
-from .contract import Backend, Strategy
+from .contract import Backend, Strategy, StrategyTable
 from .layouts import from_canonical
 from .problem import ConvProblem
 
 HINT = "pip install 'sharedconv[torch]'"
-
-
-def _no_fft_low_precision(problem: ConvProblem, device: str, mode: str) -> str | None:
-    return refuse_low_precision_fft(problem, "torch.fft")
-
-
-def _compile_supports(problem: ConvProblem, device: str, mode: str) -> str | None:
-    if problem.dtype == "float16" and device == "cpu":
-        return "torch.compile (inductor) on CPU has no float16 conv kernels worth timing; use float32 or bfloat16"
-    return None
-
-
-STRATEGIES = (
-    Strategy(
-        "fold",
-        "channels folded into the batch: conv2d on (B*C, 1, H, W) with N filters (views only)",
-        timed="reshape (view), conv2d, reshape (view)",
-        tags=("conv",),
-    ),
-    Strategy(
-        "conv3d",
-        "conv3d on (B, 1, C, H, W) with a (1, KH, KW) kernel; returns (B, N, C, H', W')",
-        output_layout="BNCHW",
-        seed_option=1,
-        timed="unsqueeze (view), conv3d",
-        tags=("conv",),
-    ),
-    Strategy(
-        "grouped",
-        "conv2d(groups=C) with the filters tiled C times (depthwise, multiplier N)",
-        timed="conv2d with groups=C on the tiled filters (tiling happens once per call, it is a weight op), view",
-        tags=("conv",),
-    ),
-    Strategy(
-        "vmap",
-        "torch.func.vmap of a one-channel conv2d over the channel axis (TimeDistributed in PyTorch form)",
-        seed_option=2,
-        timed="vmap over C of conv2d",
-        tags=("conv", "map"),
-    ),
-    Strategy(
-        "split",
-        "one shared conv2d called per channel, results stacked",
-        seed_option=3,
-        timed="C conv2d calls on channel slices, torch.stack",
-        tags=("conv", "map", "unrolled"),
-    ),
-    Strategy(
-        "unfold_einsum",
-        "patches with F.unfold, then an einsum with the filters",
-        timed="F.pad when padding is asymmetric, unfold (copies K*K patches), einsum, view",
-        tags=("patches",),
-    ),
-    Strategy(
-        "fft",
-        "cross-correlation through rfft2 / irfft2 (padding honoured, stride by subsampling)",
-        timed="pad, rfft2 of input and dilated filters, product, irfft2, crop/subsample",
-        supports_fn=_no_fft_low_precision,
-        tags=("fft",),
-    ),
-    Strategy(
-        "shift_add",
-        "sum over the KH*KW shifted input slices times the filter taps (no patch tensor)",
-        timed="pad, KH*KW fused multiply-adds over the whole output",
-        tags=("elementwise",),
-    ),
-    Strategy(
-        "compiled_fold",
-        "torch.compile of fold (compilation is preparation, reported as first-call time)",
-        timed="the compiled fold graph",
-        supports_fn=_compile_supports,
-        tags=("conv", "compiled"),
-    ),
-    Strategy(
-        "compiled_shift_add",
-        "torch.compile of shift_add: inductor fuses the taps into one loop",
-        timed="the compiled shift-add kernel",
-        supports_fn=_compile_supports,
-        tags=("elementwise", "compiled"),
-    ),
-    Strategy(
-        "fold_channels_last",
-        "fold with channels_last memory format: output (B*C, H', W', N) in memory",
-        output_layout="BCHWN",
-        timed="reshape, conv2d on channels_last tensors, permute (view)",
-        tags=("conv",),
-    ),
-)
 
 
 def _torch_dtype(torch: Any, dtype: str) -> Any:
@@ -123,115 +35,224 @@ def _pad_args(problem: ConvProblem) -> tuple[int, int, int, int]:
     return (pl, pr, pt, pb)  # F.pad order: last axis first
 
 
-def _builders(torch: Any, problem: ConvProblem) -> dict[str, Callable]:
-    """Each strategy as ``f(x, w, b) -> y`` on torch tensors in the declared layouts."""
-    F = torch.nn.functional
-    B, C, H, W = problem.x_shape
-    N, KH, KW = problem.w_shape
-    ho, wo = problem.out_hw
-    stride, dilation = problem.stride, problem.dilation
-    symmetric = problem.symmetric_padding
-    conv_pad = (problem.pads[0][0], problem.pads[1][0]) if symmetric else (0, 0)
-    pad4 = _pad_args(problem)
+class Kit:
+    """What every builder needs of one problem, made once per prepared call."""
 
-    def prepad(x: Any) -> Any:
-        return x if symmetric else F.pad(x, pad4)
+    def __init__(self, torch: Any, problem: ConvProblem):
+        self.torch, self.F, self.problem = torch, torch.nn.functional, problem
+        self.B, self.C, self.H, self.W = problem.x_shape
+        self.N, self.KH, self.KW = problem.w_shape
+        self.ho, self.wo = problem.out_hw
+        self.stride, self.dilation = problem.stride, problem.dilation
+        self.symmetric = problem.symmetric_padding
+        self.conv_pad = (problem.pads[0][0], problem.pads[1][0]) if self.symmetric else (0, 0)
+        self.pad4 = _pad_args(problem)
 
-    def conv1(x4: Any, w: Any, b: Any) -> Any:
-        return F.conv2d(
-            prepad(x4), w.unsqueeze(1), b, stride=stride, padding=conv_pad, dilation=dilation
-        )
+    def prepad(self, x: Any) -> Any:
+        return x if self.symmetric else self.F.pad(x, self.pad4)
 
-    def fold(x: Any, w: Any, b: Any) -> Any:
-        return conv1(x.reshape(B * C, 1, H, W), w, b).reshape(B, C, N, ho, wo)
-
-    def conv3d(x: Any, w: Any, b: Any) -> Any:
-        x5 = x.unsqueeze(1)
-        if not symmetric:
-            x5 = F.pad(x5, pad4)
-        return F.conv3d(
-            x5,
-            w.reshape(N, 1, 1, KH, KW),
+    def conv1(self, x4: Any, w: Any, b: Any) -> Any:
+        """The one-channel conv2d: (n, 1, H, W) -> (n, N, H', W')."""
+        return self.F.conv2d(
+            self.prepad(x4),
+            w.unsqueeze(1),
             b,
-            stride=(1, *stride),
-            padding=(0, *conv_pad),
-            dilation=(1, *dilation),
+            stride=self.stride,
+            padding=self.conv_pad,
+            dilation=self.dilation,
         )
 
-    def grouped(x: Any, w: Any, b: Any) -> Any:
-        wt = w.unsqueeze(1).repeat(
-            C, 1, 1, 1
-        )  # (C*N, 1, KH, KW), group c owns filters c*N..c*N+N-1
-        bt = b.repeat(C) if b is not None else None
-        y = F.conv2d(
-            prepad(x), wt, bt, stride=stride, padding=conv_pad, dilation=dilation, groups=C
-        )
-        return y.reshape(B, C, N, ho, wo)
 
-    def vmap(x: Any, w: Any, b: Any) -> Any:
-        return torch.func.vmap(lambda xc: conv1(xc.unsqueeze(1), w, b), in_dims=1, out_dims=1)(x)
+# Each strategy: its descriptor and its builder ``f(kit, x, w, b) -> y`` on torch tensors in
+# the declared layouts, declared together.
+TABLE = StrategyTable()
 
-    def split(x: Any, w: Any, b: Any) -> Any:
-        return torch.stack([conv1(x[:, c : c + 1], w, b) for c in range(C)], dim=1)
 
-    def unfold_einsum(x: Any, w: Any, b: Any) -> Any:
-        cols = F.unfold(
-            prepad(x.reshape(B * C, 1, H, W)),
-            (KH, KW),
-            dilation=dilation,
-            padding=conv_pad,
-            stride=stride,
-        )
-        y = torch.einsum("ikl,nk->inl", cols, w.reshape(N, KH * KW))
-        if b is not None:
-            y = y + b[None, :, None]
-        return y.reshape(B, C, N, ho, wo)
+@TABLE.strategy(
+    "fold",
+    "channels folded into the batch: conv2d on (B*C, 1, H, W) with N filters (views only)",
+    timed="reshape (view), conv2d, reshape (view)",
+    tags=("conv",),
+)
+def fold(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    return k.conv1(x.reshape(k.B * k.C, 1, k.H, k.W), w, b).reshape(k.B, k.C, k.N, k.ho, k.wo)
 
-    def fft(x: Any, w: Any, b: Any) -> Any:
-        xp = F.pad(x, pad4)
-        hp, wp = xp.shape[-2:]
-        dh, dw = dilation
-        wd = w.new_zeros((N, dh * (KH - 1) + 1, dw * (KW - 1) + 1))
-        wd[:, ::dh, ::dw] = w
-        xf = torch.fft.rfft2(xp, s=(hp, wp))  # (B, C, hp, wp//2+1)
-        wf = torch.fft.rfft2(wd, s=(hp, wp))  # (N, hp, wp//2+1)
-        full = torch.fft.irfft2(xf.unsqueeze(2) * wf.conj(), s=(hp, wp))  # circular correlation
-        y = full[
-            ..., : (ho - 1) * stride[0] + 1 : stride[0], : (wo - 1) * stride[1] + 1 : stride[1]
-        ]
-        if b is not None:
-            y = y + b[:, None, None]
-        return y
 
-    def shift_add(x: Any, w: Any, b: Any) -> Any:
-        xp = F.pad(x, pad4).unsqueeze(2)  # (B, C, 1, Hp, Wp)
-        if b is not None:
-            y = b[:, None, None].expand(B, C, N, ho, wo).clone()
-        else:
-            y = x.new_zeros((B, C, N, ho, wo))
-        for p in range(KH):
-            for q in range(KW):
-                rows, cols = tap_slices(problem, p, q)
-                y = y.addcmul(xp[..., rows, cols], w[:, p, q][:, None, None])
-        return y
+@TABLE.strategy(
+    "conv3d",
+    "conv3d on (B, 1, C, H, W) with a (1, KH, KW) kernel; returns (B, N, C, H', W')",
+    output_layout="BNCHW",
+    seed_option=1,
+    timed="unsqueeze (view), conv3d",
+    tags=("conv",),
+)
+def conv3d(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    x5 = x.unsqueeze(1)
+    if not k.symmetric:
+        x5 = k.F.pad(x5, k.pad4)
+    return k.F.conv3d(
+        x5,
+        w.reshape(k.N, 1, 1, k.KH, k.KW),
+        b,
+        stride=(1, *k.stride),
+        padding=(0, *k.conv_pad),
+        dilation=(1, *k.dilation),
+    )
 
-    def fold_channels_last(x: Any, w: Any, b: Any) -> Any:
-        x4 = prepad(x.reshape(B * C, 1, H, W)).contiguous(memory_format=torch.channels_last)
-        w4 = w.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x4, w4, b, stride=stride, padding=conv_pad, dilation=dilation)
-        return y.permute(0, 2, 3, 1).reshape(B, C, ho, wo, N)
 
-    return {
-        "fold": fold,
-        "conv3d": conv3d,
-        "grouped": grouped,
-        "vmap": vmap,
-        "split": split,
-        "unfold_einsum": unfold_einsum,
-        "fft": fft,
-        "shift_add": shift_add,
-        "fold_channels_last": fold_channels_last,
-    }
+@TABLE.strategy(
+    "grouped",
+    "conv2d(groups=C) with the filters tiled C times (depthwise, multiplier N)",
+    timed="conv2d with groups=C on the tiled filters (tiling happens once per call, it is a weight op), view",
+    tags=("conv",),
+)
+def grouped(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    wt = w.unsqueeze(1).repeat(k.C, 1, 1, 1)  # (C*N, 1, KH, KW), group c owns filters c*N..
+    bt = b.repeat(k.C) if b is not None else None
+    y = k.F.conv2d(
+        k.prepad(x),
+        wt,
+        bt,
+        stride=k.stride,
+        padding=k.conv_pad,
+        dilation=k.dilation,
+        groups=k.C,
+    )
+    return y.reshape(k.B, k.C, k.N, k.ho, k.wo)
+
+
+@TABLE.strategy(
+    "vmap",
+    "torch.func.vmap of a one-channel conv2d over the channel axis (TimeDistributed in PyTorch form)",
+    seed_option=2,
+    timed="vmap over C of conv2d",
+    tags=("conv", "map"),
+)
+def vmap(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    return k.torch.func.vmap(lambda xc: k.conv1(xc.unsqueeze(1), w, b), in_dims=1, out_dims=1)(x)
+
+
+@TABLE.strategy(
+    "split",
+    "one shared conv2d called per channel, results stacked",
+    seed_option=3,
+    timed="C conv2d calls on channel slices, torch.stack",
+    tags=("conv", "map", "unrolled"),
+)
+def split(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    return k.torch.stack([k.conv1(x[:, c : c + 1], w, b) for c in range(k.C)], dim=1)
+
+
+@TABLE.strategy(
+    "unfold_einsum",
+    "patches with F.unfold, then an einsum with the filters",
+    timed="F.pad when padding is asymmetric, unfold (copies K*K patches), einsum, view",
+    tags=("patches",),
+)
+def unfold_einsum(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    cols = k.F.unfold(
+        k.prepad(x.reshape(k.B * k.C, 1, k.H, k.W)),
+        (k.KH, k.KW),
+        dilation=k.dilation,
+        padding=k.conv_pad,
+        stride=k.stride,
+    )
+    y = k.torch.einsum("ikl,nk->inl", cols, w.reshape(k.N, k.KH * k.KW))
+    if b is not None:
+        y = y + b[None, :, None]
+    return y.reshape(k.B, k.C, k.N, k.ho, k.wo)
+
+
+def _no_fft_low_precision(problem: ConvProblem, device: str, mode: str) -> str | None:
+    return refuse_low_precision_fft(problem, "torch.fft")
+
+
+@TABLE.strategy(
+    "fft",
+    "cross-correlation through rfft2 / irfft2 (padding honoured, stride by subsampling)",
+    timed="pad, rfft2 of input and dilated filters, product, irfft2, crop/subsample",
+    supports_fn=_no_fft_low_precision,
+    tags=("fft",),
+)
+def fft(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    torch, (sh, sw) = k.torch, k.stride
+    xp = k.F.pad(x, k.pad4)
+    hp, wp = xp.shape[-2:]
+    dh, dw = k.dilation
+    wd = w.new_zeros((k.N, dh * (k.KH - 1) + 1, dw * (k.KW - 1) + 1))
+    wd[:, ::dh, ::dw] = w
+    xf = torch.fft.rfft2(xp, s=(hp, wp))  # (B, C, hp, wp//2+1)
+    wf = torch.fft.rfft2(wd, s=(hp, wp))  # (N, hp, wp//2+1)
+    full = torch.fft.irfft2(xf.unsqueeze(2) * wf.conj(), s=(hp, wp))  # circular correlation
+    y = full[..., : (k.ho - 1) * sh + 1 : sh, : (k.wo - 1) * sw + 1 : sw]
+    if b is not None:
+        y = y + b[:, None, None]
+    return y
+
+
+@TABLE.strategy(
+    "shift_add",
+    "sum over the KH*KW shifted input slices times the filter taps (no patch tensor)",
+    timed="pad, KH*KW fused multiply-adds over the whole output",
+    tags=("elementwise",),
+)
+def shift_add(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    xp = k.F.pad(x, k.pad4).unsqueeze(2)  # (B, C, 1, Hp, Wp)
+    shape = (k.B, k.C, k.N, k.ho, k.wo)
+    y = b[:, None, None].expand(shape).clone() if b is not None else x.new_zeros(shape)
+    for p in range(k.KH):
+        for q in range(k.KW):
+            rows, cols = tap_slices(k.problem, p, q)
+            y = y.addcmul(xp[..., rows, cols], w[:, p, q][:, None, None])
+    return y
+
+
+@TABLE.strategy(
+    "fold_channels_last",
+    "fold with channels_last memory format: output (B*C, H', W', N) in memory",
+    output_layout="BCHWN",
+    timed="reshape, conv2d on channels_last tensors, permute (view)",
+    tags=("conv",),
+)
+def fold_channels_last(k: Kit, x: Any, w: Any, b: Any) -> Any:
+    last = k.torch.channels_last
+    x4 = k.prepad(x.reshape(k.B * k.C, 1, k.H, k.W)).contiguous(memory_format=last)
+    w4 = w.unsqueeze(1).contiguous(memory_format=last)
+    y = k.F.conv2d(x4, w4, b, stride=k.stride, padding=k.conv_pad, dilation=k.dilation)
+    return y.permute(0, 2, 3, 1).reshape(k.B, k.C, k.ho, k.wo, k.N)
+
+
+def _compile_supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+    if problem.dtype == "float16" and device == "cpu":
+        return "torch.compile (inductor) on CPU has no float16 conv kernels worth timing; use float32 or bfloat16"
+    return None
+
+
+TABLE.variant(
+    "fold",
+    form="compiled",
+    name="compiled_fold",
+    description="torch.compile of fold (compilation is preparation, reported as first-call time)",
+    timed="the compiled fold graph",
+    supports_fn=_compile_supports,
+    tags=("conv", "compiled"),
+)
+TABLE.variant(
+    "shift_add",
+    form="compiled",
+    name="compiled_shift_add",
+    description="torch.compile of shift_add: inductor fuses the taps into one loop",
+    timed="the compiled shift-add kernel",
+    supports_fn=_compile_supports,
+    tags=("elementwise", "compiled"),
+)
+STRATEGIES = TABLE.strategies
+
+
+def _builders(torch: Any, problem: ConvProblem) -> dict[str, Callable]:
+    """Each strategy's builder as ``f(x, w, b) -> y`` for this problem (the drop-in layers
+    wrap them in layout permutations)."""
+    return TABLE.bind_all(Kit(torch, problem))
 
 
 class TorchBackend(Backend):
@@ -293,10 +314,8 @@ class TorchBackend(Backend):
         x = tensor(from_canonical(arrays["x"], strategy.input_layout), train)
         w = tensor(arrays["w"], train)
         b = tensor(arrays["b"], train) if problem.bias else None
-        name = strategy.name
-        base = name.removeprefix("compiled_")
-        fn = _builders(torch, problem)[base]
-        if name.startswith("compiled_"):
+        fn = TABLE.bind(strategy, Kit(torch, problem))
+        if strategy.form == "compiled":
             torch._dynamo.reset()  # a fresh cache: one problem's graphs never serve another
             fn = torch.compile(fn, dynamic=False, fullgraph=True)
 

@@ -212,6 +212,7 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
                         "output_layout": strategy.output_layout,
                         "tags": list(strategy.tags),
                         "timed_region": strategy.timed,
+                        **({"base": strategy.base, "form": strategy.form} if strategy.form else {}),
                     }
                     why = backend.supports(problem, strategy, plan.device, mode)
                     if not why and plan.device == "cpu":

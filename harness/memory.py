@@ -74,7 +74,8 @@ def estimate_bytes(problem: ConvProblem, strategy: Strategy, mode: str) -> int:
 
     Inputs, the output (twice: frameworks hold the previous result while computing the next),
     in train mode ``dy``, ``dx`` and saved activations, plus the known temporaries of the
-    strategy's family: the K*K patch tensor, FFT spectra, per-tap products.
+    strategy's family, from its tags (``contract.TAGS``): the K*K patch tensor, FFT spectra,
+    per-tap products.
     """
     item = problem.itemsize
     B, C, H, W = problem.x_shape

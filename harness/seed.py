@@ -21,10 +21,22 @@ SEED_SHAPE = "B=10,C=3,H=200,W=200,N=20,K=5"
 
 
 def seed_strategies(with_predict: bool = True) -> list[str]:
+    from sharedconv.backends.keras_backend import TABLE
+
     names = list(STRATEGIES)
     if with_predict:
-        names += [f"{s}_predict" for s in STRATEGIES]
+        names += [s.name for s in TABLE.strategies if s.form == "predict" and s.base in names]
     return names
+
+
+def through_predict(record: dict[str, Any]) -> bool:
+    """Whether a record timed ``model.predict``: its form (records since forms exist), its
+    tag, or, in the oldest records, its name."""
+    if "form" in record:
+        return record["form"] == "predict"
+    if "tags" in record:
+        return "predict" in record["tags"]
+    return str(record["strategy"]).endswith("_predict")
 
 
 def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,18 +48,17 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_backend[(r["backend"], malloc_of(r))].append(r)
     for (backend, malloc), group in by_backend.items():
         digests = {
-            (r["strategy"].endswith("_predict"), r.get("seed_option")): r.get("output_digest")
-            for r in group
+            (through_predict(r), r.get("seed_option")): r.get("output_digest") for r in group
         }
         for r in sorted(
             group,
             key=lambda r: (
                 r["mode"],
-                r["strategy"].endswith("_predict"),
+                through_predict(r),
                 r.get("seed_option") or 9,
             ),
         ):
-            predict = r["strategy"].endswith("_predict")
+            predict = through_predict(r)
             worst = worst_error(r)
             ref = digests.get((predict, 1))
             out.append(

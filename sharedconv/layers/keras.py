@@ -40,7 +40,7 @@ def strategies(backend: str | None = None) -> list[str]:
         from ..backends.jax_backend import STRATEGIES
     else:
         from ..backends.tensorflow_backend import STRATEGIES
-    return [s.name for s in STRATEGIES if "compiled" not in s.tags and not s.name.endswith("_xla")]
+    return [s.name for s in STRATEGIES if not s.form]  # compiled/XLA variants compile their own
 
 
 @keras.saving.register_keras_serializable(package="sharedconv")
