@@ -105,6 +105,9 @@ class Strategy:
     # never on the name.
     base: str = ""
     form: str = ""
+    # Names this strategy had before (stored runs are read under the current name, and
+    # --strategies takes the old one): a rename is one edit, where the strategy is declared.
+    formerly: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
@@ -140,6 +143,7 @@ class Strategy:
             "tags": list(self.tags),
             "base": self.base,
             "form": self.form,
+            "formerly": list(self.formerly),
         }
 
 
@@ -205,8 +209,8 @@ class StrategyTable:
         return variant
 
     def _check_new(self, name: str) -> None:
-        if any(s.name == name for s in self.strategies):
-            raise ValueError(f"strategy {name!r} is declared twice")
+        if any(name == s.name or name in s.formerly for s in self.strategies):
+            raise ValueError(f"strategy {name!r} is declared twice (or was another's name)")
 
     @property
     def strategies(self) -> tuple[Strategy, ...]:
@@ -254,8 +258,12 @@ class Backend:
         return {}
 
     def strategy(self, name: str) -> Strategy:
+        """The strategy called ``name`` now, or formerly."""
         for s in self.strategies:
             if s.name == name:
+                return s
+        for s in self.strategies:
+            if name in s.formerly:
                 return s
         valid = ", ".join(s.name for s in self.strategies)
         raise KeyError(f"backend {self.name!r} has no strategy {name!r}; valid: {valid}")

@@ -113,7 +113,12 @@ TABLE = StrategyTable()
 
 
 def _option(
-    name: str, description: str, input_layout: str, output_layout: str, seed: int | None
+    name: str,
+    description: str,
+    input_layout: str,
+    output_layout: str,
+    seed: int | None,
+    formerly: tuple[str, ...] = (),
 ) -> Callable[[Callable], Callable]:
     def register(build: Callable) -> Callable:
         TABLE.strategy(
@@ -123,6 +128,7 @@ def _option(
             output_layout=output_layout,
             seed_option=seed,
             tags=("keras",),
+            formerly=formerly,
         )(build)
         TABLE.variant(
             name,
@@ -133,6 +139,7 @@ def _option(
             timed="model.predict(x, batch_size=B, verbose=0): data adapter, one batch, host copy of the output",
             supports_fn=_keras_layer_supports,
             tags=("keras", "predict"),
+            formerly=tuple(f + "_predict" for f in formerly),
         )
         return build
 
@@ -196,13 +203,14 @@ def functional_split(k: Kit, x: Any) -> Built:
 
 
 @_option(
-    "depthwise_tied",
+    "grouped",
     "DepthwiseConv2D(depth_multiplier=N) with the filters tiled C times on (B, H, W, C)",
     "BHWC",
     "BHWCN",
     None,
+    formerly=("depthwise_tied",),  # the name PyTorch, TensorFlow and JAX give the same idea
 )
-def depthwise_tied(k: Kit, x: Any) -> Built:
+def grouped(k: Kit, x: Any) -> Built:
     ops = k.ops
     x = k.zero_pad_2d(x)
     layer = k.keras.layers.DepthwiseConv2D((k.KH, k.KW), depth_multiplier=k.N, **k.conv_kwargs)

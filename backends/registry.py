@@ -44,6 +44,21 @@ BUILTINS: dict[str, tuple[str, str]] = {
     ),
 }
 
+
+@cache
+def former_names() -> dict[tuple[str, str], str]:
+    """``(backend, old name) -> current name`` for every renamed built-in strategy (declared
+    by ``Strategy.formerly``), so runs stored under an old name read under the new one.
+    Imports the built-in adapters only (no framework)."""
+    out: dict[tuple[str, str], str] = {}
+    for name, (target, _) in BUILTINS.items():
+        module, attribute = target.split(":")
+        backend = getattr(importlib.import_module(module), attribute)()
+        for s in backend.strategies:
+            out.update({(name, old): s.name for old in s.formerly})
+    return out
+
+
 # what a subclass must implement itself: the base class has a sound default for the rest
 _REQUIRED_METHODS = ("prepare",)
 

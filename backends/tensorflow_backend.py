@@ -28,7 +28,7 @@ HINT = "pip install 'sharedconv[tensorflow]'"
 _GRAPH_LOW_PRECISION_TRAIN = {
     "fold",
     "conv3d",
-    "depthwise",
+    "grouped",
     "map_fn",
     "vectorized_map",
     "split",
@@ -95,6 +95,7 @@ def _strategy(
     timed: str,
     supports_fn: SupportsFn = supports_everything,
     tags: tuple[str, ...],
+    formerly: tuple[str, ...] = (),
     **fields: Any,
 ) -> Callable[[Callable], Callable]:
     """Declare a strategy in both its forms: a graph ``tf.function`` (``name``) and the same
@@ -108,6 +109,7 @@ def _strategy(
             timed="tf.function graph: " + timed,
             supports_fn=_graph_supports(name, supports_fn),
             tags=(*tags, "graph"),
+            formerly=formerly,
             **fields,
         )(build)
         TABLE.variant(
@@ -118,6 +120,7 @@ def _strategy(
             timed="XLA-compiled: " + timed,
             supports_fn=supports_fn,
             tags=(*tags, "xla", "compiled"),
+            formerly=tuple(f + "_xla" for f in formerly),
         )
         return build
 
@@ -176,14 +179,15 @@ def _depthwise_supports(problem: ConvProblem, device: str, mode: str) -> str | N
 
 
 @_strategy(
-    "depthwise",
+    "grouped",
     "tf.nn.depthwise_conv2d with the filters tiled C times (channel multiplier N)",
     output_layout="BHWCN",
     timed="tile filters, depthwise_conv2d on NHWC, reshape (free)",
     supports_fn=_depthwise_supports,
     tags=("conv",),
+    formerly=("depthwise",),  # the name PyTorch and JAX give the same idea
 )
-def depthwise(k: Kit, x: Any, w: Any, b: Any) -> Any:
+def grouped(k: Kit, x: Any, w: Any, b: Any) -> Any:
     tf = k.tf
     kernel = tf.tile(tf.transpose(w, (1, 2, 0))[:, :, None, :], (1, 1, k.C, 1))  # [KH,KW,C,N]
     y = tf.nn.depthwise_conv2d(

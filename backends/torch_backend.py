@@ -144,12 +144,13 @@ def split(k: Kit, x: Any, w: Any, b: Any) -> Any:
 
 
 @TABLE.strategy(
-    "unfold_einsum",
+    "patches_einsum",
     "patches with F.unfold, then an einsum with the filters",
     timed="F.pad when padding is asymmetric, unfold (copies K*K patches), einsum, view",
     tags=("patches",),
+    formerly=("unfold_einsum",),  # the name TensorFlow and JAX give the same idea
 )
-def unfold_einsum(k: Kit, x: Any, w: Any, b: Any) -> Any:
+def patches_einsum(k: Kit, x: Any, w: Any, b: Any) -> Any:
     cols = k.F.unfold(
         k.prepad(x.reshape(k.B * k.C, 1, k.H, k.W)),
         (k.KH, k.KW),
@@ -208,13 +209,14 @@ def shift_add(k: Kit, x: Any, w: Any, b: Any) -> Any:
 
 
 @TABLE.strategy(
-    "fold_channels_last",
+    "fold_nhwc",
     "fold with channels_last memory format: output (B*C, H', W', N) in memory",
     output_layout="BCHWN",
     timed="reshape, conv2d on channels_last tensors, permute (view)",
     tags=("conv",),
+    formerly=("fold_channels_last",),  # JAX's name for the same idea
 )
-def fold_channels_last(k: Kit, x: Any, w: Any, b: Any) -> Any:
+def fold_nhwc(k: Kit, x: Any, w: Any, b: Any) -> Any:
     last = k.torch.channels_last
     x4 = k.prepad(x.reshape(k.B * k.C, 1, k.H, k.W)).contiguous(memory_format=last)
     w4 = w.unsqueeze(1).contiguous(memory_format=last)

@@ -83,14 +83,18 @@ def strategies_from(text: str | None, backends: list[str]) -> list[str] | None:
 
     wanted = [s.strip() for s in text.split(",") if s.strip()]
     known: set[str] = set()
+    current: dict[str, str] = {}  # a renamed strategy's old name -> its name now
     crashing = faults(backends)
     for name in backends:
         if name in crashing:
             continue
         try:
-            known.update(s.name for s in load_backend(name).strategies)
+            strategies = load_backend(name).strategies
         except BackendLoadError:
             continue
+        known.update(s.name for s in strategies)
+        current.update({old: s.name for s in strategies for old in s.formerly})
+    wanted = [s if s in known else current.get(s, s) for s in wanted]
     unknown = [s for s in wanted if s not in known]
     if unknown:
         raise click.BadParameter(

@@ -428,6 +428,7 @@ def _read_case_lines(
             if record.get("case_schema", CASE_SCHEMA) > CASE_SCHEMA:
                 warnings.append(f"{where}: skipped a record of a newer schema; upgrade sharedconv")
                 continue
+            _rename(record)
             # rounds.jsonl holds one line per round of a case: each round is its own record
             key = f"{record['case']}#{record.get('round', '')}"
             if key in records:
@@ -435,6 +436,21 @@ def _read_case_lines(
                 del records[key]  # keep the file order of the line that counts
             records[key] = record
     return list(records.values()), warnings
+
+
+def _rename(record: dict[str, Any]) -> None:
+    """A record of a renamed built-in strategy, read under its current name (the old one is
+    kept as ``formerly``); its case id follows, so a resumed run does not measure it again."""
+    from sharedconv.backends.registry import former_names
+
+    backend, old = record["backend"], record["strategy"]
+    new = former_names().get((backend, old))
+    if new is None:
+        return
+    record["strategy"], record["formerly"] = new, old
+    prefix = f"{backend}/{old}/"
+    if str(record["case"]).startswith(prefix):
+        record["case"] = f"{backend}/{new}/" + record["case"][len(prefix) :]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -38,6 +39,10 @@ DEFAULTS = {
     "warmup": None,  # None: min(0.2, budget / 10)
     "warmup_calls": 2,
     "max_overhead": 0.01,
+    # Sampling lasts at least this long, however precise the first samples look: None, a
+    # quarter of the budget. This machine runs in spells of two speeds lasting a second or so;
+    # five samples of a 0.3 ms call (1.5 ms) caught whichever spell was on (docs/allocator.md).
+    "min_window": None,
 }
 
 
@@ -138,8 +143,13 @@ def steady_state(
     # the warm-up timed call plus sync; the overhead part of it is not work
     work = max(one_call - overhead, one_call * 0.01)
     block = block_size_for(work, overhead, float(opt["max_overhead"]))
-    # never plan a block that alone would exceed a fifth of the budget
+    max_samples = int(opt["max_samples"])
+    min_window = float(opt["min_window"]) if opt["min_window"] is not None else budget / 4
     if one_call > 0:
+        # blocks long enough that max_samples of them span the budget, so the sample count
+        # never ends a window of short calls long before the budget would
+        block = max(block, math.ceil(budget / max_samples / one_call))
+        # never plan a block that alone would exceed a fifth of the budget
         block = max(1, min(block, int(budget / 5 / one_call) or 1))
 
     # 5. sampling
@@ -153,12 +163,15 @@ def steady_state(
         blocks.append(elapsed)
         samples.append(elapsed / block)
         if len(samples) >= int(opt["min_samples"]):
-            if precise_enough(samples, float(opt["precision"]), int(opt["min_samples"])):
+            elapsed_loop = clock() - t_loop
+            if elapsed_loop >= min_window and precise_enough(
+                samples, float(opt["precision"]), int(opt["min_samples"])
+            ):
                 stopped = "precision"
                 break
-            if clock() - t_loop >= budget:
+            if elapsed_loop >= budget:
                 break
-            if len(samples) >= int(opt["max_samples"]):
+            if len(samples) >= max_samples:
                 stopped = "max_samples"
                 break
     faults = fault_counts(counted_from, counters(), block * len(blocks))

@@ -1,4 +1,4 @@
-"""Shared machinery for the per-backend conformance tests.
+"""Shared machinery for the built-in backends' oracle tests (tests/test_backends.py).
 
 One worker process per backend runs the battery once (frameworks must not share the pytest
 process); each strategy is then its own test with an id like ``torch/fold``, so one failing
@@ -57,10 +57,12 @@ def strategy_params(name: str) -> list[Any]:
         marks.append(pytest.mark.skip(reason=missing))
     elif not selected(name):
         marks.append(pytest.mark.skip(reason=f"SHAREDCONV_TEST_BACKENDS excludes {name}"))
-    return [pytest.param(s.name, id=f"{name}/{s.name}", marks=marks) for s in backend.strategies]
+    return [
+        pytest.param(name, s.name, id=f"{name}/{s.name}", marks=marks) for s in backend.strategies
+    ]
 
 
-# the backends with a battery module, the slowest first
+# the built-in backends tested against the oracle, the slowest first
 BATTERIES = ["tensorflow", "keras-jax", "jax", "keras-tensorflow", "torch", "keras-torch", "native"]
 
 

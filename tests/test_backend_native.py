@@ -1,7 +1,8 @@
 """The native backend (sharedconv's own kernel) against the float64 oracle.
 
 The kernel has no framework to keep out of the pytest process, so besides the harness's
-battery (worker processes, as every backend) the conformance kit runs here in-process, and
+battery (worker processes, as every backend: test_backends.py) the conformance kit runs here
+in-process, and
 the tiling's edges are checked directly: every remainder of a row against the vector width
 (8 float32 or 4 float64 lanes, tiles of up to 3 or 4 vectors), every remainder of the
 filters against the tile of 4, heights that leave a partial block of rows, and both builds
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from backend_battery import check_strategy, run_battery, strategy_params
 from sharedconv.backends import native_backend as nb
 from sharedconv.backends.agreement import compare_outputs
 from sharedconv.backends.conformance import conformance_suite
@@ -22,16 +22,6 @@ from sharedconv.backends.problem import ConvProblem, make_inputs, parse_problem
 BACKEND = "native"
 missing = nb.NativeBackend().available()
 needs_kernel = pytest.mark.skipif(bool(missing), reason=missing or "")
-
-
-@pytest.fixture(scope="module")
-def battery():
-    return run_battery(BACKEND)
-
-
-@pytest.mark.parametrize("strategy", strategy_params(BACKEND))
-def test_strategy_agrees_with_oracle(battery, strategy):
-    check_strategy(battery[strategy])
 
 
 TestNativeConformance = conformance_suite(BACKEND, random_examples=40)

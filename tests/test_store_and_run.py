@@ -216,7 +216,7 @@ def test_memory_estimate_refuses_what_does_not_fit(monkeypatch):
     reason = memory.refuse_if_too_big(huge, torch_fold, "train")
     assert reason and "GiB" in reason and "not run" in reason
     assert memory.refuse_if_too_big(small, torch_fold, "train") is None
-    patches = load_backend("torch").strategy("unfold_einsum")
+    patches = load_backend("torch").strategy("patches_einsum")
     assert memory.estimate_bytes(small, patches, "forward") > memory.estimate_bytes(
         small, torch_fold, "forward"
     )

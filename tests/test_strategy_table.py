@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 from sharedconv.backends.contract import TAGS, Strategy, StrategyTable
 from sharedconv.backends.problem import parse_problem
+from sharedconv.backends.registry import BUILTINS, former_names, load_backend
+from sharedconv.harness.cli_options import strategies_from
+from sharedconv.harness.store import RunWriter, read_run
 
 
 def _table() -> StrategyTable:
@@ -117,3 +121,78 @@ def test_every_built_in_backend_declares_its_strategies_in_its_table(module, var
     assert backends
     for cls in backends:
         assert [s.name for s in cls().strategies] == names
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+@pytest.mark.parametrize(
+    "backend, old, new",
+    [
+        ("torch", "unfold_einsum", "patches_einsum"),
+        ("torch", "fold_channels_last", "fold_nhwc"),
+        ("tensorflow", "depthwise", "grouped"),
+        ("tensorflow", "depthwise_xla", "grouped_xla"),
+        ("keras-jax", "depthwise_tied", "grouped"),
+        ("keras-jax", "depthwise_tied_predict", "grouped_predict"),
+    ],
+)
+def test_a_renamed_strategy_answers_to_its_old_name(backend, old, new):
+    """Names harmonised across frameworks (one edit where the strategy is declared); the old
+    name still selects it and still reads stored runs."""
+    assert load_backend(backend).strategy(old).name == new
+    assert former_names()[(backend, old)] == new
+    assert strategies_from(old, [backend]) == [new]
+
+
+def test_a_record_stored_under_an_old_name_reads_under_the_new_one(tmp_path):
+    writer = RunWriter.create(tmp_path, "old-names", {"suite": "x"})
+    for strategy in ("unfold_einsum", "patches_einsum", "fold"):
+        writer.append(
+            {
+                "case": f"torch/{strategy}/B2-C3-32x32-N8-K3/forward/cpu/jemalloc",
+                "backend": "torch",
+                "strategy": strategy,
+                "problem": "B=2,C=3,H=32,W=32,N=8,K=3",
+                "mode": "forward",
+                "status": "pass",
+                "malloc": "jemalloc",
+            }
+        )
+    writer.finish()
+    run = read_run(tmp_path / "old-names")
+    # the old record and the newer one of the same case are one case: the last line counts
+    assert [r["strategy"] for r in run.cases] == ["patches_einsum", "fold"]
+    assert [r["case"].split("/")[1] for r in run.cases] == ["patches_einsum", "fold"]
+    assert any("again; the last line counts" in w for w in run.warnings)
+    single = read_run(_one_record_run(tmp_path, "unfold_einsum"))
+    assert single.cases[0]["strategy"] == "patches_einsum"
+    assert single.cases[0]["formerly"] == "unfold_einsum"
+
+
+def _one_record_run(tmp_path: Path, strategy: str) -> Path:
+    writer = RunWriter.create(tmp_path, "one", {"suite": "x"})
+    writer.append(
+        {
+            "case": f"torch/{strategy}/B2-C3-32x32-N8-K3/forward/cpu/jemalloc",
+            "backend": "torch",
+            "strategy": strategy,
+            "problem": "B=2,C=3,H=32,W=32,N=8,K=3",
+            "mode": "forward",
+            "status": "pass",
+            "malloc": "jemalloc",
+        }
+    )
+    writer.finish()
+    return tmp_path / "one"
+
+
+@pytest.mark.parametrize(
+    "run", sorted(p.name for p in RESULTS.iterdir() if (p / "run.json").exists())
+)
+def test_every_committed_run_reads_under_the_current_names(run):
+    loaded = read_run(RESULTS / run)
+    assert loaded.cases and not loaded.warnings
+    for r in loaded.cases:
+        if r["backend"] in BUILTINS and r["strategy"] != "*":
+            assert load_backend(r["backend"]).strategy(r["strategy"]).name == r["strategy"]

@@ -75,9 +75,10 @@ def test_timer_with_a_fake_clock_blocks_and_stops_on_precision():
     def sync(_):
         clock.now += sync_s
 
-    result = steady_state(
-        call, sync, {"budget": 5.0, "warmup": 0.0, "warmup_calls": 2}, clock=clock
-    )
+    options = {"budget": 5.0, "warmup": 0.0, "warmup_calls": 2}
+    # the overhead rule alone (the window rules have a test of their own)
+    options.update(max_samples=10_000, min_window=0.0)
+    result = steady_state(call, sync, options, clock=clock)
     # 30 µs of overhead against a 200 µs call: ceil(30 / 2) = 15 calls per block for < 1%
     assert result["block_size"] == 15
     assert result["overhead_s"] == pytest.approx(sync_s)
@@ -87,6 +88,28 @@ def test_timer_with_a_fake_clock_blocks_and_stops_on_precision():
     # each sample is a block time divided by the block size; sync is inside the block
     assert result["stats"]["median"] == pytest.approx(call_s + sync_s / 15)
     assert result["block_times"][0] == pytest.approx(15 * call_s + sync_s)
+
+
+def test_short_calls_are_sampled_over_a_window_not_a_handful_of_calls():
+    """A 0.3 ms call with no overhead: before, five one-call samples (1.5 ms) were 'precise'
+    and ended the case; spells of the machine lasting a second decided its median. Now blocks
+    are long enough that max_samples of them span the budget, and sampling lasts a quarter of
+    the budget at least, however precise it looks."""
+    clock = FakeClock()
+
+    def call():
+        clock.now += 300e-6
+
+    result = steady_state(call, lambda _: None, {"budget": 2.0, "warmup": 0.0}, clock=clock)
+    assert result["block_size"] == 34  # ceil(2 s / 200 samples / 0.3 ms)
+    assert result["stopped_by"] == "precision"
+    assert 0.5 <= result["steady_s"] < 0.5 + 2 * 34 * 300e-6
+    # the window is an option: 0 restores stopping at the first precise samples
+    clock = FakeClock()
+    quick = steady_state(
+        call, lambda _: None, {"budget": 2.0, "warmup": 0.0, "min_window": 0.0}, clock=clock
+    )
+    assert len(quick["block_times"]) == 5
 
 
 def test_timer_stops_on_budget_when_noisy():
