@@ -6,48 +6,32 @@ entry point in the ``sharedconv.backends`` group of the plugin's ``pyproject.tom
     [project.entry-points."sharedconv.backends"]
     mybackend = "my_package.module:MyBackend"
 
-See ``docs/writing-a-backend.md`` for a walk-through.
+See ``docs/writing-a-backend.md`` for a walk-through. This module holds what an implementer
+needs; the helpers that *check* a backend (the float64 oracle, the error bounds, seeded
+inputs) are the conformance kit's, ``sharedconv.backends.conformance``.
 """
 
-from .agreement import BOUNDS, bound_for, output_error, reduction_terms
-from .contract import DEVICES, MODES, Backend, Strategy, StrategyTable, output_names
+from .contract import DEVICES, MODES, TAGS, Backend, Strategy, StrategyTable, output_names
 from .layouts import CANONICAL_INPUT, CANONICAL_OUTPUT, from_canonical, shape_in, to_canonical
-from .oracle import forward as oracle_forward
-from .oracle import gradients as oracle_gradients
-from .oracle import reference as oracle_reference
-from .problem import (
-    DTYPES,
-    ConvProblem,
-    ProblemError,
-    make_inputs,
-    parse_problem,
-    parse_problems,
-    storage_dtype,
-)
+from .problem import DTYPES, ConvProblem, ProblemError, parse_problem, storage_dtype
 
+# What checks a backend (the oracle, the error bounds, seeded inputs) is the conformance
+# kit's: ``sharedconv.backends.conformance``.
 __all__ = [
-    "BOUNDS",
     "CANONICAL_INPUT",
     "CANONICAL_OUTPUT",
     "DEVICES",
     "DTYPES",
     "MODES",
+    "TAGS",
     "Backend",
     "ConvProblem",
     "ProblemError",
     "Strategy",
     "StrategyTable",
-    "bound_for",
     "from_canonical",
-    "make_inputs",
-    "oracle_forward",
-    "oracle_gradients",
-    "oracle_reference",
-    "output_error",
     "output_names",
     "parse_problem",
-    "parse_problems",
-    "reduction_terms",
     "shape_in",
     "storage_dtype",
     "to_canonical",

@@ -34,13 +34,31 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .agreement import compare_outputs
+from .agreement import BOUNDS, bound_for, compare_outputs, output_error, reduction_terms
 from .contract import MODES, output_names
 from .layouts import shape_in, to_canonical
+from .oracle import forward as oracle_forward
+from .oracle import gradients as oracle_gradients
 from .oracle import reference
-from .problem import ConvProblem, make_inputs
+from .problem import ConvProblem, make_inputs, parse_problems
 from .registry import load_backend
 from .suites import load_suite
+
+# The kit's public helpers, for a plugin's own tests: the oracle, the error bounds and the
+# seeded inputs every check uses.
+__all__ = [
+    "BOUNDS",
+    "bound_for",
+    "conformance_suite",
+    "make_inputs",
+    "oracle_forward",
+    "oracle_gradients",
+    "output_error",
+    "parse_problems",
+    "reduction_terms",
+    "reference",
+    "run_once",
+]
 
 ENV = "SHAREDCONV_CONFORMANCE"
 

@@ -266,11 +266,14 @@ def strategies_table(entries: list[tuple[str, Any]]) -> Table:
             table.add_row(Text(name), "", "", Text(str(backend), style="red"), "")
             continue
         for s in backend.strategies:
+            about = [f"the {s.form} form of {s.base}"] if s.form else []
+            about += [f"formerly {old}" for old in s.formerly]
+            description = s.description + (f" ({'; '.join(about)})" if about else "")
             table.add_row(
                 Text(f"{name}/{s.name}"),
                 f"{s.input_layout} -> {s.output_layout}",
                 str(s.seed_option or ""),
-                Text(s.description),
+                Text(description),
                 Text(s.timed),
             )
     return table
