@@ -57,6 +57,7 @@ __all__ = [
     "parse_problems",
     "reduction_terms",
     "reference",
+    "configured",
     "run_once",
 ]
 
@@ -67,10 +68,25 @@ def _where(backend: Any, strategy: Any, problem: ConvProblem, mode: str) -> str:
     return f"{backend.name}/{strategy.name} on {problem.to_text()} ({mode})"
 
 
+_CONFIGURED: set[int] = set()
+
+
+def configured(backend: Any) -> Any:
+    """``backend`` after its ``configure(threads, "cpu")``, called once per process as the
+    harness's worker calls it before any case (JAX enables float64 there, frameworks set
+    their thread pools): the kit checks a backend as the harness runs it."""
+    if id(backend) not in _CONFIGURED:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        backend.configure(threads, "cpu")
+        _CONFIGURED.add(id(backend))
+    return backend
+
+
 def run_once(
     backend: Any, strategy: Any, problem: ConvProblem, mode: str, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], tuple]:
     """Prepare and call once: (canonical outputs, canonical inputs, raw host outputs)."""
+    configured(backend)
     arrays = make_inputs(problem, seed, mode)
     fn = backend.prepare(problem, arrays, strategy, "cpu", mode)
     outputs = fn()
@@ -206,7 +222,7 @@ def conformance_suite(name: str, suite: str = "conformance", random_examples: in
                     continue
                 arrays = make_inputs(problem, 1, mode)
                 before = {k: v.copy() for k, v in arrays.items()}
-                fn = backend.prepare(problem, arrays, strategy, "cpu", mode)
+                fn = configured(backend).prepare(problem, arrays, strategy, "cpu", mode)
                 first = fn()
                 assert backend.synchronize(first) is None, (
                     f"{_where(backend, strategy, problem, mode)}: synchronize() should return None"

@@ -9,8 +9,13 @@ the backends.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from backend_battery import BATTERIES, check_strategy, run_battery, strategy_params
+from sharedconv.backends.conformance import conformance_suite
+from sharedconv.backends.registry import load_backend
 
 
 @pytest.mark.parametrize(
@@ -18,3 +23,23 @@ from backend_battery import BATTERIES, check_strategy, run_battery, strategy_par
 )
 def test_strategy_agrees_with_oracle(backend, strategy):
     check_strategy(run_battery(backend)[strategy])
+
+
+# The conformance kit offered to plugin authors, run on built-ins too: numpy here, in-process
+# (no framework to keep out of pytest); native in test_backend_native.py; every framework
+# backend in a process of its own below (minutes each: marked slow, `make test-all`).
+TestNumpyConformance = conformance_suite("numpy", random_examples=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_the_plugin_conformance_kit_passes_on_a_framework_backend(backend, tmp_path):
+    if load_backend(backend).available() is not None:
+        pytest.skip(load_backend(backend).available())
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--sharedconv-conformance", backend],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
