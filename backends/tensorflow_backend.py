@@ -35,6 +35,10 @@ _GRAPH_LOW_PRECISION_TRAIN = {
     "shift_add",
 }
 _GRAPH_NO_DILATED_BACKPROP = {"fold", "map_fn", "vectorized_map", "split"}
+# Found by the conformance kit's random problems (stride 1x2): TensorFlow's CPU
+# DepthwiseConv2dNative "only supports equal length strides in the row and column dimensions";
+# XLA's grouped convolution takes any.
+_GRAPH_EQUAL_STRIDES = {"grouped"}
 
 
 def _graph_supports(name: str, supports_fn: SupportsFn) -> SupportsFn:
@@ -47,6 +51,15 @@ def _graph_supports(name: str, supports_fn: SupportsFn) -> SupportsFn:
                 )
             if name in _GRAPH_NO_DILATED_BACKPROP and max(problem.dilation) > 1:
                 return f"TensorFlow's CPU Conv2DBackpropInput does not support dilation > 1; use {name}_xla"
+        if (
+            device == "cpu"
+            and name in _GRAPH_EQUAL_STRIDES
+            and problem.stride[0] != problem.stride[1]
+        ):
+            return (
+                "TensorFlow's CPU depthwise convolution takes equal row and column strides only, "
+                f"not {problem.stride[0]}x{problem.stride[1]}; use {name}_xla"
+            )
         return supports_fn(problem, device, mode)
 
     return supports
