@@ -68,7 +68,7 @@ def _where(backend: Any, strategy: Any, problem: ConvProblem, mode: str) -> str:
     return f"{backend.name}/{strategy.name} on {problem.to_text()} ({mode})"
 
 
-_CONFIGURED: set[int] = set()
+_CONFIGURED: dict[int, Any] = {}  # id -> the backend itself, so no id is ever reused
 
 
 def configured(backend: Any) -> Any:
@@ -78,7 +78,7 @@ def configured(backend: Any) -> Any:
     if id(backend) not in _CONFIGURED:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         backend.configure(threads, "cpu")
-        _CONFIGURED.add(id(backend))
+        _CONFIGURED[id(backend)] = backend
     return backend
 
 

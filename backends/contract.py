@@ -39,7 +39,7 @@ A backend is a small object:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -190,21 +190,18 @@ class StrategyTable:
         self, base: str, *, form: str, name: str, description: str, **fields: Any
     ) -> Strategy:
         """Declare ``name``: the builder of ``base`` run in ``form``. Fields not given are
-        the base's (layouts, seed option, differentiability, support, tags)."""
+        the base's (layouts, seed option, differentiability, support, tags); a renamed base's
+        old names carry over (``compiled_fold`` was ``compiled_<old>`` when ``fold`` was
+        ``<old>``)."""
         if base not in self._builders:
             raise ValueError(f"variant {name!r}: no strategy {base!r} to build on")
         self._check_new(name)
         of = next(s for s in self._plain if s.name == base)
-        inherited = {
-            "input_layout": of.input_layout,
-            "output_layout": of.output_layout,
-            "differentiable": of.differentiable,
-            "seed_option": of.seed_option,
-            "timed": of.timed,
-            "supports_fn": of.supports_fn,
-            "tags": of.tags,
-        }
-        variant = Strategy(name, description, **{**inherited, **fields}, base=base, form=form)
+        formerly = tuple(name.replace(base, old, 1) for old in of.formerly)
+        variant = replace(
+            of, name=name, description=description, base=base, form=form, formerly=formerly,
+            **fields,
+        )  # fmt: skip
         self._variants.append(variant)
         return variant
 

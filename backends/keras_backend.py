@@ -139,7 +139,6 @@ def _option(
             timed="model.predict(x, batch_size=B, verbose=0): data adapter, one batch, host copy of the output",
             supports_fn=_keras_layer_supports,
             tags=("keras", "predict"),
-            formerly=tuple(f + "_predict" for f in formerly),
         )
         return build
 

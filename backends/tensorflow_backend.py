@@ -133,7 +133,6 @@ def _strategy(
             timed="XLA-compiled: " + timed,
             supports_fn=supports_fn,
             tags=(*tags, "xla", "compiled"),
-            formerly=tuple(f + "_xla" for f in formerly),
         )
         return build
 

@@ -30,10 +30,8 @@ def seed_strategies(with_predict: bool = True) -> list[str]:
 
 
 def through_predict(record: dict[str, Any]) -> bool:
-    """Whether a record timed ``model.predict``: its form (records since forms exist), its
-    tag, or, in the oldest records, its name."""
-    if "form" in record:
-        return record["form"] == "predict"
+    """Whether a record timed ``model.predict``: its tag (every Keras record carries its
+    strategy's tags), or, in records from before tags, its name."""
     if "tags" in record:
         return "predict" in record["tags"]
     return str(record["strategy"]).endswith("_predict")
