@@ -84,7 +84,7 @@ def default_compare_pair(data: Loaded) -> tuple[int, int]:
     b = default_run_index(data)
 
     def timed(run) -> set[str]:
-        return {c["case"] for c in run.cases if c.get("timing")}
+        return {c.case for c in run.cases if c.timing}
 
     mine = timed(data.runs[b])
     others = [i for i in range(len(data.runs)) if i != b]

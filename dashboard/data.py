@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sharedconv.harness.records import gbps, gflops, worst_error, worst_ratio
+from sharedconv.harness.records import Stats
 from sharedconv.harness.store import Run, find_runs
 from sharedconv.harness.summary import (
-    machine_of,
-    malloc_of,
     memory_unknown_reason,
     peak_bytes,
     roofline_for,
@@ -66,13 +64,13 @@ def flatten(run: Run) -> list[dict[str, Any]]:
     machines = run.meta.get("machines") or {}
     # a run measured under several allocators names each in its labels, so no page ranks
     # one strategy's jemalloc time against another's glibc time without saying so
-    several = len({malloc_of(r) for r in run.cases}) > 1
+    several = len({r.malloc_name for r in run.cases}) > 1
     for r in run.cases:
-        params = r.get("params", {})
-        stats = ((r.get("timing") or {}).get("stats")) or {}
-        median = stats.get("median")
-        faults = (r.get("timing") or {}).get("faults") or {}
-        machine_id = machine_of(r)
+        params = r.params or {}
+        stats = (r.timing.stats if r.timing else None) or Stats()
+        median = stats.median
+        faults = r.timing.faults if r.timing else None
+        machine_id = r.machine_id
         where = machines.get(machine_id) if machine_id else None
         where = where if isinstance(where, dict) else machine
         roof = roofline_for(run.meta, machine_id)
@@ -82,46 +80,46 @@ def flatten(run: Run) -> list[dict[str, Any]]:
             "machine_id": machine_id,
             "machine": (where.get("gpu") or where.get("cpu_model", "?"))
             + (f" ({machine_id})" if machine_id else ""),
-            "case": r["case"],
-            "backend": r["backend"],
-            "strategy": r["strategy"],
-            "label": f"{r['backend']}/{r['strategy']}" + (f" @{malloc_of(r)}" if several else ""),
-            "malloc": malloc_of(r),
-            "problem": r["problem"],
-            "mode": r["mode"],
-            "device": r.get("device", "cpu"),
-            "dtype": r.get("dtype", params.get("dtype")),
-            "status": r["status"],
-            "reason": r.get("reason", ""),
-            "seed_option": r.get("seed_option"),
+            "case": r.case,
+            "backend": r.backend,
+            "strategy": r.strategy,
+            "label": r.label + (f" @{r.malloc_name}" if several else ""),
+            "malloc": r.malloc_name,
+            "problem": r.problem,
+            "mode": r.mode,
+            "device": r.device,
+            "dtype": r.dtype or params.get("dtype"),
+            "status": r.status.value,
+            "reason": r.reason or "",
+            "seed_option": r.seed_option,
             "median_s": median,
-            "q1_s": stats.get("q1"),
-            "q3_s": stats.get("q3"),
-            "iqr_s": stats.get("iqr"),
-            "min_s": stats.get("min"),
-            "samples": stats.get("n"),
-            "noisy": stats.get("noisy"),
+            "q1_s": stats.q1,
+            "q3_s": stats.q3,
+            "iqr_s": stats.iqr,
+            "min_s": stats.min,
+            "samples": stats.n if r.timing and r.timing.stats else None,
+            "noisy": stats.noisy if r.timing and r.timing.stats else None,
             "peak_bytes": peak_bytes(r),
             "memory_unknown": memory_unknown_reason(r) or "",
-            "faults_per_call": faults.get("minor_per_call"),
-            "kernel_share": faults.get("kernel_share"),
-            "fault_bound": bool(faults.get("flagged")),
-            "flops": r.get("flops"),
-            "fewest_bytes": r.get("fewest_bytes"),
-            "gflops": gflops(r),
-            "gbps": gbps(r),
-            "roofline_pct": 100 * roofline_fraction(r, roof)
-            if median and roof and "peak_flops" in roof
+            "faults_per_call": faults.minor_per_call if faults else None,
+            "kernel_share": faults.kernel_share if faults else None,
+            "fault_bound": bool(faults and faults.flagged),
+            "flops": r.flops,
+            "fewest_bytes": r.fewest_bytes,
+            "gflops": r.gflops(),
+            "gbps": r.gbps(),
+            "roofline_pct": 100 * fraction
+            if (fraction := roofline_fraction(r, roof)) is not None
             else None,
-            "setup_s": r.get("setup_s"),
-            "first_call_s": r.get("first_call_s"),
-            "threads": r.get("threads"),
-            "err_y": worst_error(r, "y"),
-            "err_dx": worst_error(r, "dx"),
-            "err_dw": worst_error(r, "dw"),
-            "err_db": worst_error(r, "db"),
-            "error_vs_bound": worst_ratio(r),
-            "timed_region": r.get("timed_region", ""),
+            "setup_s": r.setup_s,
+            "first_call_s": r.first_call_s,
+            "threads": r.threads,
+            "err_y": r.worst_error("y"),
+            "err_dx": r.worst_error("dx"),
+            "err_dw": r.worst_error("dw"),
+            "err_db": r.worst_error("db"),
+            "error_vs_bound": r.worst_ratio(),
+            "timed_region": r.timed_region or "",
         }
         for p in PARAMS:
             row[p] = params.get(p)

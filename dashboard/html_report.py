@@ -144,7 +144,7 @@ def to_html(report: Report) -> str:
     frame = pd.DataFrame(flatten(run))
     labels = list(frame["label"].unique()) if not frame.empty else []
     if report.compare_run is not None:
-        labels += [f"{r['backend']}/{r['strategy']}" for r in report.compare_run.cases]
+        labels += [r.label for r in report.compare_run.cases]
     colors = color_map(labels)
     page = _Page()
 
@@ -185,7 +185,7 @@ def to_html(report: Report) -> str:
                 header,
                 [[str(i), *(c.get(h, "") for h in header[1:])] for i, c in enumerate(cells, 1)],
                 numeric,
-                [bool(row.record.get("seed_option")) for row in section.rows],
+                [bool(row.record.seed_option) for row in section.rows],
             )
             one = timed_frame[
                 (timed_frame["problem"] == section.problem)
@@ -202,14 +202,7 @@ def to_html(report: Report) -> str:
             )
             page.table(
                 ["backend/strategy", "status", "reason"],
-                [
-                    [
-                        f"{r['backend']}/{r['strategy']}",
-                        str(r["status"]),
-                        str(r.get("reason") or ""),
-                    ]
-                    for r in section.not_timed
-                ],
+                [[r.label, r.status.value, r.reason or ""] for r in section.not_timed],
             )
             page.add("</details>")
 
@@ -224,16 +217,7 @@ def to_html(report: Report) -> str:
         page.add(f"<p>{len(report.failures)} cases disagreed with the oracle or failed:</p>")
         page.table(
             ["backend/strategy", "problem", "mode", "status", "reason"],
-            [
-                [
-                    f"{r['backend']}/{r['strategy']}",
-                    str(r["problem"]),
-                    str(r["mode"]),
-                    str(r["status"]),
-                    str(r.get("reason") or ""),
-                ]
-                for r in report.failures
-            ],
+            [[r.label, r.problem, r.mode, r.status.value, r.reason or ""] for r in report.failures],
         )
     else:
         page.add("<p>No strategy disagreed with the oracle, crashed or timed out in this run.</p>")

@@ -27,7 +27,7 @@ from .cli_options import (
     results_root,
     selection_options,
 )
-from .records import is_failed
+from .records import CaseRecord, as_record
 
 
 @click.group(context_settings=CONTEXT)
@@ -105,12 +105,12 @@ def verify_cmd(sel: Selection, as_json: bool, executor: Executor | None) -> None
 
     plan = sel.plan()
     verbose = sel.verbose
-    records: list[dict[str, Any]] = []
+    records: list[CaseRecord] = []
 
     def collect(record: dict[str, Any]) -> None:
-        records.append(record)
-        if not as_json and is_failed(record):
-            click.echo(f"  FAIL {record['case']}: {record.get('reason', '')}", err=True)
+        records.append(typed := as_record(record))
+        if not as_json and typed.failed:
+            click.echo(f"  FAIL {typed.case}: {typed.reason or ''}", err=True)
 
     if executor is not None and executor.kind == "ray":
         from .cluster import ClusterError, execute_on_cluster
@@ -122,11 +122,11 @@ def verify_cmd(sel: Selection, as_json: bool, executor: Executor | None) -> None
     else:
         execute(plan, collect)
     if as_json:
-        click.echo(json.dumps(records, indent=1))
+        click.echo(json.dumps([r.to_dict() for r in records], indent=1))
     else:
         print_tables(verify_table(records, detailed=verbose or len(records) <= 60))
         n_bad = len(failed(records))
-        n_pass = sum(r["status"] == "pass" for r in records)
+        n_pass = sum(r.status == "pass" for r in records)
         click.echo(
             f"{n_pass} passed, {n_bad} failed, {len(records) - n_pass - n_bad} skipped or unavailable"
         )
@@ -309,7 +309,7 @@ def run_cmd(
         )
     )
     print_tables(skip_summary(records))
-    n_timed = sum(1 for r in records if r.get("timed"))
+    n_timed = sum(1 for r in records if r.timed)
     failures = progress.failures
     click.echo(
         f"{n_timed} cases timed, {failures} failed, {len(records) - n_timed - failures} "
@@ -326,9 +326,9 @@ def runs_cmd(results: str | None) -> None:
 
     runs, skipped = find_runs([results_root(results)])
     for run in runs:
-        counts = {}
+        counts: dict[str, int] = {}
         for r in run.cases:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         click.echo(
             f"{run.run_id}  [{run.meta.get('status')}]  {run.meta.get('suite') or 'ad hoc'}: {summary}"

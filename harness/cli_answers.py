@@ -207,7 +207,7 @@ def compare_cmd(
 
     runs = [read_run_arg(run_a, results, "RUN_A"), read_run_arg(run_b, results, "RUN_B")]
     if normalize is not None:
-        labels = {f"{r.get('backend')}/{r.get('strategy')}" for run in runs for r in run.cases}
+        labels = {r.label for run in runs for r in run.cases}
         if normalize not in labels:
             raise click.BadParameter(
                 f"{normalize!r} was timed in neither run; give BACKEND/STRATEGY as the tables "
@@ -316,12 +316,12 @@ def seed_cmd(
     records = run_plan(
         plan,
         writer,
-        on_record=lambda r: console.print(f"  {r['case']}: {r['status']}", highlight=False),
+        on_record=lambda r: console.print(f"  {r.case}: {r.status}", highlight=False),
     )
     out = Console(width=None if Console().is_terminal else 160)
     docs = []
     for problem in problems:
-        table_rows = rows([r for r in records if r["problem"] == problem.to_text()])
+        table_rows = rows([r for r in records if r.problem == problem.to_text()])
         out.print(console_table(problem.to_text(), table_rows))
         sentences = verdicts(table_rows)
         for s in sentences:

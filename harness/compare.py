@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import median_s
+from .records import CaseRecord
 from .stats import mann_whitney_u
 from .store import Run
-from .summary import format_seconds, samples_of
+from .summary import format_seconds
 
 
 def machine_view(run: Run, machine: str) -> Run:
@@ -16,29 +16,23 @@ def machine_view(run: Run, machine: str) -> Run:
     machine that ran the same plan compare case by case."""
     from dataclasses import replace
 
-    from .summary import machine_of
-
     cases = [
-        {**r, "case": str(r["case"]).removesuffix(f"@{r.get('machine_kind')}")}
+        r.replace(case=r.case.removesuffix(f"@{r.machine_kind}"))
         for r in run.cases
-        if machine_of(r) == machine
+        if r.machine_id == machine
     ]
     return replace(run, run_id=f"{run.run_id} on {machine}", cases=cases)
 
 
-def _group(record: dict[str, Any]) -> tuple:
-    return (record.get("problem"), record.get("mode"), record.get("device"), record.get("malloc"))
+def _group(record: CaseRecord) -> tuple:
+    return (record.problem, record.mode, record.device, record.malloc)
 
 
 def _scales(run: Run, normalize: str | None) -> dict[tuple, float]:
     """Per problem group: the median of the ``normalize`` strategy (``backend/strategy``)."""
     if normalize is None:
         return {}
-    return {
-        _group(r): median_s(r)
-        for r in run.cases
-        if f"{r.get('backend')}/{r.get('strategy')}" == normalize and median_s(r)
-    }
+    return {_group(r): r.median for r in run.cases if r.label == normalize and r.median}
 
 
 def compare_runs(
@@ -52,22 +46,24 @@ def compare_runs(
     strategy's median on the same problem in the same run, so a machine that was slower on
     the second day as a whole changes nothing; what is compared is each case's time relative
     to the reference. Cases of problems where either run lacks the reference are left out."""
-    timed_a = {r["case"]: r for r in a.cases if median_s(r)}
+    timed_a = {r.case: r for r in a.cases if r.median}
     scale_a, scale_b = _scales(a, normalize), _scales(b, normalize)
     rows = []
     for rb in b.cases:
-        ra = timed_a.get(rb["case"])
-        if ra is None or not median_s(rb):
+        ra = timed_a.get(rb.case)
+        if ra is None or not rb.median:
             continue
         sa, sb = 1.0, 1.0
         if normalize is not None:
-            if f"{rb['backend']}/{rb['strategy']}" == normalize:
+            if rb.label == normalize:
                 continue
             sa, sb = scale_a.get(_group(ra)), scale_b.get(_group(rb))
             if not sa or not sb:
                 continue
-        ma, mb = median_s(ra) / sa, median_s(rb) / sb
-        _, p = mann_whitney_u([v / sa for v in samples_of(ra)], [v / sb for v in samples_of(rb)])
+        ma, mb = ra.median / sa, rb.median / sb
+        _, p = mann_whitney_u(
+            [v / sa for v in ra.timing.samples()], [v / sb for v in rb.timing.samples()]
+        )
         ratio = mb / ma
         verdict = "same"
         if p < alpha and ratio > 1 + threshold:
@@ -76,7 +72,7 @@ def compare_runs(
             verdict = "improvement"
         rows.append(
             {
-                "case": rb["case"],
+                "case": rb.case,
                 "a": format_seconds(ma) if normalize is None else f"{ma:.3f}x",
                 "b": format_seconds(mb) if normalize is None else f"{mb:.3f}x",
                 "a_s": ma,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .records import CaseRecord
 from .stats import paired_ratio, summarize
 
 # A turn: one timed block of calls of one candidate. Long enough that the parent's request
@@ -106,18 +107,15 @@ def paired_summary(
     return best, out
 
 
-def paired_between(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float] | None:
+def paired_between(a: CaseRecord, b: CaseRecord) -> tuple[float, float, float] | None:
     """b's time over a's, paired by cycle, when both were timed in the same interleaved group;
     None otherwise (then only their medians, measured apart, can be compared)."""
-    try:
-        ta, tb = a["timing"], b["timing"]
-        ia, ib = ta["interleaved"], tb["interleaved"]
-        if ia["group"] != ib["group"]:
-            return None
-        sa = [float(t) / float(ta["block_size"]) for t in ta["block_times"]]
-        sb = [float(t) / float(tb["block_size"]) for t in tb["block_times"]]
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):  # not interleaved, or damaged
+    ta, tb = a.timing, b.timing
+    if ta is None or tb is None or not ta.interleaved or not tb.interleaved:
         return None
+    if ta.interleaved.get("group") != tb.interleaved.get("group"):
+        return None
+    sa, sb = ta.samples(), tb.samples()
     if len(sa) != len(sb) or len(sa) < 3 or min(sa + sb) <= 0:
         return None
     return paired_ratio(sb, sa)

@@ -7,8 +7,6 @@ nor become a hidden hyperlink.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -20,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .records import is_failed
+from .records import CaseRecord
 
 
 class RunProgress:
@@ -48,17 +46,17 @@ class RunProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.__exit__(*exc)
 
-    def on_record(self, record: dict[str, Any]) -> None:
-        if is_failed(record):
+    def on_record(self, record: CaseRecord) -> None:
+        if record.failed:
             self.failures += 1
             self._progress.console.print(
-                f"[red]{escape(record['status'])}[/] {escape(record['case'])}: "
-                f"{escape(str(record.get('reason', ''))[:200])}",
+                f"[red]{escape(str(record.status))}[/] {escape(record.case)}: "
+                f"{escape((record.reason or '')[:200])}",
                 highlight=False,
             )
         self._progress.update(
             self._task,
             advance=1,
             failed=self.failures,
-            description=escape(record["case"][:60]),
+            description=escape(record.case[:60]),
         )

@@ -164,9 +164,9 @@ def sharedconv_case(request: pytest.FixtureRequest) -> PreparedCase:
             + "; ".join(verdict["failures"]),
             pytrace=False,
         )
-    from .records import worst_error
+    from .records import Verification
 
-    worst = worst_error({"verify": verdict})
+    worst = Verification.from_dict(verdict).worst()
     extra = {
         "sharedconv_case": f"{name}/{sname}/{problem.slug()}/{mode}/cpu",
         "backend": name,
@@ -204,9 +204,10 @@ def sharedconv_benchmark(benchmark: Any, sharedconv_case: PreparedCase):
             getattr(getattr(stats, "stats", None), "median", None) if stats is not None else None
         )
         if median:
-            from .records import gflops
+            from .records import giga_per_second
 
-            benchmark.extra_info["gflops"] = gflops(sharedconv_case.extra_info, median)
+            flops = sharedconv_case.extra_info["flops"]
+            benchmark.extra_info["gflops"] = giga_per_second(flops, median)
         return result
 
     return run

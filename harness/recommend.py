@@ -14,8 +14,9 @@ from typing import Any
 from sharedconv.backends.problem import ConvProblem
 
 from .machine import machine_key, this_machine
+from .records import CaseRecord
 from .store import Run
-from .summary import machine_of, malloc_of, nearest_problem
+from .summary import nearest_problem
 
 
 class NoAnswer(LookupError):
@@ -28,7 +29,7 @@ class Answer:
     problem: str  # the measured problem whose ranking answers (text form)
     exact: bool  # the asked problem itself was measured
     distance: float  # log-size distance from the asked problem (0 when exact)
-    records: list[dict[str, Any]]  # that problem's usable records in that run
+    records: list[CaseRecord]  # that problem's usable records in that run
     machine: str = ""  # of a cluster run: the one machine whose timings answer ("" otherwise)
 
 
@@ -43,14 +44,14 @@ class Question:
     # CPU/GPU model (None: this machine's where a cluster run has it, else the most measured)
     machine: str | None = None
 
-    def usable(self, record: dict[str, Any]) -> bool:
+    def usable(self, record: CaseRecord) -> bool:
         return (
-            record.get("mode") == self.mode
-            and record.get("status") == "pass"
-            and bool(record.get("timing"))
-            and record.get("device", "cpu") == self.device
-            and (self.tf32 or (record.get("verify") or {}).get("precision") != "tf32")
-            and (self.malloc is None or malloc_of(record) == self.malloc)
+            record.mode == self.mode
+            and record.status == "pass"
+            and bool(record.median)
+            and record.device == self.device
+            and (self.tf32 or record.verify is None or record.verify.precision != "tf32")
+            and (self.malloc is None or record.malloc_name == self.malloc)
         )
 
 
@@ -75,23 +76,23 @@ def answer(runs: Iterable[Run], question: Question) -> Answer:
             + (f" --malloc {question.malloc}" if question.malloc else "")
             + "` first or pass --measure"
         )
-    text, distance = nearest_problem(question.problem, [r["problem"] for _, r in candidates])
+    text, distance = nearest_problem(question.problem, [r.problem for _, r in candidates])
     counts: dict[str, int] = {}
     for run, r in candidates:
-        if r["problem"] == text:
+        if r.problem == text:
             counts[run.run_id] = counts.get(run.run_id, 0) + 1
     best = max(counts.values())
     run = next(run for run in runs if counts.get(run.run_id) == best)
     records = [
         r
         for r in run.cases
-        if r["problem"] == text
+        if r.problem == text
         and question.usable(r)
         and (question.machine is None or machine_matches(run, r, question.machine))
     ]
     # a ranking never mixes the machines of a cluster run: this machine's, else the one that
     # timed the most strategies for the problem
-    machines = sorted({machine_of(r) for r in records})
+    machines = sorted({r.machine_id for r in records})
     machine = machines[0] if machines else ""
     if len(machines) > 1:
         entries = run.meta.get("machines") or {}
@@ -103,32 +104,32 @@ def answer(runs: Iterable[Run], question: Question) -> Answer:
         machine = (
             here[0]
             if here
-            else max(machines, key=lambda m: sum(machine_of(r) == m for r in records))
+            else max(machines, key=lambda m: sum(r.machine_id == m for r in records))
         )
-        records = [r for r in records if machine_of(r) == machine]
+        records = [r for r in records if r.machine_id == machine]
     exact = text == question.problem.to_text()
     return Answer(run, text, exact, 0.0 if exact else distance, records, machine)
 
 
-def machine_description(run: Run, record: dict[str, Any]) -> dict[str, Any]:
+def machine_description(run: Run, record: CaseRecord) -> dict[str, Any]:
     """The machine that measured ``record``: its entry in a cluster run's machines table, else
     the run's machine."""
-    entry = (run.meta.get("machines") or {}).get(machine_of(record))
+    entry = (run.meta.get("machines") or {}).get(record.machine_id)
     return entry if isinstance(entry, dict) else (run.meta.get("machine") or {})
 
 
-def machine_matches(run: Run, record: dict[str, Any], name: str) -> bool:
+def machine_matches(run: Run, record: CaseRecord, name: str) -> bool:
     """``name`` is the record's machine id, host name, or (a part of) its CPU or GPU model."""
-    if name == machine_of(record):
+    if name == record.machine_id:
         return True
     machine = machine_description(run, record)
     models = [str(machine.get(k) or "") for k in ("cpu_model", "gpu")]
     return name == machine.get("hostname") or any(name.lower() in m.lower() for m in models if m)
 
 
-def allocators_of(records: Iterable[dict[str, Any]]) -> list[str]:
+def allocators_of(records: Iterable[CaseRecord]) -> list[str]:
     """The allocators among ``records``, the default first when present."""
     from .allocators import DEFAULT, FALLBACK
 
-    names = sorted({malloc_of(r) for r in records})
+    names = sorted({r.malloc_name for r in records})
     return sorted(names, key=lambda n: (n not in (DEFAULT, FALLBACK), n))

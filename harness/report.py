@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .records import FAILED, is_failed, worst_error, worst_ratio
+from .records import NOT_RUN, CaseRecord, as_record
 
 STATUS_STYLE = {
     "pass": "[green]pass[/]",
@@ -25,18 +25,19 @@ STATUS_STYLE = {
 }
 
 
-def error_text(record: dict[str, Any]) -> str:
-    worst, ratio = worst_error(record), worst_ratio(record)
+def error_text(record: CaseRecord) -> str:
+    worst, ratio = record.worst_error(), record.worst_ratio()
     if worst is None or ratio is None:
         return ""
     return f"{worst:.1e} ({ratio:.2f}x bound)"
 
 
-def failed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if is_failed(r)]
+def failed(records: Iterable[CaseRecord]) -> list[CaseRecord]:
+    return [r for r in records if r.failed]
 
 
-def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
+def verify_table(records: Iterable[CaseRecord | dict[str, Any]], detailed: bool) -> list[Table]:
+    records = [as_record(r) for r in records]
     tables = []
     if detailed:
         t = Table(title="Agreement with the float64 oracle", title_justify="left")
@@ -44,12 +45,12 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
             t.add_column(col, overflow="fold")
         for r in records:
             t.add_row(
-                Text(f"{r['backend']}/{r['strategy']}"),
-                Text(r["problem"]),
-                r["mode"],
-                STATUS_STYLE.get(r["status"], Text(str(r["status"]))),
+                Text(r.label),
+                Text(r.problem),
+                r.mode,
+                STATUS_STYLE[r.status],
                 error_text(r),
-                Text(str(r.get("reason", "") or "")),
+                Text(r.reason or ""),
             )
         tables.append(t)
         return tables
@@ -57,12 +58,12 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
     t = Table(title="Agreement with the float64 oracle (summary)", title_justify="left")
     for col in ("backend/strategy", "pass", "FAIL", "skipped", "other", "worst error (of bound)"):
         t.add_column(col, justify="right" if col not in ("backend/strategy",) else "left")
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[CaseRecord]] = defaultdict(list)
     for r in records:
-        groups[f"{r['backend']}/{r['strategy']}"].append(r)
+        groups[r.label].append(r)
     for name, rs in groups.items():
-        counts = Counter(r["status"] for r in rs)
-        ratios = [x for x in (worst_ratio(r) for r in rs) if x is not None]
+        counts = Counter(r.status.value for r in rs)
+        ratios = [x for x in (r.worst_ratio() for r in rs) if x is not None]
         other = sum(v for k, v in counts.items() if k not in ("pass", "mismatch", "skipped"))
         other_kinds = ", ".join(k for k in counts if k not in ("pass", "mismatch", "skipped"))
         t.add_row(
@@ -82,11 +83,7 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
             f.add_column(col, overflow="fold")
         for r in bad:
             f.add_row(
-                Text(f"{r['backend']}/{r['strategy']}"),
-                Text(r["problem"]),
-                r["mode"],
-                STATUS_STYLE[r["status"]],
-                Text(str(r.get("reason", ""))),
+                Text(r.label), Text(r.problem), r.mode, STATUS_STYLE[r.status], Text(r.reason or "")
             )
         tables.append(f)
 
@@ -94,15 +91,13 @@ def verify_table(records: list[dict[str, Any]], detailed: bool) -> list[Table]:
     return tables
 
 
-def skip_summary(records: list[dict[str, Any]]) -> list[Table]:
+def skip_summary(records: list[CaseRecord]) -> list[Table]:
     """Skipped and unavailable cases grouped by strategy and reason, with counts (reasons come
     from plugins and frameworks: data, not markup)."""
     reasons: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in records:
-        if r["status"] in ("skipped", "unavailable"):
-            reasons[(f"{r['backend']}/{r['strategy']}", r.get("reason", ""))].append(
-                f"{r['problem']} {r['mode']}"
-            )
+        if r.status in NOT_RUN:
+            reasons[(r.label, r.reason or "")].append(f"{r.problem} {r.mode}")
     if not reasons:
         return []
     s = Table(title="Skipped and unavailable, with the reason", title_justify="left")
@@ -124,7 +119,7 @@ def print_tables(tables: list[Table], console: Console | None = None) -> None:
 
 
 def ranking_tables(
-    records: list[dict[str, Any]],
+    records: Iterable[CaseRecord | dict[str, Any]],
     roofline: dict[str, Any] | None,
     limit: int | None = None,
     memory_limit: int | None = None,
@@ -135,7 +130,6 @@ def ranking_tables(
     from .summary import (
         SEED_OPTIONS,
         group_by_problem,
-        label,
         rank,
         recommendation,
         roofline_for,
@@ -165,11 +159,7 @@ def ranking_tables(
             for col in ("backend/strategy", "status", "reason"):
                 t.add_column(col, overflow="fold")
             for r in group:
-                t.add_row(
-                    Text(label(r)),
-                    STATUS_STYLE.get(r["status"], Text(str(r["status"]))),
-                    Text(str(r.get("reason") or "")),
-                )
+                t.add_row(Text(r.label), STATUS_STYLE[r.status], Text(r.reason or ""))
             tables.append(t)
             continue
         t = Table(
@@ -195,7 +185,7 @@ def ranking_tables(
         ):
             t.add_column(col, justify=justify)
         for i, row in enumerate(rows[:limit] if limit else rows, 1):
-            opt = row.record.get("seed_option")
+            opt = row.record.seed_option
             cells = row_text(row)
             over = bool(memory_limit and (row.peak_bytes or 0) > memory_limit)
             t.add_row(
@@ -207,17 +197,15 @@ def ranking_tables(
                 Text(cells["peak memory"] + (" over" if over else ""), style="red" if over else ""),
                 Text(
                     cells["faults/call"],
-                    style="yellow" if (row.faults or {}).get("flagged") else "",
+                    style="yellow" if row.faults and row.faults.flagged else "",
                 ),
                 cells["GFLOP/s"],
                 cells["% roofline"],
             )
-        other = [r for r in group if r["status"] != "pass" or not r.get("timing")]
-        failed_here = [r for r in other if r["status"] in FAILED]
+        failed_here = [r for r in group if r.failed]
         if failed_here:
             t.caption.append(
-                "\nNot timed (failed): "
-                + "; ".join(f"{label(r)}: {r['status']}" for r in failed_here)
+                "\nNot timed (failed): " + "; ".join(f"{r.label}: {r.status}" for r in failed_here)
             )
         tables.append(t)
     return tables

@@ -12,6 +12,7 @@ from typing import Any
 from . import allocators
 from .execute import OracleStore, Plan, execute, plan_cases
 from .machine import machine_info, project_commit
+from .records import CaseRecord, Timing
 from .roofline import measure as measure_roofline
 from .store import RoundLog, RunWriter, StoreError, new_run_id, stored_mallocs
 
@@ -90,20 +91,20 @@ def run_plan(
     plan: Plan,
     writer: RunWriter,
     done: set[str] | None = None,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_record: Callable[[CaseRecord], None] | None = None,
     executor: Any = None,
-) -> list[dict[str, Any]]:
+) -> list[CaseRecord]:
     """Execute ``plan`` into ``writer``; returns this session's records. An interruption
     marks the run ``interrupted`` (resumable) and re-raises. ``executor`` (cli_options.Executor)
     of kind ``ray``: the cases run on the nodes of a Ray cluster (:mod:`.cluster`), and this
     process stays the run's one writer."""
-    records: list[dict[str, Any]] = []
+    records: list[CaseRecord] = []
 
     def record(r: dict[str, Any]) -> None:
-        writer.append(r)
-        records.append(r)
+        stored = writer.append(r)
+        records.append(stored)
         if on_record is not None:
-            on_record(r)
+            on_record(stored)
 
     def hello(backend: str, info: dict[str, Any]) -> None:
         entry = writer.meta["workers"].setdefault(backend, {})
@@ -220,7 +221,6 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     timing statistics over every round's per-call samples, except the median (the median of
     the rounds' medians) and its interval (their range); each round's own timing is kept."""
     from .stats import summarize
-    from .summary import samples_of
 
     rounds = sorted(rounds, key=lambda r: r.get("round", 0))
     # a later round the run's time budget did not reach is no outcome of the case
@@ -238,7 +238,7 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     timings = [r["timing"] for r in rounds if r.get("timing")]
     if len(timings) < 2:
         return merged
-    samples = [s for r in rounds if r.get("timing") for s in samples_of(r)]
+    samples = [s for t in timings for s in Timing.from_dict(t).samples()]
     stats = summarize(samples).to_dict()
     medians = [t["stats"]["median"] for t in timings]
     # Each worker process gets one vote. The pooled samples' median lets a noisy round that

@@ -10,10 +10,11 @@ asserted equal outputs and timed ``predict`` on (10, 3, 200, 200, 1) with 20 fil
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
-from .records import median_s, worst_error
-from .summary import format_bytes, format_seconds, malloc_of, peak_bytes
+from .records import CaseRecord, as_record
+from .summary import format_bytes, format_seconds, peak_bytes
 
 OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
 STRATEGIES = ("conv3d", "time_distributed", "functional_split")
@@ -29,53 +30,44 @@ def seed_strategies(with_predict: bool = True) -> list[str]:
     return names
 
 
-def through_predict(record: dict[str, Any]) -> bool:
+def through_predict(record: CaseRecord) -> bool:
     """Whether a record timed ``model.predict``: its tag (every Keras record carries its
     strategy's tags), or, in records from before tags, its name."""
-    if "tags" in record:
-        return "predict" in record["tags"]
-    return str(record["strategy"]).endswith("_predict")
+    if record.has("tags"):
+        return "predict" in record.tags
+    return record.strategy.endswith("_predict")
 
 
-def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rows(records: Iterable[CaseRecord | dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per backend, allocator, option and call path, with agreement and
     bit-identity (option 1 under the same backend and allocator)."""
     out = []
-    by_backend: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        by_backend[(r["backend"], malloc_of(r))].append(r)
+    by_backend: dict[tuple[str, str], list[CaseRecord]] = defaultdict(list)
+    for r in map(as_record, records):
+        by_backend[(r.backend, r.malloc_name)].append(r)
     for (backend, malloc), group in by_backend.items():
-        digests = {
-            (through_predict(r), r.get("seed_option")): r.get("output_digest") for r in group
-        }
-        for r in sorted(
-            group,
-            key=lambda r: (
-                r["mode"],
-                through_predict(r),
-                r.get("seed_option") or 9,
-            ),
-        ):
+        digests = {(through_predict(r), r.seed_option): r.output_digest for r in group}
+        for r in sorted(group, key=lambda r: (r.mode, through_predict(r), r.seed_option or 9)):
             predict = through_predict(r)
-            worst = worst_error(r)
             ref = digests.get((predict, 1))
+            stats = r.timing.stats if r.timing is not None else None
             out.append(
                 {
                     "backend": backend,
                     "allocator": malloc,
-                    "option": r.get("seed_option"),
-                    "strategy": r["strategy"],
+                    "option": r.seed_option,
+                    "strategy": r.strategy,
                     "call path": "predict" if predict else "compiled call",
-                    "mode": r["mode"],
-                    "status": r["status"],
-                    "error": worst,
-                    "bit-identical to option 1": (r.get("output_digest") == ref)
-                    if ref and r.get("output_digest")
+                    "mode": r.mode,
+                    "status": r.status.value,
+                    "error": r.worst_error(),
+                    "bit-identical to option 1": (r.output_digest == ref)
+                    if ref and r.output_digest
                     else None,
-                    "median_s": median_s(r),
-                    "iqr_s": ((r.get("timing") or {}).get("stats") or {}).get("iqr"),
+                    "median_s": r.median,
+                    "iqr_s": stats.iqr if stats is not None else None,
                     "peak_bytes": peak_bytes(r),
-                    "reason": r.get("reason", ""),
+                    "reason": r.reason or "",
                 }
             )
     return out

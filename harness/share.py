@@ -16,13 +16,12 @@ from typing import Any
 
 from .allocators import run_text as allocator_text
 from .compare import compare_runs
-from .records import FAILED, worst_ratio
+from .records import NOT_RUN, CaseRecord
 from .store import Run
 from .summary import (
     Row,
     format_bytes,
     group_by_problem,
-    label,
     rank,
     recommendation,
     roofline_for,
@@ -67,7 +66,7 @@ class ProblemSection:
     machine: str  # of a cluster run; "" for a run made on one machine
     rows: list[Row]
     recommendation: str
-    not_timed: list[dict[str, Any]]  # the records of this problem that were not timed
+    not_timed: list[CaseRecord]  # the records of this problem that were not timed
 
     @property
     def title(self) -> str:
@@ -80,7 +79,7 @@ class Report:
     run: Run
     facts: list[tuple[str, str]]
     sections: list[ProblemSection]
-    failures: list[dict[str, Any]]
+    failures: list[CaseRecord]
     not_run: list[tuple[str, str, str, int]]  # (backend/strategy, status, reason, cases)
     counts: dict[str, int]
     compare_run: Run | None = None
@@ -149,14 +148,14 @@ def build(
                 machine,
                 rows,
                 recommendation(rows),
-                [r for r in group if not (r.get("status") == "pass" and r.get("timing"))],
+                [r for r in group if not (r.status == "pass" and r.timing)],
             )
         )
-    failures = [r for r in run.cases if r.get("status") in FAILED]
+    failures = [r for r in run.cases if r.failed]
     reasons = Counter(
-        (label(r), str(r.get("status")), str(r.get("reason") or "no reason recorded"))
+        (r.label, r.status.value, r.reason or "no reason recorded")
         for r in run.cases
-        if r.get("status") in ("skipped", "unavailable")
+        if r.status in NOT_RUN
     )
     not_run = sorted(((*k, n) for k, n in reasons.items()), key=lambda t: (t[0], t[2]))
     report = Report(
@@ -165,7 +164,7 @@ def build(
         sections=sections,
         failures=failures,
         not_run=not_run,
-        counts=dict(Counter(str(r.get("status")) for r in run.cases)),
+        counts=dict(Counter(r.status.value for r in run.cases)),
         warnings=list(run.warnings),
     )
     if compare is not None:
@@ -179,9 +178,9 @@ def compact_rows(section: ProblemSection, top: int) -> list[tuple[int, Row]]:
     """The ``top`` fastest, and the fastest implementation of each seed option not among them
     (so a reader always sees where the question's three options stand), with their ranks."""
     chosen = list(enumerate(section.rows[:top], 1))
-    seen = {row.record.get("seed_option") for _, row in chosen}
+    seen = {row.record.seed_option for _, row in chosen}
     for i, row in enumerate(section.rows, 1):
-        opt = row.record.get("seed_option")
+        opt = row.record.seed_option
         if opt and opt not in seen:
             chosen.append((i, row))
             seen.add(opt)
@@ -248,7 +247,7 @@ def to_markdown(report: Report, top: int = 5) -> str:
         rows = []
         for i, row in compact_rows(section, top):
             cells = row_text(row)
-            opt = row.record.get("seed_option")
+            opt = row.record.seed_option
             rows.append(
                 [str(i), cells["backend/strategy"] + (f" (option {opt})" if opt else "")]
                 + [cells[h] for h in header[2:]]
@@ -268,12 +267,12 @@ def to_markdown(report: Report, top: int = 5) -> str:
                 ["backend/strategy", "problem", "mode", "status", "error / bound", "reason"],
                 [
                     [
-                        label(r),
-                        str(r.get("problem")),
-                        str(r.get("mode")),
-                        str(r.get("status")),
-                        f"{worst_ratio(r):.2g}" if worst_ratio(r) is not None else "",
-                        str(r.get("reason") or "")[:200],
+                        r.label,
+                        r.problem,
+                        r.mode,
+                        r.status.value,
+                        f"{ratio:.2g}" if (ratio := r.worst_ratio()) is not None else "",
+                        (r.reason or "")[:200],
                     ]
                     for r in report.failures
                 ],

@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import FINAL
+from .records import CASE_SCHEMA, FINAL, CaseRecord, RecordError
 
 RUN_SCHEMA = 1
-CASE_SCHEMA = 1
-REQUIRED_CASE_KEYS = ("case", "backend", "strategy", "problem", "mode", "status")
 
 
 class StoreError(ValueError):
@@ -123,9 +121,7 @@ class RunWriter:
         # with its reason, and never written into
         run = read_run(folder)
         meta = run.meta
-        done = {
-            r["case"] for r in run.cases if r["status"] in FINAL
-        }  # idents as read_run made them
+        done = {r.case for r in run.cases if r.status in FINAL}  # idents as read_run made them
         _truncate_damaged_tail(folder / "cases.jsonl")
         meta["status"] = "running"
         meta.setdefault("resumed", []).append(_now())
@@ -133,9 +129,11 @@ class RunWriter:
         writer.save_meta()
         return writer, done
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = to_json({"case_schema": CASE_SCHEMA, **record})
+    def append(self, record: CaseRecord | dict[str, Any]) -> CaseRecord:
+        """Write one case's record; returns it as every reader will read it."""
+        line = case_line(record)
         write_whole_line(self._cases, line)
+        return CaseRecord.from_dict(json.loads(line))
 
     def save_meta(self) -> None:
         tmp = self.folder / "run.json.tmp"
@@ -157,6 +155,30 @@ class RunWriter:
             with contextlib.suppress(OSError):
                 self._cases.close()
             self._lock.release()
+
+
+def case_line(record: CaseRecord | dict[str, Any]) -> str:
+    """One line of ``cases.jsonl``/``rounds.jsonl``: strict JSON of the record, schema first.
+
+    A record made in this process may be a dict still (the worker's parts merged); it is written
+    only when it reads back as a :class:`CaseRecord`, so a writer's bug is caught here, not by
+    every reader later: the line becomes the case's ``error`` with the field named."""
+    data = record.to_dict() if isinstance(record, CaseRecord) else record
+    line = to_json({"case_schema": CASE_SCHEMA, **data})
+    try:
+        CaseRecord.from_dict(json.loads(line))
+    except RecordError as e:
+        keep = {k: str(data.get(k)) for k in ("case", "backend", "strategy", "problem", "mode")}
+        keep.update({k: data[k] for k in ("device", "malloc") if isinstance(data.get(k), str)})
+        line = to_json(
+            {
+                "case_schema": CASE_SCHEMA,
+                **keep,
+                "status": "error",
+                "reason": f"sharedconv could not store this case's record: its field {e}",
+            }
+        )
+    return line
 
 
 def write_whole_line(f: Any, line: str) -> None:
@@ -245,11 +267,12 @@ class RoundLog:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     def read(self) -> list[dict[str, Any]]:
+        """Every round's record, as the dicts the runner merges."""
         records, _ = read_cases(self.path)
-        return [r for r in records if isinstance(r.get("round"), int)]
+        return [r.to_dict() for r in records if r.round is not None]
 
     def append(self, record: dict[str, Any]) -> None:
-        write_whole_line(self._file, to_json({"case_schema": CASE_SCHEMA, **record}))
+        write_whole_line(self._file, case_line(record))
 
     def close(self) -> None:
         self._file.close()
@@ -311,40 +334,6 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def invalid_field(record: dict[str, Any]) -> str | None:
-    """The first field a reader relies on that has the wrong type, as ``name (why)``, or None.
-
-    Readers index these fields directly (rankings, answers, pages), so a record with a wrong
-    type here would break every reader of every run; it is skipped with this reason instead.
-    """
-    for key in REQUIRED_CASE_KEYS:
-        if not isinstance(record.get(key), str):
-            return f"{key} (not text)"
-    if record["status"] not in FINAL:
-        return f"status (unknown value {record['status'][:40]!r})"
-    if not isinstance(record.get("case_schema", CASE_SCHEMA), int):
-        return "case_schema (not an integer)"
-    for key in ("flops", "fewest_bytes", "threads"):
-        if key in record and record[key] is not None and not _number(record[key]):
-            return f"{key} (not a number)"
-    timing = record.get("timing")
-    if timing is not None:
-        if not isinstance(timing, dict) or not isinstance(timing.get("stats", {}), dict):
-            return "timing (not an object)"
-        for key, value in (timing.get("stats") or {}).items():
-            if key != "noisy" and key != "median_of" and value is not None and not _number(value):
-                return f"timing.stats.{key} (not a number)"
-        if not all(_number(t) for t in timing.get("block_times", [])):
-            return "timing.block_times (not numbers)"
-    for key in ("memory", "verify", "params"):
-        if record.get(key) is not None and not isinstance(record[key], dict):
-            return f"{key} (not an object)"
-    peak = (record.get("memory") or {}).get("peak_bytes")
-    if peak is not None and not _number(peak):
-        return "memory.peak_bytes (not a number)"
-    return None
-
-
 # run.json fields readers index, and the types they must have (None allowed for all but run_id)
 META_TYPES: dict[str, tuple[type, ...]] = {
     "run_id": (str,),
@@ -381,7 +370,7 @@ def invalid_meta(meta: dict[str, Any]) -> str | None:
     return None
 
 
-def read_cases(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def read_cases(path: Path) -> tuple[list[CaseRecord], list[str]]:
     """Every valid case line of a ``cases.jsonl``, and a warning per skipped line.
 
     A line is skipped, with a warning naming the file, line and reason, when it is not JSON
@@ -389,7 +378,7 @@ def read_cases(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     field of the wrong type. A case written twice counts once: the last line wins (a resumed
     round, a hand-merged file), and the warning says so.
     """
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, CaseRecord] = {}
     warnings: list[str] = []
     if not Path(path).exists():
         return [], [f"{path}: missing"]
@@ -400,8 +389,8 @@ def read_cases(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _read_case_lines(
-    path: Path, records: dict[str, dict[str, Any]], warnings: list[str]
-) -> tuple[list[dict[str, Any]], list[str]]:
+    path: Path, records: dict[str, CaseRecord], warnings: list[str]
+) -> tuple[list[CaseRecord], list[str]]:
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             where = f"{path}:{number}"
@@ -418,24 +407,35 @@ def _read_case_lines(
                 why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
                 warnings.append(f"{where}: skipped a damaged line ({why})")
                 continue
-            if not isinstance(record, dict) or any(k not in record for k in REQUIRED_CASE_KEYS):
+            if not isinstance(record, dict):
                 warnings.append(f"{where}: skipped a line that is not a sharedconv case record")
                 continue
-            bad = invalid_field(record)
-            if bad:
-                warnings.append(f"{where}: skipped a record whose field {bad}")
-                continue
-            if record.get("case_schema", CASE_SCHEMA) > CASE_SCHEMA:
+            if _newer(record):
                 warnings.append(f"{where}: skipped a record of a newer schema; upgrade sharedconv")
                 continue
             _rename(record)
+            try:
+                case = CaseRecord.from_dict(record)
+            except RecordError as e:
+                what = str(e)
+                warnings.append(
+                    f"{where}: skipped a line that is not a sharedconv case record"
+                    if what.startswith("(")
+                    else f"{where}: skipped a record whose field {what}"
+                )
+                continue
             # rounds.jsonl holds one line per round of a case: each round is its own record
-            key = f"{record['case']}#{record.get('round', '')}"
+            key = f"{case.case}#{'' if case.round is None else case.round}"
             if key in records:
-                warnings.append(f"{where}: case {record['case']!r} again; the last line counts")
+                warnings.append(f"{where}: case {case.case!r} again; the last line counts")
                 del records[key]  # keep the file order of the line that counts
-            records[key] = record
+            records[key] = case
     return list(records.values()), warnings
+
+
+def _newer(record: dict[str, Any]) -> bool:
+    schema = record.get("case_schema", CASE_SCHEMA)
+    return isinstance(schema, int) and not isinstance(schema, bool) and schema > CASE_SCHEMA
 
 
 def _rename(record: dict[str, Any]) -> None:
@@ -443,13 +443,14 @@ def _rename(record: dict[str, Any]) -> None:
     kept as ``formerly``); its case id follows, so a resumed run does not measure it again."""
     from sharedconv.backends.registry import former_names
 
-    backend, old = record["backend"], record["strategy"]
-    new = former_names().get((backend, old))
+    backend, old = record.get("backend"), record.get("strategy")
+    named = isinstance(backend, str) and isinstance(old, str)
+    new = former_names().get((backend, old)) if named else None
     if new is None:
         return
     record["strategy"], record["formerly"] = new, old
     prefix = f"{backend}/{old}/"
-    if str(record["case"]).startswith(prefix):
+    if str(record.get("case")).startswith(prefix):
         record["case"] = f"{backend}/{new}/" + record["case"][len(prefix) :]
 
 
@@ -458,7 +459,7 @@ class Run:
     run_id: str
     folder: Path
     meta: dict[str, Any]
-    cases: list[dict[str, Any]] = field(default_factory=list)
+    cases: list[CaseRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -498,10 +499,12 @@ def read_run(folder: Path) -> Run:
             "status_note", "its writer stopped without finishing; --resume continues it"
         )
     cases, warnings = read_cases(folder / "cases.jsonl")
-    for r in cases:
-        if "malloc" not in r:  # from before the allocator was a case dimension: the run's one
-            r["malloc"] = stored_mallocs(meta)[0]
-            r["case"] = f"{r['case']}/{r['malloc']}"
+    if any(r.malloc is None for r in cases):  # from before the allocator was a case dimension
+        malloc = stored_mallocs(meta)[0]  # the run's one
+        cases = [
+            r if r.malloc is not None else r.replace(malloc=malloc, case=f"{r.case}/{malloc}")
+            for r in cases
+        ]
     return Run(meta["run_id"], folder, meta, cases, warnings)
 
 

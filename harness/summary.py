@@ -14,46 +14,30 @@ from typing import Any
 from sharedconv.backends.problem import ConvProblem, ProblemError
 
 from .memory import output_bytes as call_output_bytes
-from .records import gbps, gflops, median_s
+from .records import CaseRecord, Faults, as_record
 
 SEED_OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed / map over C", 3: "split + shared Conv2D"}
 
 
-def label(record: dict[str, Any]) -> str:
-    return f"{record['backend']}/{record['strategy']}"
-
-
-def samples_of(record: dict[str, Any]) -> list[float]:
-    """Per-call times of a record: its raw block times over the block size (of every round,
-    for a case measured in rounds)."""
-    timing = record.get("timing") or {}
-    if "rounds" in timing:
-        return [s for t in timing["rounds"] for s in samples_of({"timing": t})]
-    block = timing.get("block_size") or 1
-    return [t / block for t in timing.get("block_times", [])]
-
-
-def output_bytes(record: dict[str, Any]) -> int | None:
+def output_bytes(record: CaseRecord) -> int | None:
     """Bytes of what one call returns (y, and dx, dw, db in train mode)."""
-    params = record.get("params")
-    if not params:
+    if not record.params:
         return None
     try:
-        p = ConvProblem.from_dict(params)
+        p = ConvProblem.from_dict(record.params)
     except (ProblemError, KeyError, TypeError):
         return None
-    return call_output_bytes(p, record.get("mode", "forward"))
+    return call_output_bytes(p, record.mode)
 
 
-def peak_bytes(record: dict[str, Any]) -> int | None:
+def peak_bytes(record: CaseRecord) -> int | None:
     """The measured peak memory of one call, or None when it cannot be right.
 
     A call must hold its own outputs, so a peak below their size is a measurement that missed
     memory (an allocator served the call from a pool it filled earlier): unknown, never shown.
     Runs since docs/memory.md apply the rule when they write; this keeps older runs honest.
     """
-    memory = record.get("memory") or {}
-    peak = memory.get("peak_bytes")
+    peak = record.memory.peak_bytes if record.memory is not None else None
     if peak is None:
         return None
     floor = output_bytes(record)
@@ -62,25 +46,27 @@ def peak_bytes(record: dict[str, Any]) -> int | None:
     return peak
 
 
-def memory_unknown_reason(record: dict[str, Any]) -> str | None:
+def memory_unknown_reason(record: CaseRecord) -> str | None:
     """Why a timed record has no peak memory (None when it has one)."""
     if peak_bytes(record) is not None:
         return None
-    memory = record.get("memory") or {}
-    if memory.get("unknown_reason"):
-        return str(memory["unknown_reason"])
-    if memory.get("peak_bytes") is not None:
+    memory = record.memory
+    if memory is None:
+        return "not measured"
+    if memory.unknown_reason:
+        return memory.unknown_reason
+    if memory.peak_bytes is not None:
         return "the measured peak was below the call's own outputs (an allocator pool hid it)"
-    return str(memory.get("method") or "not measured")
+    return memory.method or "not measured"
 
 
-def timed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "pass" and median_s(r)]
+def timed(records: Iterable[CaseRecord]) -> list[CaseRecord]:
+    return [r for r in records if r.status == "pass" and r.median]
 
 
 @dataclass
 class Row:
-    record: dict[str, Any]
+    record: CaseRecord
     median: float
     iqr: float
     noisy: bool
@@ -89,77 +75,70 @@ class Row:
     gbps: float
     roofline_fraction: float | None
     vs_option: dict[int, float]  # seed option -> (that option's best time / this time)
-    faults: dict[str, Any] | None = None  # timing.fault_counts of the timed blocks
+    faults: Faults | None = None  # timing.fault_counts of the timed blocks
 
     @property
     def label(self) -> str:
-        return label(self.record)
+        return self.record.label
 
 
-def roofline_fraction(record: dict[str, Any], roofline: dict[str, Any] | None) -> float | None:
+def roofline_fraction(record: CaseRecord, roofline: dict[str, Any] | None) -> float | None:
     """Attained fraction of the roofline bound min(peak FLOP/s, bandwidth x intensity)."""
-    med = median_s(record)
+    med = record.median
     if not med or not roofline or "peak_flops" not in roofline:
         return None
-    flops, nbytes = record["flops"], record["fewest_bytes"]
+    flops, nbytes = record.flops, record.fewest_bytes
+    if not flops or not nbytes:
+        return None
     bound = min(roofline["peak_flops"], roofline["copy_bytes_per_s"] * flops / nbytes)
     return (flops / med) / bound
 
 
-def rank(records: list[dict[str, Any]], roofline: dict[str, Any] | None = None) -> list[Row]:
+def rank(records: Iterable[CaseRecord], roofline: dict[str, Any] | None = None) -> list[Row]:
     """The timed records of one problem and mode, fastest first, with speedups against the
     best implementation of each of the seed's three options."""
     rows = []
     best_option: dict[int, float] = {}
-    for r in timed(records):
-        opt = r.get("seed_option")
-        if opt:
-            best_option[opt] = min(best_option.get(opt, math.inf), median_s(r))
-    for r in timed(records):
-        stats = r["timing"]["stats"]
-        med = stats["median"]
+    records = timed(records)
+    for r in records:
+        if r.seed_option:
+            best_option[r.seed_option] = min(best_option.get(r.seed_option, math.inf), r.median)
+    for r in records:
+        stats = r.timing.stats
+        med = stats.median
         rows.append(
             Row(
                 record=r,
                 median=med,
-                iqr=stats["iqr"],
-                noisy=bool(stats.get("noisy")),
+                iqr=stats.iqr or 0.0,
+                noisy=stats.noisy,
                 peak_bytes=peak_bytes(r),
-                gflops=gflops(r, med),
-                gbps=gbps(r, med),
+                gflops=r.gflops(med) or 0.0,
+                gbps=r.gbps(med) or 0.0,
                 roofline_fraction=roofline_fraction(r, roofline),
                 vs_option={k: v / med for k, v in best_option.items()},
-                faults=r["timing"].get("faults"),
+                faults=r.timing.faults,
             )
         )
     rows.sort(key=lambda row: row.median)
     # Timed interleaved: the paired ratios to the same fastest candidate rank them (drift that
     # lasted a cycle cancels there, not in the medians)
-    paired = [row.record.get("paired") for row in rows]
-    if rows and all(isinstance(p, dict) for p in paired):
-        baselines = {p.get("baseline") for p in paired}
-        ratios = [p.get("ratio") for p in paired]
-        if len(baselines) == 1 and all(isinstance(x, int | float) for x in ratios):
-            rows.sort(key=lambda row: row.record["paired"]["ratio"])
+    paired = [row.record.paired for row in rows]
+    complete = rows and all(p is not None and p.ratio is not None for p in paired)
+    if complete and len({p.baseline for p in paired}) == 1:
+        rows.sort(key=lambda row: row.record.paired.ratio)
     return rows
 
 
 def group_by_problem(
-    records: Iterable[dict[str, Any]],
-) -> dict[tuple[str, str, str, str, str], list[dict[str, Any]]]:
+    records: Iterable[CaseRecord | dict[str, Any]],
+) -> dict[tuple[str, str, str, str, str], list[CaseRecord]]:
     """Records by (problem, mode, device, allocator, machine): one ranking never mixes
     allocators, nor the machines of a cluster run (machine "" for a run made on one)."""
-    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        key = (r["problem"], r["mode"], r.get("device", "cpu"), malloc_of(r), machine_of(r))
-        groups[key].append(r)
+    groups: dict[tuple[str, str, str, str, str], list[CaseRecord]] = defaultdict(list)
+    for r in map(as_record, records):
+        groups[(r.problem, r.mode, r.device, r.malloc_name, r.machine_id)].append(r)
     return dict(groups)
-
-
-def machine_of(record: dict[str, Any]) -> str:
-    """The machine of a cluster run that measured a record ("" for a run made on one)."""
-    machine = record.get("machine")
-    return machine if isinstance(machine, str) else ""
 
 
 def roofline_for(meta: dict[str, Any], machine: str) -> dict[str, Any] | None:
@@ -169,34 +148,6 @@ def roofline_for(meta: dict[str, Any], machine: str) -> dict[str, Any] | None:
     if isinstance(entry, dict) and isinstance(entry.get("roofline"), dict):
         return entry["roofline"]
     return meta.get("roofline")
-
-
-def malloc_of(record: dict[str, Any]) -> str:
-    """The allocator a record was measured under (``fixed`` before it was recorded)."""
-    return record.get("malloc") or "fixed"
-
-
-def faults_text(faults: dict[str, Any] | None) -> str:
-    """Page faults per call, e.g. ``48,052`` or ``48,052 (77% kernel)`` when flagged."""
-    if not faults:
-        return ""
-    text = f"{faults['minor_per_call']:,.0f}"
-    share = faults.get("kernel_share")
-    if faults.get("flagged") and share is not None:
-        text += f" ({share:.0%} kernel)"
-    return text
-
-
-def fault_warning(faults: dict[str, Any] | None) -> str | None:
-    """The flag's sentence for a call that faults more than a small threshold per call."""
-    if not faults or not faults.get("flagged"):
-        return None
-    share = faults.get("kernel_share")
-    part = f"{share:.0%} of its CPU time is in the kernel, " if share is not None else ""
-    return (
-        f"{part}{faults['minor_per_call']:,.0f} page faults per call: the allocator, not the "
-        "strategy, decides much of this time (see --malloc and docs/allocator.md)"
-    )
 
 
 def format_seconds(s: float | None) -> str:
@@ -237,19 +188,15 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
-def paired_text(record: dict[str, Any]) -> str:
+def paired_text(record: CaseRecord) -> str:
     """A case timed interleaved: its time over the problem's fastest, with the interval."""
-    paired = record.get("paired")
-    try:
-        return f"{paired['ratio']:.3f} ({paired['low']:.3f}-{paired['high']:.3f})"
-    except (TypeError, KeyError, ValueError):  # absent, or a damaged file's field
-        return ""
+    return record.paired.text() if record.paired is not None else ""
 
 
 def row_text(row: Row) -> dict[str, str]:
     """A ranked row's columns as text, one formatting for the terminal tables and the reports
     (HTML shows them all, Markdown a few)."""
-    opt = row.record.get("seed_option")
+    opt = row.record.seed_option
     cells = {
         "backend/strategy": row.label,
         "seed option": f"{opt}: {SEED_OPTIONS[opt]}" if opt in SEED_OPTIONS else "",
@@ -260,13 +207,13 @@ def row_text(row: Row) -> dict[str, str]:
             for k in SEED_OPTIONS
         },
         "peak memory": format_bytes(row.peak_bytes),
-        "faults/call": faults_text(row.faults),
+        "faults/call": row.faults.text() if row.faults else "",
         "GFLOP/s": f"{row.gflops:.1f}",
         "% roofline": f"{100 * row.roofline_fraction:.0f}%"
         if row.roofline_fraction is not None
         else "",
     }
-    if isinstance(row.record.get("paired"), dict):
+    if row.record.paired is not None:
         cells["x fastest, paired (95% CI)"] = paired_text(row.record)
     return cells
 
@@ -350,12 +297,12 @@ def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
     ]
     if opts:
         text += "; vs the seed's options: " + ", ".join(opts)
-    warning = fault_warning(best.faults)
+    warning = best.faults.warning() if best.faults else None
     if warning:
         text += f" ({warning})"
-    timing = best.record.get("timing") or {}
-    if timing.get("unsteady"):
-        text += f" (noisy: the medians of its {len(timing['round_medians'])} rounds differ by {timing['round_spread']:.0%})"
+    timing = best.record.timing
+    if timing and timing.unsteady and timing.round_medians and timing.round_spread is not None:
+        text += f" (noisy: the medians of its {len(timing.round_medians)} rounds differ by {timing.round_spread:.0%})"
     elif best.noisy:
         text += " (noisy: IQR over 10% of the median)"
     return text + "."

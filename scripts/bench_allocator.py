@@ -255,7 +255,7 @@ def _paired_harness(root: Path, record: dict, k: int, malloc: str) -> dict[float
              "--results", str(root), "--run-id", run_id],
             capture_output=True, text=True,
         )  # fmt: skip
-        cases = [c for c in read_run(root / run_id).cases if c.get("timing")]
+        cases = [c.to_dict() for c in read_run(root / run_id).cases if c.timing]
         if cases:
             out[budget] = cases[0]["timing"]["stats"]["median"]
     return out
@@ -411,7 +411,7 @@ def main() -> None:
     print(f"harness: {len(PROBLEMS)} problems, allocators {', '.join(mallocs)}", flush=True)
     run_harness(root, mallocs, threads, {r for r in args.redo.split(",") if r})
     runs, _ = find_runs([root])
-    records = [r for run in runs for r in run.cases]
+    records = [r.to_dict() for run in runs for r in run.cases]
     timed = [r for r in records if (r.get("timing") or {}).get("stats")]
     print("standalone script, default allocator ...", flush=True)
     standalone = run_standalone([r for r in timed if r["malloc"] == default], default, threads)

@@ -78,7 +78,7 @@ def contenders(
     from sharedconv.harness.store import read_run
 
     ranked: dict[tuple[str, str, str], list[tuple[float, str]]] = defaultdict(list)
-    for r in read_run(folder).cases:
+    for r in (c.to_dict() for c in read_run(folder).cases):
         if r.get("status") != "pass" or not r.get("timed") or r["mode"] not in modes:
             continue
         if problems is None or r["problem"] in problems:
@@ -153,14 +153,15 @@ def analyse(folder: Path) -> dict[str, Any]:
     run = read_run(folder)
     roof = run.meta["roofline"]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in run.cases:
+    typed = {c.case: c for c in run.cases}
+    for r in (c.to_dict() for c in run.cases):
         groups[(r["malloc"], r["problem"], r["mode"])].append(r)
     rows = []
     for (malloc, problem, mode), records in groups.items():
         timed = [r for r in records if r.get("status") == "pass" and r.get("timed")]
         for r in timed:
             r["_median"] = r["timing"]["stats"]["median"]
-            r["_share"] = roofline_fraction(r, roof)
+            r["_share"] = roofline_fraction(typed[r["case"]], roof)
         timed.sort(key=lambda r: r["_median"])
         ours = [r for r in records if (r["backend"], r["strategy"]) == OURS]
         others = [r for r in timed if (r["backend"], r["strategy"]) != OURS]

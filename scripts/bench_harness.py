@@ -49,7 +49,7 @@ def sharedconv(*args: str) -> tuple[float, subprocess.CompletedProcess]:
 def read_cases(folder: Path) -> list[dict]:
     from sharedconv.harness.store import read_run
 
-    return read_run(folder).cases
+    return [c.to_dict() for c in read_run(folder).cases]  # the scripts' tables read dicts
 
 
 def repeatability(root: Path, threads: int, rounds: int = 1, budget: float = 2.0) -> list[dict]:

@@ -329,12 +329,12 @@ def damaged_results(tmp: Path) -> list[dict[str, Any]]:
             runs, _ = find_runs([root])
             by_id = {r.run_id: r for r in runs}
             for run_id in ("good-a", "good-b"):
-                got = [c["case"] for c in by_id[run_id].cases] if run_id in by_id else []
+                got = [c.case for c in by_id[run_id].cases] if run_id in by_id else []
                 lost += len(stored[run_id]) - len(set(got))
                 duplicated += len(got) - len(set(got))
             if (root / "damaged" / "run.json").is_file():
                 try:
-                    got = [c["case"] for c in read_run(root / "damaged").cases]
+                    got = [c.case for c in read_run(root / "damaged").cases]
                     duplicated += len(got) - len(set(got))
                 except Exception:  # noqa: BLE001 - a refused run is not a duplicate
                     pass

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sharedconv.harness.store import read_run  # noqa: E402
-from sharedconv.harness.summary import format_bytes, malloc_of, output_bytes  # noqa: E402
+from sharedconv.harness.summary import format_bytes, output_bytes  # noqa: E402
 
 SOURCES = (
     ("rss", "RSS, warm call"),
@@ -49,7 +49,7 @@ def short_method(text: str) -> str:
 
 
 def table(folders: list[Path], malloc: str | None, problem: str | None = None) -> str:
-    cases = [r for folder in folders for r in read_run(folder).cases]
+    cases = [r for folder in folders for r in read_run(folder).cases]  # typed records
     lines = [
         "| backend | strategy | mode | outputs (floor) | "
         + " | ".join(name for _, name in SOURCES)
@@ -57,11 +57,12 @@ def table(folders: list[Path], malloc: str | None, problem: str | None = None) -
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in cases:
-        if not r.get("timed") or (malloc and malloc_of(r) != malloc):
+        if not r.timed or (malloc and r.malloc_name != malloc):
             continue
-        if problem and r.get("problem") != problem:
+        if problem and r.problem != problem:
             continue
-        memory = r.get("memory") or {}
+        floor = output_bytes(r)
+        r, memory = r.to_dict(), r.to_dict().get("memory") or {}
         methods = {m["source"]: m for m in memory.get("methods", [])}
         kept = (
             f"{format_bytes(memory['peak_bytes'])} ({short_method(memory.get('method', ''))})"
@@ -73,7 +74,7 @@ def table(folders: list[Path], malloc: str | None, problem: str | None = None) -
         if rss and fw and not rss.get("rejected") and not fw.get("rejected") and rss["peak_bytes"]:
             ratio = f"{fw['peak_bytes'] / rss['peak_bytes']:.2f}"
         lines.append(
-            f"| {r['backend']} | {r['strategy']} | {r['mode']} | {format_bytes(output_bytes(r))} | "
+            f"| {r['backend']} | {r['strategy']} | {r['mode']} | {format_bytes(floor)} | "
             + " | ".join(cell(methods.get(src)) for src, _ in SOURCES)
             + f" | {kept} | {ratio} |"
         )
@@ -84,11 +85,12 @@ def agreement(folders: list[Path], problem: str | None = None, mode: str | None 
     """Per backend: how far two methods that both passed agree (ratio ranges and medians)."""
     pairs: dict[tuple[str, str], list[float]] = {}
     for folder in folders:
-        for r in read_run(folder).cases:
-            if not r.get("timed") or (problem and r.get("problem") != problem):
+        for case in read_run(folder).cases:
+            if not case.timed or (problem and case.problem != problem):
                 continue
-            if mode and r.get("mode") != mode:
+            if mode and case.mode != mode:
                 continue
+            r = case.to_dict()
             memory = r.get("memory") or {}
             ok = {
                 m["source"]: m["peak_bytes"]

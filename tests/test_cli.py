@@ -214,12 +214,13 @@ def test_a_failure_message_with_markup_is_printed_as_text():
 
     from rich.console import Console
     from sharedconv.harness.progress import RunProgress
+    from sharedconv.harness.records import CaseRecord
 
     out = io.StringIO()
     console = Console(file=out, width=300, force_terminal=True, color_system=None)
     reason = "boom [/x] [link=https://example.com]click[/link] [bold]loud"
     with RunProgress(console, 1) as progress:
-        progress.on_record({"status": "error", "case": "faulty/[/x]/B1", "reason": reason})
+        progress.on_record(CaseRecord(status="error", case="faulty/[/x]/B1", reason=reason))
     text = out.getvalue()
     assert reason in text and "faulty/[/x]/B1" in text
     assert "\x1b]8;" not in text  # no OSC 8 hyperlink

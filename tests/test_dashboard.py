@@ -357,6 +357,7 @@ def test_pages_open_on_this_machines_run_else_a_cpu_run(monkeypatch):
     """The committed GPU reference runs are newer than the CPU ones; a page must not open on a
     GPU run for someone on a CPU machine, and Compare opens on two runs that share cases."""
     from sharedconv.dashboard import common
+    from sharedconv.harness.records import CaseRecord, Timing
     from sharedconv.harness.store import Run
 
     def run(run_id, device, host, cases=()):
@@ -365,7 +366,7 @@ def test_pages_open_on_this_machines_run_else_a_cpu_run(monkeypatch):
             run_id,
             Path(run_id),
             meta,
-            [{"case": c, "timing": {"block_times": [1.0]}} for c in cases],
+            [CaseRecord(case=c, timing=Timing(block_times=[1.0])) for c in cases],
         )
 
     runs = [  # newest first, as find_runs orders them

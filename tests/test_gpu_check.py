@@ -33,15 +33,13 @@ def test_gpu_check_dry_run(tmp_path):
     assert runs["tf32-on"].meta["precision"] == "TF32 on"
     assert runs["tf32-off"].meta["precision"].startswith("TF32 off")
     verify = runs["verify"].cases
-    assert any(c["status"] == "pass" for c in verify)
-    assert not [c for c in verify if c["status"] in ("mismatch", "crashed", "error")], json.dumps(
-        verify
-    )[:2000]
-    timed = [c for c in runs["tf32-off"].cases if c.get("timing")]
-    assert timed and all(c["precision"].startswith("TF32 off") for c in timed)
+    assert any(c.status == "pass" for c in verify)
+    assert not [c for c in verify if c.failed], json.dumps([c.to_dict() for c in verify])[:2000]
+    timed = [c for c in runs["tf32-off"].cases if c.timing]
+    assert timed and all(c.precision.startswith("TF32 off") for c in timed)
     # with TF32 allowed, float32 cases are held to TF32's bound, and say so
-    on = [c for c in runs["tf32-on"].cases if c.get("verify")]
-    assert on and all(c["verify"].get("precision") == "tf32" for c in on)
-    assert all("precision" not in c["verify"] for c in timed)
+    on = [c for c in runs["tf32-on"].cases if c.verify]
+    assert on and all(c.verify.precision == "tf32" for c in on)
+    assert all(c.verify.precision is None for c in timed)
     assert "GPU check: fastest strategy and the seed's options per problem" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("done in")

@@ -7,6 +7,7 @@ import random
 
 import pytest
 from sharedconv.harness import interleave
+from sharedconv.harness.records import CaseRecord
 from sharedconv.harness.stats import paired_ratio
 
 TRUE = {"a": 1.0e-3, "b": 1.3e-3, "c": 2.0e-3}
@@ -106,13 +107,14 @@ def test_each_cycle_is_in_a_new_random_order():
     assert len(cycles) >= 4  # not one fixed order
 
 
-def _record(strategy: str, seconds: float, problem: str = "p") -> dict:
+def _record(strategy: str, seconds: float, problem: str = "p", **timing) -> CaseRecord:
     samples = [seconds * f for f in (0.98, 0.99, 1.0, 1.01, 1.02, 1.0, 0.99, 1.01)]
-    return {
+    return CaseRecord.from_dict({
         "case": f"torch/{strategy}/{problem}", "backend": "torch", "strategy": strategy,
         "problem": problem, "mode": "forward", "device": "cpu", "malloc": "jemalloc",
-        "timing": {"block_times": samples, "block_size": 1, "stats": {"median": seconds}},
-    }  # fmt: skip
+        "status": "pass",
+        "timing": timing or {"block_times": samples, "block_size": 1, "stats": {"median": seconds}},
+    })  # fmt: skip
 
 
 def test_compare_normalized_ignores_a_machine_slower_as_a_whole():
@@ -137,14 +139,12 @@ def test_the_recommendation_quotes_the_paired_interval():
 
     records = []
     for name, base in (("fold", 1.0e-3), ("conv3d", 1.02e-3)):
-        r = _record(name, base)
         cycles = [base * (1.5 if i % 4 == 0 else 1.0) * (1 + 0.01 * (i % 3)) for i in range(12)]
-        r["timing"] = {
+        timing = {
             "block_times": cycles, "block_size": 1, "stats": {"median": sorted(cycles)[6], "iqr": 0.0},
             "interleaved": {"group": "g", "cycles": 12},
         }  # fmt: skip
-        r["status"] = "pass"
-        records.append(r)
+        records.append(_record(name, base, **timing))
     text = recommendation(rank(records))
     # the same slow cycles hit both: every cycle's ratio is 1.02, though the medians are noisy
     assert (

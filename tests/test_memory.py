@@ -10,6 +10,7 @@ from sharedconv.backends.problem import parse_problem
 from sharedconv.harness import timing
 from sharedconv.harness.cli import cli
 from sharedconv.harness.memory import output_bytes
+from sharedconv.harness.records import CaseRecord, Memory
 from sharedconv.harness.summary import (
     Row,
     memory_unknown_reason,
@@ -63,7 +64,7 @@ def test_no_method_above_the_floor_is_unknown_with_the_reason(monkeypatch):
     assert got["peak_bytes"] is None
     assert "below the 4,000 bytes of the call's own outputs" in got["unknown_reason"]
     assert [m["source"] for m in got["methods"]] == ["rss", "first_call"]
-    record = {"memory": got, "params": None}
+    record = CaseRecord(memory=Memory.from_dict(got))
     assert "below" in memory_unknown_reason(record)
 
 
@@ -96,11 +97,9 @@ def test_parse_size_refuses_nonsense(text):
 
 
 def _row(name, median, peak):
-    record = {
-        "backend": "b",
-        "strategy": name,
-        "memory": {"peak_bytes": peak, "unknown_reason": "pool"},
-    }
+    record = CaseRecord(
+        backend="b", strategy=name, memory=Memory(peak_bytes=peak, unknown_reason="pool")
+    )
     return Row(
         record=record,
         median=median,
@@ -159,7 +158,7 @@ def test_a_real_run_obeys_the_floor_on_every_record(tmp_path):
             assert memory["unknown_reason"], r
         else:
             assert memory["peak_bytes"] >= floor, r
-            assert peak_bytes(r) == memory["peak_bytes"]
+            assert peak_bytes(CaseRecord.from_dict(r)) == memory["peak_bytes"]
         for m in memory["methods"]:
             assert m.get("rejected") or m["peak_bytes"] is None or m["peak_bytes"] >= floor
     tf = [r for r in timed if r["backend"] == "tensorflow"]

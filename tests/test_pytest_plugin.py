@@ -88,9 +88,9 @@ def test_pytest_bench_merges_and_import_makes_a_run(tmp_path):
     assert imported.exit_code == 0, imported.output
     run = read_run(tmp_path / "results" / "imp")
     # timed in the pytest process, under the allocator its environment had
-    assert {c["case"] for c in run.cases} == {f"{c}/system" for c in cases}
+    assert {c.case for c in run.cases} == {f"{c}/system" for c in cases}
     assert run.meta["malloc"] == ["system"]
-    assert all(c["timing"]["stats"]["median"] > 0 for c in run.cases)
+    assert all(c.median > 0 for c in run.cases)
 
 
 def test_import_refuses_foreign_files(tmp_path):

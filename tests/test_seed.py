@@ -57,6 +57,8 @@ def test_seed_on_a_reduced_shape(tmp_path):
 def test_seed_rows_and_verdicts_keep_allocators_apart():
     def record(strategy, option, malloc, median, digest):
         return {
+            "case": f"keras-jax/{strategy}/p/forward/cpu/{malloc}",
+            "problem": "B=1,C=1,H=8,W=8,N=1,K=3",
             "backend": "keras-jax",
             "strategy": strategy,
             "seed_option": option,

@@ -42,7 +42,7 @@ def test_damaged_and_foreign_lines_are_skipped_with_a_warning(tmp_path):
         + '{"case": "c", "trunc'
     )
     records, warnings = read_cases(path)
-    assert [r["case"] for r in records] == ["a", "b"]
+    assert [r.case for r in records] == ["a", "b"]
     assert len(warnings) == 3
     assert "damaged line" in warnings[0] and "not a sharedconv case record" in warnings[1]
 
@@ -85,11 +85,11 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     assert run.meta["machine"]["cpu_model"]
     assert run.meta["workers"]["numpy"]["versions"]["numpy"]
     assert len(run.cases) == 4
-    case = next(c for c in run.cases if c["strategy"] == "oracle64" and c["mode"] == "train")
-    assert case["status"] == "pass" and case["timed"]
-    timing = case["timing"]
-    assert len(timing["block_times"]) >= 5 and timing["stats"]["median"] > 0
-    assert set(timing["stats"]) >= {
+    case = next(c for c in run.cases if c.strategy == "oracle64" and c.mode == "train")
+    assert case.status == "pass" and case.timed
+    timing = case.timing
+    assert len(timing.block_times) >= 5 and timing.stats.median > 0
+    assert set(timing.stats.to_dict()) >= {
         "median",
         "iqr",
         "min",
@@ -100,13 +100,13 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
         "noisy",
         "n",
     }
-    assert case["memory"]["method"].startswith("VmHWM")
-    assert case["first_call_s"] > 0 and case["setup_s"] >= 0
+    assert case.memory.method.startswith("VmHWM")
+    assert case.first_call_s > 0 and case.setup_s >= 0
     assert "Use numpy/" in result.output
     # the allocator the workers ran with is part of the run, of every case, and of its faults
     assert run.meta["malloc"] == [allocators.default()]
-    assert all(c["malloc"] == allocators.default() for c in run.cases)
-    assert case["timing"]["faults"]["calls"] >= 1
+    assert all(c.malloc == allocators.default() for c in run.cases)
+    assert case.timing.faults.calls >= 1
     probe = run.meta["workers"]["numpy"]["allocators"][allocators.default()]
     assert probe["reuse_faults_64MiB"] == 0  # the default reuses freed memory
 
@@ -161,14 +161,12 @@ def test_mismatch_is_not_timed_unless_asked(tmp_path, test_plugins):
     ]
     result = CliRunner().invoke(cli, [*args, "--run-id", "plain"])
     assert result.exit_code == 1
-    cases = {c["strategy"]: c for c in read_run(tmp_path / "plain").cases}
-    assert cases["wrong"]["status"] == "mismatch" and "timing" not in cases["wrong"]
-    assert cases["ok"]["timing"]["stats"]["median"] > 0
+    cases = {c.strategy: c for c in read_run(tmp_path / "plain").cases}
+    assert cases["wrong"].status == "mismatch" and cases["wrong"].timing is None
+    assert cases["ok"].median > 0
     CliRunner().invoke(cli, [*args, "--run-id", "anyway", "--time-anyway"])
-    cases = {c["strategy"]: c for c in read_run(tmp_path / "anyway").cases}
-    assert (
-        cases["wrong"]["status"] == "mismatch" and cases["wrong"]["timing"]["stats"]["median"] > 0
-    )
+    cases = {c.strategy: c for c in read_run(tmp_path / "anyway").cases}
+    assert cases["wrong"].status == "mismatch" and cases["wrong"].median > 0
 
 
 def test_resume_after_kill_9_loses_at_most_the_case_in_flight(tmp_path, test_plugins):
@@ -203,7 +201,7 @@ def test_resume_after_kill_9_loses_at_most_the_case_in_flight(tmp_path, test_plu
     assert result.exit_code == 0, result.output
     after = read_run(tmp_path / "killme")
     assert not after.warnings, after.warnings
-    idents = [c["case"] for c in after.cases]
+    idents = [c.case for c in after.cases]
     assert len(idents) == 12 and len(set(idents)) == 12
     assert after.meta["status"] == "complete" and after.meta["resumed"]
 
@@ -305,18 +303,21 @@ def test_runs_lists_runs(tmp_path):
 
 
 def test_a_peak_below_the_outputs_size_is_reported_unknown():
+    from sharedconv.harness.records import CaseRecord, Memory
     from sharedconv.harness.summary import output_bytes, peak_bytes
 
-    record = {
-        "params": parse_problem("B=10,C=3,H=200,W=200,N=20,K=5").to_dict(),
-        "mode": "forward",
-        "memory": {"peak_bytes": 16_000, "method": "VmHWM over one call"},
-    }
+    record = CaseRecord(
+        params=parse_problem("B=10,C=3,H=200,W=200,N=20,K=5").to_dict(),
+        mode="forward",
+        memory=Memory(peak_bytes=16_000, method="VmHWM over one call"),
+    )
     assert output_bytes(record) == 10 * 3 * 20 * 196 * 196 * 4
     assert peak_bytes(record) is None  # pooled allocator: RSS did not see the output
-    record["memory"]["peak_bytes"] = 200 * 2**20
+    record = record.replace(memory=Memory(peak_bytes=200 * 2**20, method="VmHWM over one call"))
     assert peak_bytes(record) == 200 * 2**20
-    record["memory"] = {"peak_bytes": 1000, "method": "torch.cuda.max_memory_allocated"}
+    record = record.replace(
+        memory=Memory(peak_bytes=1000, method="torch.cuda.max_memory_allocated")
+    )
     assert peak_bytes(record) is None  # the rule holds for every method
 
 
@@ -325,9 +326,9 @@ def test_recommend_answers_per_device_from_the_fullest_run(tmp_path):
     the run that timed the most strategies for the problem (not merely the newest)."""
     repo = Path(__file__).resolve().parent.parent
     template = next(
-        r
+        r.to_dict()
         for r in read_run(repo / "results" / "reference-h100-tf32-off").cases
-        if r.get("timing") and r["mode"] == "forward"
+        if r.timing and r.mode == "forward"
     )
 
     def make(run_id, started, device, strategies, precision=None):
@@ -402,13 +403,13 @@ def _round(k, median, block=1, n=6, status="pass"):
 
 
 def test_merge_rounds_pools_samples_and_flags_unsteady_rounds():
+    from sharedconv.harness.records import Timing
     from sharedconv.harness.runner import merge_rounds
-    from sharedconv.harness.summary import samples_of
 
     steady = merge_rounds([_round(1, 1.02e-3, block=4), _round(0, 1.0e-3), _round(2, 1.01e-3)])
     t = steady["timing"]
     assert steady["rounds"] == 3 and steady["setup_s"] == 0.1  # round 0's setup
-    assert len(samples_of(steady)) == 18 and t["stats"]["n"] == 18
+    assert len(Timing.from_dict(t).samples()) == 18 and t["stats"]["n"] == 18
     assert t["round_medians"] == [1.0e-3, 1.02e-3, 1.01e-3]
     assert abs(t["round_spread"] - 0.02) < 1e-9 and not t["unsteady"]
     assert t["stats"]["median"] == pytest.approx(1.01e-3)
@@ -438,7 +439,7 @@ def test_run_in_rounds_and_resume_from_a_partial_round_log(tmp_path):
     run = read_run(tmp_path / "r")
     assert run.meta["rounds"] == 3 and len(run.cases) == 2
     for case in run.cases:
-        assert case["rounds"] == 3 and len(case["timing"]["round_medians"]) == 3
+        assert case.rounds == 3 and len(case.timing.round_medians) == 3
     log = (tmp_path / "r" / "rounds.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["round"] for line in log) == [0, 0, 1, 1, 2, 2]
 
@@ -456,8 +457,8 @@ def test_run_in_rounds_and_resume_from_a_partial_round_log(tmp_path):
         if json.loads(line)["round"] == 0
     }
     for case in again.cases:
-        assert case["rounds"] == 3
-        assert case["timing"]["rounds"][0] == before[case["case"]]["timing"]  # round 0 not rerun
+        assert case.rounds == 3  # round 0 not rerun:
+        assert case.timing.rounds[0].to_dict() == before[case.case]["timing"]
 
     # a kill after a case's last round but before its merged record: resume merges, reruns nothing
     full = (tmp_path / "r" / "rounds.jsonl").read_text()
@@ -465,4 +466,4 @@ def test_run_in_rounds_and_resume_from_a_partial_round_log(tmp_path):
     merged = CliRunner().invoke(cli, ["run", "--resume", "r", "--results", str(tmp_path)])
     assert merged.exit_code == 0, merged.output
     assert (tmp_path / "r" / "rounds.jsonl").read_text() == full
-    assert [c["rounds"] for c in read_run(tmp_path / "r").cases] == [3, 3]
+    assert [c.rounds for c in read_run(tmp_path / "r").cases] == [3, 3]

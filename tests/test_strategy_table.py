@@ -166,13 +166,13 @@ def _stored(folder: Path, run_id: str, *strategies: str) -> Path:
 
 def test_a_record_stored_under_an_old_name_reads_under_the_new_one(tmp_path):
     single = read_run(_stored(tmp_path, "one", "unfold_einsum"))
-    assert single.cases[0]["strategy"] == "patches_einsum"
-    assert single.cases[0]["formerly"] == "unfold_einsum"
-    assert single.cases[0]["case"].startswith("torch/patches_einsum/")
+    assert single.cases[0].strategy == "patches_einsum"
+    assert single.cases[0].formerly == "unfold_einsum"
+    assert single.cases[0].case.startswith("torch/patches_einsum/")
     # the old record and a newer one of the same case are one case: the last line counts
     run = read_run(_stored(tmp_path, "both", "unfold_einsum", "patches_einsum", "fold"))
-    assert [r["strategy"] for r in run.cases] == ["patches_einsum", "fold"]
-    assert "formerly" not in run.cases[0]
+    assert [r.strategy for r in run.cases] == ["patches_einsum", "fold"]
+    assert run.cases[0].formerly is None and "formerly" not in run.cases[0].to_dict()
     assert any("again; the last line counts" in w for w in run.warnings)
 
 
@@ -183,5 +183,5 @@ def test_every_committed_run_reads_under_the_current_names(run):
     loaded = read_run(RESULTS / run)
     assert loaded.cases and not loaded.warnings
     for r in loaded.cases:
-        if r["backend"] in BUILTINS and r["strategy"] != "*":
-            assert load_backend(r["backend"]).strategy(r["strategy"]).name == r["strategy"]
+        if r.backend in BUILTINS and r.strategy != "*":
+            assert load_backend(r.backend).strategy(r.strategy).name == r.strategy

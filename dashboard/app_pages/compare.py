@@ -14,13 +14,12 @@ from sharedconv.dashboard.common import (
 )
 from sharedconv.dashboard.figures import compare_scatter
 from sharedconv.harness.compare import compare_runs, machine_view
-from sharedconv.harness.summary import machine_of
 
 st.title("Compare two runs")
 data = loaded()
 if require_results(data):
     ids = [r.run_id for r in data.runs]
-    several_machines = any(len({machine_of(r) for r in run.cases} - {""}) > 1 for run in data.runs)
+    several_machines = any(len({r.machine_id for r in run.cases} - {""}) > 1 for run in data.runs)
     if len(ids) < 2 and not several_machines:
         offer_run(
             "smoke",
@@ -37,7 +36,7 @@ if require_results(data):
     def side(run_id: str, column, key: str):
         """A run, or one machine of a cluster run (two machines of one run side by side)."""
         run = data.run(run_id)
-        machines = sorted({machine_of(r) for r in run.cases} - {""})
+        machines = sorted({r.machine_id for r in run.cases} - {""})
         if not machines:
             return run, run_id
         pick = column.selectbox(

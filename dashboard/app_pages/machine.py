@@ -74,7 +74,7 @@ if require_results(data):
                 )
                 cases_on: dict[str, int] = {}
                 for r in run.cases:
-                    cases_on[str(r.get("machine"))] = cases_on.get(str(r.get("machine")), 0) + 1
+                    cases_on[str(r.machine)] = cases_on.get(str(r.machine), 0) + 1
                 st.dataframe(
                     pd.DataFrame(
                         [

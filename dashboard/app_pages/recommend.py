@@ -19,8 +19,6 @@ from sharedconv.harness.allocators import ALLOCATORS
 from sharedconv.harness.recommend import Question, allocators_of, answer
 from sharedconv.harness.summary import (
     how_near,
-    machine_of,
-    malloc_of,
     memory_unknown_reason,
     paired_text,
     rank,
@@ -39,11 +37,7 @@ data = loaded()
 if require_results(data):
     run = data.run(pick_run(data, "recommend_run"))
     machine = pick_machine(data, run.run_id, "recommend_machine")
-    records = [
-        r
-        for r in run.cases
-        if r.get("timing") and r["status"] == "pass" and machine_of(r) == machine
-    ]
+    records = [r for r in run.cases if r.median and r.status == "pass" and r.machine_id == machine]
     # a ranking never mixes allocators: a run measured under several shows one at a time
     mallocs = allocators_of(records) or ["fixed"]
     malloc = (
@@ -51,12 +45,12 @@ if require_results(data):
         if len(mallocs) > 1
         else mallocs[0]
     )
-    records = [r for r in records if malloc_of(r) == malloc]
-    modes = sorted({r["mode"] for r in records}) or ["forward"]
+    records = [r for r in records if r.malloc_name == malloc]
+    modes = sorted({r.mode for r in records}) or ["forward"]
     mode = st.sidebar.radio("Mode", modes, horizontal=True, key="recommend_mode")
-    dtypes = sorted({r["dtype"] for r in records if r["mode"] == mode})
+    dtypes = sorted({r.dtype for r in records if r.mode == mode and r.dtype})
     dtype = st.sidebar.selectbox("dtype", dtypes, key="recommend_dtype") if dtypes else None
-    measured = sorted({r["problem"] for r in records if r["mode"] == mode and r["dtype"] == dtype})
+    measured = sorted({r.problem for r in records if r.mode == mode and r.dtype == dtype})
     if not measured:
         st.warning(f"Run {run.run_id} has no timed {mode} cases in {dtype}.")
         st.stop()
@@ -88,7 +82,7 @@ if require_results(data):
                 f"To measure yours: `sharedconv recommend --shape '{wanted.to_text()}' --mode {mode} --measure`."
             )
     rows = rank(
-        [r for r in records if r["problem"] == problem_text and r["mode"] == mode],
+        [r for r in records if r.problem == problem_text and r.mode == mode],
         roofline_for(run.meta, machine),
     )
     limit_mib = st.sidebar.number_input(
@@ -113,7 +107,7 @@ if require_results(data):
             {
                 "rank": i,
                 "backend/strategy": row.label,
-                "seed option": SEED_NAMES.get(row.record.get("seed_option"), ""),
+                "seed option": SEED_NAMES.get(row.record.seed_option, ""),
                 "median (ms)": row.median * 1e3,
                 "IQR (ms)": row.iqr * 1e3,
                 "noisy": row.noisy,
@@ -130,15 +124,15 @@ if require_results(data):
                     }
                 ),
                 "memory unknown because": memory_unknown_reason(row.record) or "",
-                "page faults per call": (row.faults or {}).get("minor_per_call"),
+                "page faults per call": row.faults.minor_per_call if row.faults else None,
                 "GFLOP/s": row.gflops,
                 "% roofline": 100 * row.roofline_fraction
                 if row.roofline_fraction is not None
                 else float("nan"),
                 **{f"x option {k}": row.vs_option.get(k) for k in (1, 2, 3)},
                 "x fastest, paired (95% CI)": paired_text(row.record),
-                "first call (s)": row.record.get("first_call_s"),
-                "timed region": row.record.get("timed_region", ""),
+                "first call (s)": row.record.first_call_s,
+                "timed region": row.record.timed_region or "",
             }
             for i, row in enumerate(rows, 1)
         ]

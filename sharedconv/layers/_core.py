@@ -351,25 +351,25 @@ def from_results(
         for r in run.cases:
             name = (
                 NATIVE
-                if (r.get("backend"), r.get("strategy")) == NATIVE_RECORD
-                else r.get("strategy")
-                if r.get("backend") == key.framework
+                if (r.backend, r.strategy) == NATIVE_RECORD
+                else r.strategy
+                if r.backend == key.framework
                 else None
             )
+            median = r.median
             if (
                 name is None
                 or name not in offered
-                or r.get("mode") != key.mode
-                or r.get("device") != device
-                or r.get("status") != "pass"
-                or not r.get("timing")
+                or r.mode != key.mode
+                or r.device != device
+                or r.status != "pass"
+                or not median
             ):
                 continue
             try:
-                if parse_problem(str(r["problem"])) != problem:
+                if parse_problem(r.problem) != problem:
                     continue
-                median = float(r["timing"]["stats"]["median"])
-            except (ProblemError, KeyError, TypeError, ValueError):
+            except (ProblemError, ValueError):
                 continue
             if best is None or median < best[0]:
                 best = (median, name, run.run_id)
