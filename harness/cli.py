@@ -347,6 +347,7 @@ def _add_commands() -> None:
     from .cli_answers import compare_cmd, recommend_cmd, seed_cmd
     from .cli_report import report_cmd
     from .cli_tools import dashboard_cmd, import_cmd, pytest_bench_cmd
+    from .gpu_check import gpu_check_cmd
 
     for command in (
         recommend_cmd,
@@ -356,6 +357,7 @@ def _add_commands() -> None:
         pytest_bench_cmd,
         import_cmd,
         dashboard_cmd,
+        gpu_check_cmd,
         layers_group,
     ):
         cli.add_command(command)

@@ -118,7 +118,7 @@ class NodeRunner:
         from .machine import machine_info
         from .roofline import measure
 
-        info = machine_info()
+        info = machine_info(self.plan.device)
         info["ray_node_id"] = ray.get_runtime_context().get_node_id()
         if measure_roofline:
             info["roofline"] = measure(self.plan.threads)

@@ -58,6 +58,9 @@ class Plan:
     timing: dict[str, Any] | None = None  # None: verify only
     digest: bool = False  # record a digest of each output y (bit-identity checks)
     deadline: float | None = None  # time.monotonic() after which cases are skipped, not run
+    # seconds each backend may take from its first case on; its cases after that are skipped
+    # (the GPU check shares a lease's minutes equally among the frameworks)
+    backend_seconds: float | None = None
     verbose: bool = False
     # the workers' C allocators (harness.allocators); several: every case under each, in turn
     mallocs: list[str] = field(default_factory=lambda: [allocators.default()])
@@ -229,6 +232,26 @@ def past_deadline(plan: Plan) -> dict[str, Any] | None:
     return None
 
 
+class BackendShares:
+    """``Plan.backend_seconds``: each backend's time counts from its first case."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.started: dict[str, float] = {}
+
+    def spent(self, backend: str) -> dict[str, Any] | None:
+        if self.seconds is None:
+            return None
+        start = self.started.setdefault(backend, time.monotonic())
+        if time.monotonic() - start > self.seconds:
+            return {
+                "status": "skipped",
+                "reason": f"not run: {backend}'s share of the time budget "
+                f"({self.seconds:.0f} s) was spent",
+            }
+        return None
+
+
 def hello_once(
     key: CaseKey,
     worker: WorkerProcess,
@@ -352,13 +375,14 @@ def execute(
     """
     done = set(skip)
     runner = CaseRunner(plan, oracle_store, on_worker)
+    shares = BackendShares(plan.backend_seconds)
     try:
         # plan_cases is backend-major: one framework is alive at a time.
         for key, decided, meta in plan_cases(plan):
             if key.ident() in done:
                 continue
             record = {**base_record(key, plan.threads), **meta}
-            decided = decided or past_deadline(plan)
+            decided = decided or past_deadline(plan) or shares.spent(key.backend)
             if decided is not None:
                 on_record({**record, **decided})
                 continue

@@ -40,7 +40,28 @@ def project_commit() -> dict[str, Any]:
     return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def machine_info() -> dict[str, Any]:
+def gpu_name() -> str | None:
+    """The first GPU's name as ``nvidia-smi`` reports it (no framework is imported), or None."""
+    import shutil
+
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return names[0].strip() if names else None
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """This machine as a run records it; ``gpu`` is named for a run on a GPU (``device`` not
+    ``cpu``), so a CPU run on a machine that has one is labelled by its CPU."""
     import numpy as np
 
     from .memory import available_bytes
@@ -75,7 +96,7 @@ def machine_info() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "gpu": None,
+        "gpu": gpu_name() if device != "cpu" else None,
         "env_flags": flags,
     }
 

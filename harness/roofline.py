@@ -77,5 +77,68 @@ def measure(threads: int, timeout: float = 120.0) -> dict[str, Any]:
     return result
 
 
+def probe_gpu(n: int = 8192, copy_mib: int = 1024, repeats: int = 10) -> dict[str, Any]:
+    """The GPU's matmul rates (float32 with TF32 off, TF32, bfloat16) and device copy
+    bandwidth, with torch (imported here only: this runs in a process of its own)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"error": "torch sees no CUDA device"}
+    dev = torch.device("cuda")
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
+
+    def rate(dtype: Any, tf32: bool) -> float:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        x, y = a.to(dtype), b.to(dtype)
+        for _ in range(3):
+            x @ y
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            x @ y
+        torch.cuda.synchronize()
+        return 2 * n**3 / ((time.perf_counter() - t0) / repeats)
+
+    fp32, tf32 = rate(torch.float32, False), rate(torch.float32, True)
+    bf16 = rate(torch.bfloat16, False)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    src = torch.empty(copy_mib * 2**20 // 4, device=dev)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        dst.copy_(src)
+    torch.cuda.synchronize()
+    bandwidth = 2 * src.numel() * 4 / ((time.perf_counter() - t0) / repeats)
+    return {
+        "peak_flops": fp32,
+        "peak_flops_tf32": tf32,
+        "peak_flops_bf16": bf16,
+        "copy_bytes_per_s": bandwidth,
+        "gpu": torch.cuda.get_device_name(0),
+        "method": f"torch on {torch.cuda.get_device_name(0)}: {n}^3 matmul, mean of {repeats} "
+        f"(fp32 with TF32 off, TF32, bf16); {copy_mib} MiB device copy (read+write)",
+    }
+
+
+def measure_gpu(timeout: float = 300.0) -> dict[str, Any]:
+    """Run :func:`probe_gpu` in a fresh process (the CLI process never imports a framework);
+    ``{"error": ...}`` when it cannot."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "sharedconv.harness.roofline", "--gpu"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"the GPU roofline probe took more than {timeout:.0f} s"}
+    if out.returncode != 0:
+        return {"error": f"the GPU roofline probe failed: {out.stderr.strip()[-300:]}"}
+    return json.loads(out.stdout)
+
+
 if __name__ == "__main__":
-    print(json.dumps(probe()))
+    print(json.dumps(probe_gpu() if "--gpu" in sys.argv[1:] else probe()))

@@ -54,7 +54,7 @@ def start_run(
         "seed": plan.seed,
         "timing": plan.timing,
         "timeout_s": plan.timeout,
-        "machine": machine_info(),
+        "machine": machine_info(plan.device),
         "project": project_commit(),
         "workers": {},
         **({"executor": executor.to_meta(), "machines": {}} if cluster else {}),
@@ -93,6 +93,7 @@ def run_plan(
     done: set[str] | None = None,
     on_record: Callable[[CaseRecord], None] | None = None,
     executor: Any = None,
+    oracle_store: OracleStore | None = None,
 ) -> list[CaseRecord]:
     """Execute ``plan`` into ``writer``; returns this session's records. An interruption
     marks the run ``interrupted`` (resumable) and re-raises. ``executor`` (cli_options.Executor)
@@ -100,8 +101,10 @@ def run_plan(
     process stays the run's one writer."""
     records: list[CaseRecord] = []
 
+    precision = writer.meta.get("precision")  # a GPU check's phase: TF32 on or off
+
     def record(r: dict[str, Any]) -> None:
-        stored = writer.append(r)
+        stored = writer.append({**r, "precision": precision} if precision else r)
         records.append(stored)
         if on_record is not None:
             on_record(stored)
@@ -153,9 +156,9 @@ def run_plan(
 
             execute_interleaved(plan, record, skip=done or set(), on_worker=hello)
         elif plan.rounds <= 1:
-            execute(plan, record, skip=done or set(), on_worker=hello)
+            execute(plan, record, skip=done or set(), on_worker=hello, oracle_store=oracle_store)
         else:
-            _run_rounds(plan, writer, set(done or ()), record, hello)
+            _run_rounds(plan, writer, set(done or ()), record, hello, oracle_store)
     except BaseException as e:
         if isinstance(e, StoreError):
             writer.meta["status_note"] = str(e)
@@ -177,6 +180,7 @@ def _run_rounds(
     done: set[str],
     record: Callable[[dict[str, Any]], None],
     hello: Callable[[str, dict[str, Any]], None],
+    oracle_store: OracleStore | None = None,
 ) -> None:
     """Every case ``plan.rounds`` times, round after round over the whole plan, so a case's
     measurements come from separate worker processes spread over the run. Each round's record
@@ -195,7 +199,7 @@ def _run_rounds(
             record(merge_rounds(rounds))
             done.add(case)
             partial.pop(case)
-    oracles = OracleStore()  # one oracle per problem for all rounds
+    oracles = oracle_store or OracleStore()  # one oracle per problem for all rounds
     try:
         for k in range(plan.rounds):
             skip = done | {case for case, rs in partial.items() if len(rs) > k}
@@ -212,7 +216,8 @@ def _run_rounds(
 
             execute(plan, on_round, skip=skip, oracle_store=oracles, on_worker=hello)
     finally:
-        oracles.close()
+        if oracle_store is None:
+            oracles.close()
         log.close()
 
 

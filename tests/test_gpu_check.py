@@ -1,5 +1,5 @@
-"""scripts/gpu-check --dry-run: the GPU check's code paths on the CPU, so no device time is
-spent on a typo."""
+"""scripts/gpu-check --dry-run (the bootstrap, then `sharedconv gpu-check`): the GPU check's
+code paths on the CPU, so no device time is spent on a typo."""
 
 from __future__ import annotations
 
@@ -43,3 +43,32 @@ def test_gpu_check_dry_run(tmp_path):
     assert all(c.verify.precision is None for c in timed)
     assert "GPU check: fastest strategy and the seed's options per problem" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("done in")
+
+
+def test_gpu_check_refuses_what_it_cannot_do_with_the_fix():
+    from click.testing import CliRunner
+    from sharedconv.harness.cli import cli
+
+    bad = CliRunner().invoke(cli, ["gpu-check", "/tmp/unused-gpu-check", "--phases", "warmup"])
+    assert (
+        bad.exit_code == 2 and "unknown 'warmup'; choose from verify,tf32-off,tf32-on" in bad.output
+    )
+    assert "Traceback" not in bad.output
+
+
+def test_a_backends_share_of_the_time_skips_its_later_cases_with_the_reason():
+    from sharedconv.backends.problem import parse_problem
+    from sharedconv.harness.execute import Plan, execute
+
+    records = []
+    plan = Plan(
+        backends=["numpy"],
+        problems=[parse_problem("B=1,C=2,H=8,N=2,K=3")],
+        modes=["forward", "train"],
+        threads=1,
+        backend_seconds=1e-9,
+    )
+    execute(plan, records.append)
+    skipped = [r for r in records if r["status"] == "skipped"]
+    assert len(records) == 4 and len(skipped) >= 3
+    assert all("numpy's share of the time budget" in r["reason"] for r in skipped)
