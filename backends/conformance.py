@@ -35,8 +35,7 @@ import numpy as np
 import pytest
 
 from .agreement import BOUNDS, bound_for, compare_outputs, output_error, reduction_terms
-from .contract import MODES, output_names
-from .layouts import shape_in, to_canonical
+from .contract import MODES, OutputShapeError, canonical_outputs
 from .oracle import forward as oracle_forward
 from .oracle import gradients as oracle_gradients
 from .oracle import reference
@@ -92,27 +91,10 @@ def run_once(
     outputs = fn()
     backend.synchronize(outputs)
     raw = backend.to_numpy(outputs)
-    names = output_names(problem, mode)
-    where = _where(backend, strategy, problem, mode)
-    assert len(raw) == len(names), (
-        f"{where}: returned {len(raw)} outputs, expected {len(names)} ({', '.join(names)})"
-    )
-    got = {}
-    for name, a in zip(names, raw, strict=True):
-        a = np.asarray(a)
-        if name == "y":
-            expected = shape_in(strategy.output_layout, problem.y_shape)
-            assert a.shape == expected, (
-                f"{where}: y has shape {a.shape}, but output_layout {strategy.output_layout!r} means {expected}"
-            )
-            a = to_canonical(a, strategy.output_layout)
-        elif name == "dx":
-            expected = shape_in(strategy.input_layout, problem.x_shape)
-            assert a.shape == expected, (
-                f"{where}: dx has shape {a.shape}, but input_layout {strategy.input_layout!r} means {expected}"
-            )
-            a = to_canonical(a, strategy.input_layout)
-        got[name] = a
+    try:
+        got = canonical_outputs(strategy, problem, mode, raw, strict=True)
+    except OutputShapeError as e:
+        raise AssertionError(f"{_where(backend, strategy, problem, mode)}: {e}") from None
     return got, arrays, raw
 
 

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .layouts import validate_layout
+from .layouts import shape_in, to_canonical, validate_layout
 from .problem import ConvProblem
 
 Mode = Literal["forward", "train"]
@@ -301,3 +301,47 @@ def output_names(problem: ConvProblem, mode: str) -> tuple[str, ...]:
     if mode != "train":
         return ("y",)
     return ("y", "dx", "dw", "db") if problem.bias else ("y", "dx", "dw")
+
+
+class OutputShapeError(ValueError):
+    """A prepared call returned the wrong number of outputs, or (strict) a wrong shape."""
+
+
+def canonical_outputs(
+    strategy: Strategy,
+    problem: ConvProblem,
+    mode: str,
+    arrays: Sequence[Any],
+    strict: bool = False,
+) -> dict[str, np.ndarray]:
+    """A prepared call's host outputs by name (``y``, ``dx``, ``dw``, ``db``), ``y`` and ``dx``
+    transposed from the strategy's declared layouts to the canonical ones.
+
+    The one home of this step for the harness's workers, the pytest plugin and the conformance
+    kit. A wrong count raises :class:`OutputShapeError`; so does a shape other than the declared
+    layout's with ``strict`` (the kit's check, naming the layout). Otherwise an output of the
+    wrong shape is passed on untransposed, and the oracle comparison reports the mismatch."""
+    names = output_names(problem, mode)
+    if len(arrays) != len(names):
+        raise OutputShapeError(
+            f"returned {len(arrays)} outputs in {mode} mode, expected {len(names)} "
+            f"({', '.join(names)})"
+        )
+    layouts = {
+        "y": (strategy.output_layout, problem.y_shape),
+        "dx": (strategy.input_layout, problem.x_shape),
+    }
+    out = {}
+    for name, a in zip(names, arrays, strict=True):
+        a = np.asarray(a)
+        if name in layouts:
+            layout, canonical_shape = layouts[name]
+            expected = shape_in(layout, canonical_shape)
+            if a.shape == expected:
+                a = to_canonical(a, layout)
+            elif strict:
+                raise OutputShapeError(
+                    f"{name} has shape {a.shape}, but the layout {layout!r} means {expected}"
+                )
+        out[name] = a
+    return out

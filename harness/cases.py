@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 from sharedconv.backends.agreement import compare_outputs as compare
-from sharedconv.backends.contract import Backend, output_names
-from sharedconv.backends.layouts import to_canonical
+from sharedconv.backends.contract import Backend, canonical_outputs, output_names
 from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
 
 _INPUT_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
@@ -30,27 +29,6 @@ def cached_inputs(problem: ConvProblem, seed: int, mode: str) -> dict[str, np.nd
         _INPUT_CACHE.clear()
         _INPUT_CACHE[key] = make_inputs(problem, seed, mode)
     return _INPUT_CACHE[key]
-
-
-def canonical_outputs(
-    strategy, problem: ConvProblem, mode: str, arrays: tuple[np.ndarray, ...]
-) -> dict[str, np.ndarray]:
-    """Name a backend's host outputs and transpose them from the declared layouts."""
-    names = output_names(problem, mode)
-    if len(arrays) != len(names):
-        raise ValueError(
-            f"{strategy.name} returned {len(arrays)} outputs in {mode} mode; expected {len(names)} "
-            f"({', '.join(names)})"
-        )
-    out = {}
-    for name, a in zip(names, arrays, strict=True):
-        a = np.asarray(a)
-        if name == "y":
-            a = to_canonical(a, strategy.output_layout) if a.ndim == 5 else a
-        elif name == "dx":
-            a = to_canonical(a, strategy.input_layout) if a.ndim == 4 else a
-        out[name] = a
-    return out
 
 
 def load_reference(

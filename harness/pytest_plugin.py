@@ -137,9 +137,9 @@ def sharedconv_case(request: pytest.FixtureRequest) -> PreparedCase:
     """A backend x strategy x problem x mode, prepared and verified against the oracle."""
     from sharedconv.backends import oracle
     from sharedconv.backends.agreement import compare_outputs as compare
+    from sharedconv.backends.contract import canonical_outputs
     from sharedconv.backends.problem import make_inputs
     from sharedconv.backends.registry import load_backend
-    from sharedconv.harness.cases import canonical_outputs
     from sharedconv.harness.worker import default_threads
 
     name, sname, problem, mode = request.param
