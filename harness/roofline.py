@@ -59,22 +59,28 @@ def measure(threads: int, timeout: float = 120.0) -> dict[str, Any]:
     """Run :func:`probe` in a fresh process with the run's thread environment."""
     from .worker import thread_env
 
-    env = {**os.environ, **thread_env(threads)}
+    result = _in_child([], {**os.environ, **thread_env(threads)}, timeout, "the roofline probe")
+    if "error" not in result:
+        result["threads"] = threads
+    return result
+
+
+def _in_child(args: list[str], env: dict[str, str] | None, timeout: float, what: str) -> dict:
+    """``python -m sharedconv.harness.roofline ARGS`` in a fresh process: its JSON, or
+    ``{"error": ...}`` saying why not."""
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "sharedconv.harness.roofline"],
+            [sys.executable, "-m", "sharedconv.harness.roofline", *args],
             capture_output=True,
             text=True,
             env=env,
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        return {"error": f"the roofline probe took more than {timeout:.0f} s"}
+        return {"error": f"{what} took more than {timeout:.0f} s"}
     if out.returncode != 0:
-        return {"error": f"the roofline probe failed: {out.stderr.strip()[-300:]}"}
-    result = json.loads(out.stdout)
-    result["threads"] = threads
-    return result
+        return {"error": f"{what} failed: {out.stderr.strip()[-300:]}"}
+    return json.loads(out.stdout)
 
 
 def probe_gpu(n: int = 8192, copy_mib: int = 1024, repeats: int = 10) -> dict[str, Any]:
@@ -126,18 +132,7 @@ def probe_gpu(n: int = 8192, copy_mib: int = 1024, repeats: int = 10) -> dict[st
 def measure_gpu(timeout: float = 300.0) -> dict[str, Any]:
     """Run :func:`probe_gpu` in a fresh process (the CLI process never imports a framework);
     ``{"error": ...}`` when it cannot."""
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "sharedconv.harness.roofline", "--gpu"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"the GPU roofline probe took more than {timeout:.0f} s"}
-    if out.returncode != 0:
-        return {"error": f"the GPU roofline probe failed: {out.stderr.strip()[-300:]}"}
-    return json.loads(out.stdout)
+    return _in_child(["--gpu"], None, timeout, "the GPU roofline probe")
 
 
 if __name__ == "__main__":
