@@ -32,8 +32,8 @@ A backend is a small object:
 - ``to_numpy(outputs) -> tuple[np.ndarray, ...]``: host copies in the strategy's declared
   layouts (``y`` in ``output_layout``, ``dx`` in ``input_layout``, ``dw (N, KH, KW)``,
   ``db (N,)``). The harness turns them into the canonical layout with
-  :func:`sharedconv.backends.layouts.to_canonical`, so a layout declaration that does not
-  match reality shows up as a shape or value mismatch rather than being hidden.
+  :func:`canonical_outputs`, so a layout declaration that does not match reality shows up as a
+  shape or value mismatch rather than being hidden.
 """
 
 from __future__ import annotations

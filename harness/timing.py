@@ -277,8 +277,7 @@ def measure_peak(
     ``first_call`` (the cold probe) is kept beside them for the cross-check and never chosen:
     it includes compilation.
     """
-    hook = getattr(backend, "device_memory", None)
-    framework = hook(fn) if hook is not None else None
+    framework = backend.device_memory(fn)  # the contract's optional hook (None by default)
     framework = {"source": "framework", **framework} if framework is not None else None
     rss = measure_memory(fn, backend.synchronize) if device == "cpu" else None
     rss = {"source": "rss", **rss} if rss is not None else None

@@ -26,13 +26,16 @@ def test_strategy_agrees_with_oracle(backend, strategy):
 
 
 # The conformance kit offered to plugin authors, run on built-ins too: numpy here, in-process
-# (no framework to keep out of pytest); native in test_backend_native.py; torch, JAX and
-# TensorFlow each in a process of its own below (minutes each: marked slow, `make test-all`).
+# (no framework to keep out of pytest); native in test_backend_native.py; torch, JAX,
+# TensorFlow and the three Keras backends each in a process of its own below (minutes each:
+# marked slow, `make test-all`).
 TestNumpyConformance = conformance_suite("numpy", random_examples=20)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+@pytest.mark.parametrize(
+    "backend", ["torch", "jax", "tensorflow", "keras-torch", "keras-jax", "keras-tensorflow"]
+)
 def test_the_plugin_conformance_kit_passes_on_a_framework_backend(backend, tmp_path):
     if load_backend(backend).available() is not None:
         pytest.skip(load_backend(backend).available())
