@@ -267,6 +267,29 @@ def _build_model(
     return model, to_canonical
 
 
+# Options built on DepthwiseConv2D: under Keras on TensorFlow they run TensorFlow's CPU depthwise
+# kernel, which takes equal row and column strides only (the plugin conformance kit's random
+# problems found it, stride 1x2: "Current implementation only supports equal length strides").
+_DEPTHWISE = {"grouped"}
+
+
+def _backend_supports(keras_backend: str, strategy: Strategy) -> Callable[..., str | None]:
+    """What one Keras backend refuses of an option, besides what the option refuses itself."""
+    own = strategy.supports_fn if strategy.form else _low_precision_training(keras_backend)
+    depthwise = keras_backend == "tensorflow" and (strategy.base or strategy.name) in _DEPTHWISE
+
+    def supports(problem: ConvProblem, device: str, mode: str) -> str | None:
+        if depthwise and device == "cpu" and problem.stride[0] != problem.stride[1]:
+            return (
+                "Keras' DepthwiseConv2D runs TensorFlow's CPU depthwise kernel here, which takes "
+                f"equal row and column strides only, not {problem.stride[0]}x{problem.stride[1]}; "
+                "keras-jax and keras-torch run it, and tensorflow/grouped_xla"
+            )
+        return own(problem, device, mode) if own is not None else None
+
+    return supports
+
+
 class _KerasBackend(Backend):
     keras_backend = ""
     devices = ("cpu", "cuda")
@@ -278,11 +301,12 @@ class _KerasBackend(Backend):
             "jax": "jax.jit of model.stateless_call",
             "torch": "an eager model(x) call (Keras does not compile torch models by default)",
         }[self.keras_backend]
-        supports = _low_precision_training(self.keras_backend)
         return tuple(
-            s
-            if s.form
-            else replace(s, timed=f"the Keras model called through {path}", supports_fn=supports)
+            replace(
+                s,
+                supports_fn=_backend_supports(self.keras_backend, s),
+                **({} if s.form else {"timed": f"the Keras model called through {path}"}),
+            )
             for s in TABLE.strategies
         )
 
