@@ -489,6 +489,33 @@ def keras_checks() -> None:
 
     record("auto", "tunes at the first call", auto)
 
+    def wrong_rank() -> str:
+        from sharedconv.layers._core import LayerError
+
+        layer = SharedConv2D(4, 3)
+        layer(np.ones((2, 12, 12, 3), "float32"))
+        problems = []
+        for shape in ((12, 12, 3), (1, 2, 12, 12, 3)):
+            try:
+                layer(np.ones(shape, "float32"))
+                problems.append(f"{shape} was taken")
+            except LayerError as e:
+                if "takes 4-D inputs" not in str(e):
+                    problems.append(str(e))
+        try:
+            keras.Model(inp := keras.Input((12, 3)), SharedConv2D(4, 3)(inp))
+            problems.append("a 3-D keras.Input was taken")
+        except LayerError as e:
+            if "takes 4-D inputs" not in str(e):
+                problems.append(str(e))
+        return "; ".join(problems)
+
+    record(
+        "transforms",
+        "a 3-D or 5-D input, called or in keras.Model, is refused with the rank it takes",
+        wrong_rank,
+    )
+
 
 if FRAMEWORK == "torch":
     torch_checks()

@@ -93,9 +93,13 @@ class SharedConv2D(keras.layers.Layer):
         self._selector = Selector(strategy=strategy, budget=tune_budget)
         channels_last = self.data_format == "channels_last"
         self._layouts = ("BHWC", "BHWCN") if channels_last else ("BCHW", "BCNHW")
-        self.input_spec = keras.layers.InputSpec(ndim=4)
+        # per dtype of a converted variable: whether it must be cast to the compute dtype
+        # (Keras' InputSpec is not used: its check cost 10-16 µs on every eager call, more than
+        # the rest of the dispatch; the input's rank is checked where a new shape is met)
+        self._cast_needed: dict[Any, bool] = {}
 
     def build(self, input_shape: tuple[Any, ...]) -> None:
+        self._check_rank(input_shape)
         kh, kw = self.kernel_size
         self.kernel = self.add_weight(
             name="kernel", shape=(kh, kw, 1, self.filters), initializer=self.kernel_initializer
@@ -127,7 +131,15 @@ class SharedConv2D(keras.layers.Layer):
         """The decision behind the latest call: strategy, source, candidates and their times."""
         return self._selector.last
 
+    def _check_rank(self, shape: tuple[Any, ...]) -> None:
+        if len(shape) != 4:
+            raise LayerError(
+                f"SharedConv2D takes 4-D inputs ({self._layouts[0]}, data_format="
+                f"{self.data_format!r}), got shape {tuple(shape)}"
+            )
+
     def _problem(self, shape: tuple[Any, ...]) -> Any:
+        self._check_rank(shape)
         dims = dict(zip(self._layouts[0], shape, strict=True))
         if dims["B"] is None and keras.backend.backend() == "tensorflow":
             # Keras traces TensorFlow training steps with an unknown batch; the strategies
@@ -151,8 +163,7 @@ class SharedConv2D(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
-        if len(input_shape) != 4:
-            raise LayerError(f"SharedConv2D takes 4-D inputs, got shape {tuple(input_shape)}")
+        self._check_rank(input_shape)
         dims = dict(zip(self._layouts[0], input_shape, strict=True))
         out = {}
         for axis, size, k, s, d in (
@@ -181,7 +192,11 @@ class SharedConv2D(keras.layers.Layer):
         """The variable as a tensor in the compute dtype (a mixed-precision policy computes in
         float16/bfloat16); no cast, and no op in eager mode, when it already is."""
         value = keras.ops.convert_to_tensor(variable)
-        if keras.backend.standardize_dtype(value.dtype) != self.compute_dtype:
+        cast = self._cast_needed.get(value.dtype)
+        if cast is None:  # once per dtype: standardize_dtype costs microseconds a call
+            cast = keras.backend.standardize_dtype(value.dtype) != self.compute_dtype
+            self._cast_needed[value.dtype] = cast
+        if cast:
             value = keras.ops.cast(value, self.compute_dtype)
         return value
 
