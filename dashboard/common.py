@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 from sharedconv.harness.machine import machine_key, this_machine
+from sharedconv.harness.records import Machine
 from sharedconv.harness.share import markdown_text
 from streamlit.errors import StreamlitAPIException
 
@@ -69,8 +70,8 @@ def default_run_index(data: Loaded) -> int:
     the newest. ``data.runs`` is newest first."""
     here = this_machine()
     for test in (
-        lambda r: machine_key(r.meta.get("machine", {})) == here,
-        lambda r: r.meta.get("device", "cpu") == "cpu",
+        lambda r: machine_key(r.meta.machine or Machine()) == here,
+        lambda r: r.meta.device == "cpu",
     ):
         for i, run in enumerate(data.runs):
             if test(run):
@@ -104,9 +105,10 @@ def pick_run(data: Loaded, key: str, label: str = "Run (machine)") -> str:
 
 
 def machine_text(run, machine_id: str) -> str:
-    entry = (run.meta.get("machines") or {}).get(machine_id) or {}
-    what = entry.get("gpu") or entry.get("cpu_model") or "?"
-    return f"{machine_id}: {what}, {entry.get('usable_cores', '?')} cores, {entry.get('hostname', '?')}"
+    entry = (run.meta.machines or {}).get(machine_id) or Machine()
+    cores = entry.usable_cores if entry.usable_cores is not None else "?"
+    what = entry.gpu or entry.cpu_model or "?"
+    return f"{machine_id}: {what}, {cores} cores, {entry.hostname or '?'}"
 
 
 def pick_machine(data: Loaded, run_id: str, key: str) -> str:

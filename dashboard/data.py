@@ -17,7 +17,6 @@ from sharedconv.harness.store import Run, find_runs
 from sharedconv.harness.summary import (
     memory_unknown_reason,
     peak_bytes,
-    roofline_for,
     roofline_fraction,
 )
 
@@ -60,8 +59,6 @@ class Loaded:
 
 def flatten(run: Run) -> list[dict[str, Any]]:
     rows = []
-    machine = run.meta.get("machine", {})
-    machines = run.meta.get("machines") or {}
     # a run measured under several allocators names each in its labels, so no page ranks
     # one strategy's jemalloc time against another's glibc time without saying so
     several = len({r.malloc_name for r in run.cases}) > 1
@@ -71,14 +68,13 @@ def flatten(run: Run) -> list[dict[str, Any]]:
         median = stats.median
         faults = r.timing.faults if r.timing else None
         machine_id = r.machine_id
-        where = machines.get(machine_id) if machine_id else None
-        where = where if isinstance(where, dict) else machine
-        roof = roofline_for(run.meta, machine_id)
+        where = run.meta.machine_for(machine_id)
+        roof = run.meta.roofline_for(machine_id)
         row = {
             "run_id": run.run_id,
             # a cluster run's machines apart (rankings never mix them); "" for a run on one
             "machine_id": machine_id,
-            "machine": (where.get("gpu") or where.get("cpu_model", "?"))
+            "machine": (where.gpu or where.cpu_model or "?")
             + (f" ({machine_id})" if machine_id else ""),
             "case": r.case,
             "backend": r.backend,

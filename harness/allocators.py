@@ -24,6 +24,7 @@ import os
 import resource
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Where Debian, Ubuntu, Fedora and most other distributions put shared libraries.
 LIBRARY_DIRS = (
@@ -35,6 +36,9 @@ LIBRARY_DIRS = (
     "/lib/x86_64-linux-gnu",
     "/lib64",
 )
+
+if TYPE_CHECKING:
+    from .records import RunMeta
 
 
 class AllocatorError(ValueError):
@@ -326,9 +330,9 @@ class Trimmer:
 
 
 # ---- words for people ------------------------------------------------------------------
-def run_text(meta: dict) -> str:
+def run_text(meta: RunMeta) -> str:
     """Which allocators a stored run measured under, in a sentence (Markdown-free)."""
-    value = meta.get("malloc")
+    value = meta.malloc
     if value is None:
         return (
             "not recorded (a run from before --malloc): its memory probe fixed glibc's "

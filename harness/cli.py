@@ -27,7 +27,7 @@ from .cli_options import (
     results_root,
     selection_options,
 )
-from .records import CaseRecord, as_record
+from .records import CaseRecord, RunMeta, as_record
 
 
 @click.group(context_settings=CONTEXT)
@@ -244,7 +244,7 @@ def run_cmd(
             sys.exit(1)
         except StoreError as e:
             raise click.BadParameter(str(e), param_hint="--resume") from None
-        plan = plan_from_meta(writer.meta)
+        plan = plan_from_meta(RunMeta.from_dict(writer.meta))
         if executor is None:  # a cluster run goes on on its cluster
             executor = Executor.from_meta(writer.meta.get("executor"))
     else:
@@ -303,9 +303,8 @@ def run_cmd(
     print_tables(
         ranking_tables(
             stored.cases,
-            writer.meta.get("roofline"),
+            stored.meta,
             limit=top or None,
-            machines=writer.meta.get("machines"),
         )
     )
     print_tables(skip_summary(records))
@@ -330,9 +329,7 @@ def runs_cmd(results: str | None) -> None:
         for r in run.cases:
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-        click.echo(
-            f"{run.run_id}  [{run.meta.get('status')}]  {run.meta.get('suite') or 'ad hoc'}: {summary}"
-        )
+        click.echo(f"{run.run_id}  [{run.meta.status}]  {run.meta.suite or 'ad hoc'}: {summary}")
     for line in skipped + [w for run in runs for w in run.warnings]:
         click.echo(f"skipped: {line}", err=True)
     if not runs:

@@ -27,6 +27,7 @@ from .cli_options import (
     results_root,
     threads_from,
 )
+from .records import RunMeta
 from .worker import default_threads
 
 
@@ -129,7 +130,7 @@ def recommend_cmd(
         )
         writer = start_run(plan, results_root(results), None)
         records = run_plan(plan, writer)
-        print_tables(ranking_tables(records, writer.meta.get("roofline"), memory_limit=limit))
+        print_tables(ranking_tables(records, RunMeta.from_dict(writer.meta), memory_limit=limit))
         return
     from .recommend import NoAnswer, Question, answer
 
@@ -153,23 +154,16 @@ def recommend_cmd(
         )
         click.echo("Use --measure to time the exact problem on this machine.")
     else:
-        click.echo(f"From run {found.run.label}, started {found.run.meta.get('started', '?')}.")
+        click.echo(f"From run {found.run.label}, started {found.run.meta.started or '?'}.")
     if found.machine:
         from .recommend import machine_description
 
         about = machine_description(found.run, found.records[0])
         click.echo(
-            f"Timings of machine {found.machine} of that cluster run ({about.get('cpu_model')}, "
-            f"{about.get('usable_cores')} cores, host {about.get('hostname')}); --machine picks another."
+            f"Timings of machine {found.machine} of that cluster run ({about.cpu_model}, "
+            f"{about.usable_cores} cores, host {about.hostname}); --machine picks another."
         )
-    print_tables(
-        ranking_tables(
-            found.records,
-            found.run.meta.get("roofline"),
-            memory_limit=limit,
-            machines=found.run.meta.get("machines"),
-        )
-    )
+    print_tables(ranking_tables(found.records, found.run.meta, memory_limit=limit))
 
 
 @click.command("compare")
@@ -326,7 +320,9 @@ def seed_cmd(
         sentences = verdicts(table_rows)
         for s in sentences:
             out.print(f"- {s[0].upper()}{s[1:]}", highlight=False, markup=False)
-        docs.append(markdown(table_rows, sentences, problem.to_text(), writer.meta))
+        docs.append(
+            markdown(table_rows, sentences, problem.to_text(), RunMeta.from_dict(writer.meta))
+        )
     click.echo(f"stored as run {writer.meta['run_id']} in {writer.folder}")
     if write_doc:
         write_page(Path(write_doc), docs, writer.meta["command"], plan.mallocs)

@@ -29,6 +29,7 @@ from typing import Any
 
 from .execute import CaseKey, CaseRunner, Plan, base_record, past_deadline, plan_cases
 from .machine import machine_kind
+from .records import Machine
 
 RESOURCE = "sharedconv"
 INSTALL = "pip install 'sharedconv[ray]'"
@@ -238,7 +239,8 @@ def execute_on_cluster(
                 known[mid] = info
                 if on_machine is not None:
                     on_machine(mid, info)
-            nodes.append(_Node(node_id, mid, machine_kind(known[mid]), actors[node_id]))
+            kind = machine_kind(Machine.from_dict(known[mid]))
+            nodes.append(_Node(node_id, mid, kind, actors[node_id]))
         _dispatch(ray, plan, nodes, on_record, skip, on_worker, start_actor)
     finally:
         # Ctrl-C, a fault or the end: no runner outlives the run (a killed runner's worker

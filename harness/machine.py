@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from .records import Machine
+
 
 def cpu_model() -> str:
     try:
@@ -101,10 +103,10 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     }
 
 
-def machine_key(machine: dict[str, Any]) -> tuple:
+def machine_key(machine: Machine) -> tuple:
     """What tells two machines apart in stored results: host names repeat (containers, VMs:
     every machine here is "vm"), so the CPU and its core count go with it."""
-    return (machine.get("hostname"), machine.get("cpu_model"), machine.get("logical_cores"))
+    return (machine.hostname, machine.cpu_model, machine.logical_cores)
 
 
 def this_machine() -> tuple:
@@ -112,7 +114,7 @@ def this_machine() -> tuple:
     return (socket.gethostname(), cpu_model(), os.cpu_count())
 
 
-def machine_kind(machine: dict[str, Any]) -> tuple:
+def machine_kind(machine: Machine) -> tuple:
     """Machines of one kind measure alike (a cluster run gives each kind the whole plan, and
     retries a lost case only on its kind): the CPU model, the usable cores and the GPU."""
-    return (machine.get("cpu_model"), machine.get("usable_cores"), machine.get("gpu"))
+    return (machine.cpu_model, machine.usable_cores, machine.gpu)

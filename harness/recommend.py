@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sharedconv.backends.problem import ConvProblem
 
 from .machine import machine_key, this_machine
-from .records import CaseRecord
+from .records import CaseRecord, Machine
 from .store import Run
 from .summary import nearest_problem
 
@@ -95,12 +94,8 @@ def answer(runs: Iterable[Run], question: Question) -> Answer:
     machines = sorted({r.machine_id for r in records})
     machine = machines[0] if machines else ""
     if len(machines) > 1:
-        entries = run.meta.get("machines") or {}
-        here = [
-            m
-            for m in machines
-            if isinstance(entries.get(m), dict) and machine_key(entries[m]) == this_machine()
-        ]
+        entries = run.meta.machines or {}
+        here = [m for m in machines if m in entries and machine_key(entries[m]) == this_machine()]
         machine = (
             here[0]
             if here
@@ -111,11 +106,10 @@ def answer(runs: Iterable[Run], question: Question) -> Answer:
     return Answer(run, text, exact, 0.0 if exact else distance, records, machine)
 
 
-def machine_description(run: Run, record: CaseRecord) -> dict[str, Any]:
+def machine_description(run: Run, record: CaseRecord) -> Machine:
     """The machine that measured ``record``: its entry in a cluster run's machines table, else
     the run's machine."""
-    entry = (run.meta.get("machines") or {}).get(record.machine_id)
-    return entry if isinstance(entry, dict) else (run.meta.get("machine") or {})
+    return run.meta.machine_for(record.machine_id)
 
 
 def machine_matches(run: Run, record: CaseRecord, name: str) -> bool:
@@ -123,8 +117,8 @@ def machine_matches(run: Run, record: CaseRecord, name: str) -> bool:
     if name == record.machine_id:
         return True
     machine = machine_description(run, record)
-    models = [str(machine.get(k) or "") for k in ("cpu_model", "gpu")]
-    return name == machine.get("hostname") or any(name.lower() in m.lower() for m in models if m)
+    models = [m for m in (machine.cpu_model, machine.gpu) if m]
+    return name == machine.hostname or any(name.lower() in m.lower() for m in models)
 
 
 def allocators_of(records: Iterable[CaseRecord]) -> list[str]:

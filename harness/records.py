@@ -280,8 +280,12 @@ def _converter(hint: Any) -> Callable[[Any], Any]:  # noqa: PLR0911 - one branch
 
 
 def _name(hint: Any) -> str:
-    return {float: "a number", int: "an integer", str: "text", bool: "true or false"}.get(
-        hint, getattr(hint, "__name__", str(hint))
+    """A declared type in words, for a message about data."""
+    hint = typing.get_origin(hint) or hint
+    names = {float: "a number", int: "an integer", str: "text", bool: "true or false",
+             list: "a list", dict: "an object"}  # fmt: skip
+    return names.get(
+        hint, "an object" if isinstance(hint, type) and issubclass(hint, Record) else str(hint)
     )
 
 
@@ -564,6 +568,119 @@ class CaseRecord(Record):
     def replace(self, **changes: Any) -> CaseRecord:
         """A copy with ``changes`` (the record is immutable)."""
         return dataclasses.replace(self, **changes)
+
+
+# ---- run.json ----------------------------------------------------------------------------
+RUN_SCHEMA = 1  # the version of run.json; a reader skips a run of a newer one
+
+
+@dataclass(frozen=True)
+class Roofline(Record):
+    """A machine's peak float32 FLOP/s and copy bandwidth (``harness.roofline``), or why not."""
+
+    peak_flops: float | None = None
+    copy_bytes_per_s: float | None = None
+    method: str | None = None
+    threads: int | None = None
+    blas: Any = None
+    error: str | None = None  # e.g. a cluster run: each machine has its own
+    peak_flops_tf32: float | None = None  # GPUs (the GPU check)
+    peak_flops_bf16: float | None = None
+    gpu: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.peak_flops) and bool(self.copy_bytes_per_s)
+
+
+@dataclass(frozen=True)
+class Machine(Record):
+    """The machine that measured (``harness.machine.machine_info``); in a cluster run's
+    ``machines`` also its Ray node, its own roofline and its workers' versions."""
+
+    hostname: str | None = None
+    cpu_model: str | None = None
+    logical_cores: int | None = None
+    usable_cores: int | None = None
+    memory_bytes: int | None = None
+    os: str | None = None
+    python: str | None = None
+    numpy: str | None = None
+    gpu: str | None = None
+    env_flags: dict[str, Any] | None = None
+    ray_node_id: str | None = None
+    roofline: Roofline | None = None
+    workers: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The GPU for a GPU run, else the CPU model."""
+        return self.gpu or self.cpu_model or "unknown machine"
+
+
+@dataclass(frozen=True)
+class RunMeta(Record):
+    """``run.json``: the plan, the machine, the versions, the roofline and the allocators of a
+    run (results/README.md, field by field)."""
+
+    run_id: str = ""
+    schema: int = RUN_SCHEMA
+    status: str | None = None  # running, complete, interrupted
+    status_note: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    resumed: list[str] | None = None
+    command: str | None = None
+    suite: str | None = None
+    problems: list[str] | None = None
+    backends: list[str] | None = None
+    strategies: list[str] | None = None
+    modes: list[str] | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    seed: int | None = None
+    timing: dict[str, Any] | None = None
+    timeout_s: float | None = None
+    malloc: list[str] | str | None = None  # one name in runs from before --malloc took several
+    allocators: dict[str, Any] | None = None
+    rounds: int | None = None
+    interleave: bool | None = None
+    tf32: bool | None = None
+    precision: str | None = None  # the GPU check's TF32 on / off phases
+    gpu_check: str | None = None
+    machine: Machine | None = None
+    project: dict[str, Any] | None = None
+    roofline: Roofline | None = None
+    workers: dict[str, Any] | None = None
+    executor: dict[str, Any] | None = None  # cluster runs
+    machines: dict[str, Machine] | None = None
+    non_finite: list[str] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "") -> RunMeta:
+        if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+            raise RecordError("(not a sharedconv run description)")
+        return super().from_dict(data, path)
+
+    @property
+    def mallocs(self) -> list[str]:
+        """The run's allocators: a list since they became a case dimension, one name before,
+        absent in runs from before ``--malloc`` (their probe fixed glibc's thresholds)."""
+        value = self.malloc or "fixed"
+        return list(value) if isinstance(value, list) else [value]
+
+    def machine_for(self, machine_id: str = "") -> Machine:
+        """A cluster run's machine ``machine_id``, else the run's machine."""
+        entry = (self.machines or {}).get(machine_id) if machine_id else None
+        return entry or self.machine or Machine()
+
+    def roofline_for(self, machine_id: str = "") -> Roofline | None:
+        """The roofline a record's fraction refers to: its machine's in a cluster run, else the
+        run's."""
+        entry = (self.machines or {}).get(machine_id) if machine_id else None
+        if entry is not None and entry.roofline is not None:
+            return entry.roofline
+        return self.roofline
 
 
 def giga_per_second(amount: float | None, seconds: float | None) -> float | None:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .records import NOT_RUN, CaseRecord, as_record
+from .records import NOT_RUN, CaseRecord, RunMeta, as_record
 
 STATUS_STYLE = {
     "pass": "[green]pass[/]",
@@ -120,26 +120,24 @@ def print_tables(tables: list[Table], console: Console | None = None) -> None:
 
 def ranking_tables(
     records: Iterable[CaseRecord | dict[str, Any]],
-    roofline: dict[str, Any] | None,
+    meta: RunMeta | None,
     limit: int | None = None,
     memory_limit: int | None = None,
-    machines: dict[str, Any] | None = None,
 ) -> list[Table]:
-    """One table per problem and mode: strategies ranked by median time, and the verdict."""
+    """One table per problem and mode: strategies ranked by median time, and the verdict
+    (``meta``: the run's, for each machine's roofline)."""
     from . import allocators
     from .summary import (
         SEED_OPTIONS,
         group_by_problem,
         rank,
         recommendation,
-        roofline_for,
         row_text,
     )
 
     tables = []
     for (problem, mode, device, malloc, machine), group in group_by_problem(records).items():
-        roof = roofline_for({"roofline": roofline, "machines": machines or {}}, machine)
-        rows = rank(group, roof)
+        rows = rank(group, meta.roofline_for(machine) if meta is not None else None)
         known = allocators.ALLOCATORS.get(malloc)
         how = (
             f"; for your own script: {known.how_to_get()}"

@@ -12,9 +12,9 @@ from typing import Any
 from . import allocators
 from .execute import OracleStore, Plan, execute, plan_cases
 from .machine import machine_info, project_commit
-from .records import CaseRecord, Timing
+from .records import CaseRecord, RunMeta, Timing
 from .roofline import measure as measure_roofline
-from .store import RoundLog, RunWriter, StoreError, new_run_id, stored_mallocs
+from .store import RoundLog, RunWriter, StoreError, new_run_id
 
 DEFAULT_RESULTS = Path("results")
 
@@ -67,23 +67,26 @@ def start_run(
     return writer
 
 
-def plan_from_meta(meta: dict[str, Any]) -> Plan:
+def plan_from_meta(meta: RunMeta) -> Plan:
+    """The plan a stored run was made with (``--resume``)."""
     from sharedconv.backends.problem import parse_problem
 
+    if not meta.backends or not meta.problems or not meta.modes or not meta.threads:
+        raise StoreError(f"run {meta.run_id!r} does not record its plan; it cannot be resumed")
     return Plan(
-        backends=meta["backends"],
-        problems=[parse_problem(t) for t in meta["problems"]],
-        modes=meta["modes"],
-        strategies=meta.get("strategies"),
-        device=meta.get("device", "cpu"),
-        threads=meta["threads"],
-        mallocs=stored_mallocs(meta),
-        rounds=meta.get("rounds", 1),
-        interleave=bool(meta.get("interleave", False)),
-        tf32=bool(meta.get("tf32", False)),
-        seed=meta.get("seed", 0),
-        timeout=meta.get("timeout_s", 120.0),
-        timing=meta.get("timing"),
+        backends=meta.backends,
+        problems=[parse_problem(t) for t in meta.problems],
+        modes=meta.modes,
+        strategies=meta.strategies,
+        device=meta.device,
+        threads=meta.threads,
+        mallocs=meta.mallocs,
+        rounds=meta.rounds or 1,
+        interleave=bool(meta.interleave),
+        tf32=bool(meta.tf32),
+        seed=meta.seed or 0,
+        timeout=meta.timeout_s if meta.timeout_s is not None else 120.0,
+        timing=meta.timing,
     )
 
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .records import CaseRecord, as_record
+from .records import CaseRecord, RunMeta, as_record
 from .summary import format_bytes, format_seconds, peak_bytes
 
 OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
@@ -123,14 +123,12 @@ def verdicts(table: list[dict[str, Any]], device: str = "CPU") -> list[str]:
     return sentences
 
 
-def markdown(
-    table: list[dict[str, Any]], sentences: list[str], problem: str, meta: dict[str, Any]
-) -> str:
-    machine = meta.get("machine", {})
+def markdown(table: list[dict[str, Any]], sentences: list[str], problem: str, meta: RunMeta) -> str:
+    cpu = meta.machine.cpu_model if meta.machine and meta.machine.cpu_model else "?"
     lines = [
         f"### {problem}",
         "",
-        f"Machine: {machine.get('cpu_model', '?')}, {meta.get('threads')} threads; run `{meta.get('run_id')}`.",
+        f"Machine: {cpu}, {meta.threads} threads; run `{meta.run_id}`.",
         "",
         "| backend | allocator | option | call path | mode | agrees with oracle (error) | bit-identical to option 1 | median | IQR | peak memory |",
         "|---|---|---|---|---|---|---|---|---|---|",

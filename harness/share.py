@@ -16,7 +16,7 @@ from typing import Any
 
 from .allocators import run_text as allocator_text
 from .compare import compare_runs
-from .records import NOT_RUN, CaseRecord
+from .records import NOT_RUN, CaseRecord, Machine, Roofline
 from .store import Run
 from .summary import (
     Row,
@@ -24,7 +24,6 @@ from .summary import (
     group_by_problem,
     rank,
     recommendation,
-    roofline_for,
     row_text,
 )
 
@@ -90,35 +89,39 @@ class Report:
 def machine_facts(run: Run) -> list[tuple[str, str]]:
     """What a reader needs to weigh the numbers: the machine, the settings, the versions."""
     meta = run.meta
-    machine = meta.get("machine") or {}
-    roof = meta.get("roofline") or {}
-    project = meta.get("project") or {}
+    machine = meta.machine or Machine()
+    roof = meta.roofline or Roofline()
+    project = meta.project or {}
+
+    def known(value: Any) -> str:
+        return "?" if value is None else str(value)
+
     facts = [
-        ("run", f"{run.run_id} ({meta.get('status', '?')}), suite {meta.get('suite') or 'ad hoc'}"),
-        ("started / ended", f"{meta.get('started', '?')} / {meta.get('ended', '-')}"),
-        ("command", str(meta.get("command", ""))),
+        ("run", f"{run.run_id} ({known(meta.status)}), suite {meta.suite or 'ad hoc'}"),
+        ("started / ended", f"{known(meta.started)} / {meta.ended or '-'}"),
+        ("command", meta.command or ""),
         (
             "machine",
-            f"{machine.get('gpu') or machine.get('cpu_model', '?')}; "
-            f"{machine.get('usable_cores', '?')} usable cores of {machine.get('logical_cores', '?')}; "
-            f"{format_bytes(machine.get('memory_bytes'))} memory; {machine.get('os', '?')}",
+            f"{machine.gpu or known(machine.cpu_model)}; "
+            f"{known(machine.usable_cores)} usable cores of {known(machine.logical_cores)}; "
+            f"{format_bytes(machine.memory_bytes)} memory; {known(machine.os)}",
         ),
-        ("device, threads", f"{meta.get('device', 'cpu')}, {meta.get('threads', '?')} threads"),
+        ("device, threads", f"{meta.device}, {known(meta.threads)} threads"),
         ("allocator", allocator_text(meta)),
     ]
-    if "peak_flops" in roof:
+    if roof.peak_flops is not None:
         facts.append(
             (
                 "roofline",
-                f"{roof['peak_flops'] / 1e9:.1f} GFLOP/s peak, "
-                f"{roof.get('copy_bytes_per_s', 0) / 1e9:.1f} GB/s copy bandwidth "
-                f"({roof.get('method', 'method not recorded')})",
+                f"{roof.peak_flops / 1e9:.1f} GFLOP/s peak, "
+                f"{(roof.copy_bytes_per_s or 0) / 1e9:.1f} GB/s copy bandwidth "
+                f"({roof.method or 'method not recorded'})",
             )
         )
     else:
-        facts.append(("roofline", str(roof.get("error", "not measured"))))
-    versions: dict[str, str] = {"python": str(machine.get("python", "?"))}
-    for worker in (meta.get("workers") or {}).values():
+        facts.append(("roofline", roof.error or "not measured"))
+    versions: dict[str, str] = {"python": known(machine.python)}
+    for worker in (meta.workers or {}).values():
         if isinstance(worker, dict):
             for name, version in (worker.get("versions") or {}).items():
                 versions.setdefault(str(name), str(version))
@@ -138,7 +141,7 @@ def build(
 ) -> Report:
     sections = []
     for (problem, mode, device, malloc, machine), group in group_by_problem(run.cases).items():
-        rows = rank(group, roofline_for(run.meta, machine))
+        rows = rank(group, run.meta.roofline_for(machine))
         sections.append(
             ProblemSection(
                 problem,

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import CASE_SCHEMA, FINAL, CaseRecord, RecordError
-
-RUN_SCHEMA = 1
+from .records import CASE_SCHEMA, FINAL, RUN_SCHEMA, CaseRecord, RecordError, RunMeta
 
 
 class StoreError(ValueError):
@@ -59,13 +57,6 @@ def new_run_id(label: str = "") -> str:
     parts = [stamp, host] + ([label] if label else [])
     text = "-".join(parts)
     return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
-
-
-def stored_mallocs(meta: dict[str, Any]) -> list[str]:
-    """A run's allocators: a list since they became a case dimension, one name before that,
-    absent in runs from before ``--malloc`` (their memory probe fixed glibc's thresholds)."""
-    value = meta.get("malloc") or "fixed"
-    return list(value) if isinstance(value, list) else [value]
 
 
 class RunWriter:
@@ -120,7 +111,7 @@ class RunWriter:
         # the same validation as every reader: a damaged, foreign or newer run.json is refused
         # with its reason, and never written into
         run = read_run(folder)
-        meta = run.meta
+        meta = run.meta.to_dict()  # the writer's own copy, extended as the run goes on
         done = {r.case for r in run.cases if r.status in FINAL}  # idents as read_run made them
         _truncate_damaged_tail(folder / "cases.jsonl")
         meta["status"] = "running"
@@ -136,9 +127,16 @@ class RunWriter:
         return CaseRecord.from_dict(json.loads(line))
 
     def save_meta(self) -> None:
+        text = to_json(self.meta, indent=1)
+        try:  # what is written reads back as a RunMeta: a writer's bug is caught here
+            RunMeta.from_dict(json.loads(text))
+        except RecordError as e:
+            raise StoreError(
+                f"sharedconv made a run.json its readers refuse: the field {e}"
+            ) from None
         tmp = self.folder / "run.json.tmp"
         try:
-            tmp.write_text(to_json(self.meta, indent=1))
+            tmp.write_text(text)
             os.replace(tmp, self.folder / "run.json")
         except OSError as e:
             tmp.unlink(missing_ok=True)
@@ -330,46 +328,6 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---- reading -------------------------------------------------------------------------------
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# run.json fields readers index, and the types they must have (None allowed for all but run_id)
-META_TYPES: dict[str, tuple[type, ...]] = {
-    "run_id": (str,),
-    "schema": (int,),
-    "status": (str,),
-    "suite": (str,),
-    "command": (str,),
-    "threads": (int,),
-    "device": (str,),
-    "malloc": (str, list),
-    "machine": (dict,),
-    "roofline": (dict,),
-    "workers": (dict,),
-    "timing": (dict,),
-    "project": (dict,),
-    "problems": (list,),
-    "backends": (list,),
-    "modes": (list,),
-}
-
-
-def invalid_meta(meta: dict[str, Any]) -> str | None:
-    """The first run.json field of the wrong type, as ``name (why)``, or None."""
-    for key, types in META_TYPES.items():
-        value = meta.get(key)
-        if value is None and key != "run_id":
-            continue
-        if isinstance(value, bool) or not isinstance(value, types):
-            return f"{key} is not {' or '.join(t.__name__ for t in types)}"
-    roof = meta.get("roofline") or {}
-    for key in ("peak_flops", "copy_bytes_per_s"):
-        if key in roof and not _number(roof[key]):
-            return f"roofline.{key} is not a number"
-    return None
-
-
 def read_cases(path: Path) -> tuple[list[CaseRecord], list[str]]:
     """Every valid case line of a ``cases.jsonl``, and a warning per skipped line.
 
@@ -458,17 +416,16 @@ def _rename(record: dict[str, Any]) -> None:
 class Run:
     run_id: str
     folder: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     cases: list[CaseRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
-        machine = self.meta.get("machine", {})
-        device = machine.get("gpu") or machine.get("cpu_model") or "unknown machine"
-        if self.meta.get("device", "cpu") != "cpu" and self.meta.get("precision"):
-            device += f", {self.meta['precision']}"  # e.g. the GPU check's TF32 on/off runs
-        return f"{self.run_id} ({device}, {self.meta.get('suite') or 'ad hoc'})"
+        device = self.meta.machine.name if self.meta.machine else "unknown machine"
+        if self.meta.device != "cpu" and self.meta.precision:
+            device += f", {self.meta.precision}"  # e.g. the GPU check's TF32 on/off runs
+        return f"{self.run_id} ({device}, {self.meta.suite or 'ad hoc'})"
 
 
 def read_run(folder: Path) -> Run:
@@ -485,27 +442,30 @@ def read_run(folder: Path) -> Run:
         raise StoreError(f"{meta_path} cannot be read ({e.strerror})") from None
     if not isinstance(meta, dict) or "run_id" not in meta:
         raise StoreError(f"{meta_path} is not a sharedconv run description")
-    bad = invalid_meta(meta)
-    if bad:
-        raise StoreError(f"{meta_path}: the field {bad}; the run is skipped")
-    if meta.get("schema", RUN_SCHEMA) > RUN_SCHEMA:
-        raise StoreError(
-            f"{meta_path} has schema {meta.get('schema')}; this sharedconv reads {RUN_SCHEMA}"
-        )
+    schema = meta.get("schema", RUN_SCHEMA)
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > RUN_SCHEMA:
+        raise StoreError(f"{meta_path} has schema {schema}; this sharedconv reads {RUN_SCHEMA}")
     if meta.get("status") == "running" and not OwnerLock.held(folder):
         # its writer is gone (killed, crashed, the machine restarted): resumable
         meta["status"] = "interrupted"
         meta.setdefault(
             "status_note", "its writer stopped without finishing; --resume continues it"
         )
+    try:
+        typed = RunMeta.from_dict(meta)
+    except RecordError as e:
+        what = str(e)
+        if what.startswith("("):
+            raise StoreError(f"{meta_path} is not a sharedconv run description") from None
+        raise StoreError(f"{meta_path}: the field {what}; the run is skipped") from None
     cases, warnings = read_cases(folder / "cases.jsonl")
     if any(r.malloc is None for r in cases):  # from before the allocator was a case dimension
-        malloc = stored_mallocs(meta)[0]  # the run's one
+        malloc = typed.mallocs[0]  # the run's one
         cases = [
             r if r.malloc is not None else r.replace(malloc=malloc, case=f"{r.case}/{malloc}")
             for r in cases
         ]
-    return Run(meta["run_id"], folder, meta, cases, warnings)
+    return Run(typed.run_id, folder, typed, cases, warnings)
 
 
 def find_runs(roots: Iterable[Path]) -> tuple[list[Run], list[str]]:
@@ -536,5 +496,5 @@ def find_runs(roots: Iterable[Path]) -> tuple[list[Run], list[str]]:
                 runs.append(read_run(folder))
             except StoreError as e:
                 skipped.append(str(e))
-    runs.sort(key=lambda r: r.meta.get("started", ""), reverse=True)
+    runs.sort(key=lambda r: r.meta.started or "", reverse=True)
     return runs, skipped

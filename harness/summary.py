@@ -14,7 +14,7 @@ from typing import Any
 from sharedconv.backends.problem import ConvProblem, ProblemError
 
 from .memory import output_bytes as call_output_bytes
-from .records import CaseRecord, Faults, as_record
+from .records import CaseRecord, Faults, Roofline, as_record
 
 SEED_OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed / map over C", 3: "split + shared Conv2D"}
 
@@ -82,19 +82,19 @@ class Row:
         return self.record.label
 
 
-def roofline_fraction(record: CaseRecord, roofline: dict[str, Any] | None) -> float | None:
+def roofline_fraction(record: CaseRecord, roofline: Roofline | None) -> float | None:
     """Attained fraction of the roofline bound min(peak FLOP/s, bandwidth x intensity)."""
     med = record.median
-    if not med or not roofline or "peak_flops" not in roofline:
+    if not med or roofline is None or not roofline.usable:
         return None
     flops, nbytes = record.flops, record.fewest_bytes
     if not flops or not nbytes:
         return None
-    bound = min(roofline["peak_flops"], roofline["copy_bytes_per_s"] * flops / nbytes)
+    bound = min(roofline.peak_flops, roofline.copy_bytes_per_s * flops / nbytes)
     return (flops / med) / bound
 
 
-def rank(records: Iterable[CaseRecord], roofline: dict[str, Any] | None = None) -> list[Row]:
+def rank(records: Iterable[CaseRecord], roofline: Roofline | None = None) -> list[Row]:
     """The timed records of one problem and mode, fastest first, with speedups against the
     best implementation of each of the seed's three options."""
     rows = []
@@ -139,15 +139,6 @@ def group_by_problem(
     for r in map(as_record, records):
         groups[(r.problem, r.mode, r.device, r.malloc_name, r.machine_id)].append(r)
     return dict(groups)
-
-
-def roofline_for(meta: dict[str, Any], machine: str) -> dict[str, Any] | None:
-    """The roofline a record's fraction refers to: its machine's in a cluster run, else the
-    run's."""
-    entry = (meta.get("machines") or {}).get(machine) if machine else None
-    if isinstance(entry, dict) and isinstance(entry.get("roofline"), dict):
-        return entry["roofline"]
-    return meta.get("roofline")
 
 
 def format_seconds(s: float | None) -> str:

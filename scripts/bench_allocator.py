@@ -127,7 +127,7 @@ def run_harness(root: Path, mallocs: list[str], threads: int, redo: set[str]) ->
             run_id = f"allocators-{problem.slug()}-{mode}"
             if (root / run_id).exists():
                 try:
-                    complete = read_run(root / run_id).meta.get("status") == "complete"
+                    complete = read_run(root / run_id).meta.status == "complete"
                 except StoreError:
                     complete = False
                 if complete and run_id not in redo:

@@ -151,7 +151,7 @@ def analyse(folder: Path) -> dict[str, Any]:
     from sharedconv.harness.summary import roofline_fraction
 
     run = read_run(folder)
-    roof = run.meta["roofline"]
+    roof = run.meta.roofline
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     typed = {c.case: c for c in run.cases}
     for r in (c.to_dict() for c in run.cases):
@@ -167,7 +167,7 @@ def analyse(folder: Path) -> dict[str, Any]:
         others = [r for r in timed if (r["backend"], r["strategy"]) != OURS]
         any_record = records[0]
         flops, nbytes = any_record["flops"], any_record["fewest_bytes"]
-        by_flops, by_bytes = flops / roof["peak_flops"], nbytes / roof["copy_bytes_per_s"]
+        by_flops, by_bytes = flops / roof.peak_flops, nbytes / roof.copy_bytes_per_s
         skipped = sorted({r.get("reason", "") for r in records if r.get("status") != "pass"})
         rows.append(
             {
@@ -183,7 +183,7 @@ def analyse(folder: Path) -> dict[str, Any]:
                 "reasons": skipped,
             }
         )
-    return {"meta": run.meta, "roof": roof, "rows": rows}
+    return {"meta": run.meta.to_dict(), "roof": roof.to_dict(), "rows": rows}
 
 
 def name(r: dict[str, Any]) -> str:

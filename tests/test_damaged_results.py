@@ -86,11 +86,14 @@ def test_non_utf8_and_duplicate_lines_are_said_and_counted_once(tmp_path):
 
 
 BAD_META = [
-    ({"schema": "1"}, "schema is not int"),
-    ({"machine": "x"}, "machine is not dict"),
-    ({"malloc": 5}, "malloc is not str or list"),
-    ({"roofline": {"peak_flops": "fast", "copy_bytes_per_s": 1}}, "roofline.peak_flops"),
-    ({"workers": []}, "workers is not dict"),
+    ({"schema": "1"}, "schema (not an integer)"),
+    ({"machine": "x"}, "machine (not an object)"),
+    ({"malloc": 5}, "malloc (not a list or text)"),
+    (
+        {"roofline": {"peak_flops": "fast", "copy_bytes_per_s": 1}},
+        "roofline.peak_flops (not a number)",
+    ),
+    ({"workers": []}, "workers (not an object)"),
 ]
 
 
@@ -121,7 +124,7 @@ def test_the_dashboard_loader_skips_the_damaged_run(tmp_path):
     _run(tmp_path, "bad", {**META, "schema": "1"}, [GOOD])
     loaded = data.load([tmp_path])
     assert [r.run_id for r in loaded.runs] == ["good"]
-    assert len(loaded.cases) == 1 and any("schema is not int" in s for s in loaded.skipped)
+    assert len(loaded.cases) == 1 and any("schema (not an integer)" in s for s in loaded.skipped)
 
 
 def test_compare_names_damaged_lines(tmp_path):

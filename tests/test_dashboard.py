@@ -357,11 +357,11 @@ def test_pages_open_on_this_machines_run_else_a_cpu_run(monkeypatch):
     """The committed GPU reference runs are newer than the CPU ones; a page must not open on a
     GPU run for someone on a CPU machine, and Compare opens on two runs that share cases."""
     from sharedconv.dashboard import common
-    from sharedconv.harness.records import CaseRecord, Timing
+    from sharedconv.harness.records import CaseRecord, Machine, RunMeta, Timing
     from sharedconv.harness.store import Run
 
     def run(run_id, device, host, cases=()):
-        meta = {"device": device, "machine": {"hostname": "vm", "cpu_model": host}}
+        meta = RunMeta(run_id=run_id, device=device, machine=Machine(hostname="vm", cpu_model=host))
         return Run(
             run_id,
             Path(run_id),

@@ -29,9 +29,9 @@ def test_gpu_check_dry_run(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     runs = {name: read_run(tmp_path / name) for name in ("verify", "tf32-off", "tf32-on")}
-    assert all(r.meta["status"] == "complete" for r in runs.values())
-    assert runs["tf32-on"].meta["precision"] == "TF32 on"
-    assert runs["tf32-off"].meta["precision"].startswith("TF32 off")
+    assert all(r.meta.status == "complete" for r in runs.values())
+    assert runs["tf32-on"].meta.precision == "TF32 on"
+    assert runs["tf32-off"].meta.precision.startswith("TF32 off")
     verify = runs["verify"].cases
     assert any(c.status == "pass" for c in verify)
     assert not [c for c in verify if c.failed], json.dumps([c.to_dict() for c in verify])[:2000]

@@ -62,7 +62,7 @@ def test_a_run_naming_a_crashing_plugin_records_it_and_goes_on(hostile_plugins, 
     )  # fmt: skip
     assert "Traceback" not in out.stdout + out.stderr, out.stderr[-2000:]
     run = read_run(tmp_path / "r")
-    assert run.meta["status"] == "complete"
+    assert run.meta.status == "complete"
     bad = [c for c in run.cases if c.backend == name]
     assert bad and all(c.status == "unavailable" for c in bad)
     assert any(c.status == "pass" for c in run.cases if c.backend == "numpy")

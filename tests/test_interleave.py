@@ -7,7 +7,7 @@ import random
 
 import pytest
 from sharedconv.harness import interleave
-from sharedconv.harness.records import CaseRecord
+from sharedconv.harness.records import CaseRecord, RunMeta
 from sharedconv.harness.stats import paired_ratio
 
 TRUE = {"a": 1.0e-3, "b": 1.3e-3, "c": 2.0e-3}
@@ -123,9 +123,14 @@ def test_compare_normalized_ignores_a_machine_slower_as_a_whole():
     from sharedconv.harness.compare import compare_runs
     from sharedconv.harness.store import Run
 
-    day1 = Run("a", Path("a"), {}, [_record("fold", 1.0), _record("conv3d", 2.0)])
+    day1 = Run("a", Path("a"), RunMeta(run_id="a"), [_record("fold", 1.0), _record("conv3d", 2.0)])
     # day 2: the whole machine is 30% slower, and conv3d got 20% slower on top of that
-    day2 = Run("b", Path("b"), {}, [_record("fold", 1.3), _record("conv3d", 2.0 * 1.3 * 1.2)])
+    day2 = Run(
+        "b",
+        Path("b"),
+        RunMeta(run_id="b"),
+        [_record("fold", 1.3), _record("conv3d", 2.0 * 1.3 * 1.2)],
+    )
     plain = {r["case"]: r for r in compare_runs(day1, day2)}
     assert plain["torch/fold/p"]["verdict"] == "regression"  # the machine's mood
     rows = compare_runs(day1, day2, normalize="torch/fold")

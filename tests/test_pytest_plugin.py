@@ -89,7 +89,7 @@ def test_pytest_bench_merges_and_import_makes_a_run(tmp_path):
     run = read_run(tmp_path / "results" / "imp")
     # timed in the pytest process, under the allocator its environment had
     assert {c.case for c in run.cases} == {f"{c}/system" for c in cases}
-    assert run.meta["malloc"] == ["system"]
+    assert run.meta.malloc == ["system"]
     assert all(c.median > 0 for c in run.cases)
 
 

@@ -130,3 +130,19 @@ def test_the_writer_stores_what_readers_read_and_refuses_a_broken_record(tmp_pat
     broken = by_case["a/c/p/forward/cpu"]
     assert broken.failed and "its field threads (not an integer)" in broken.reason
     assert json.loads(case_line(as_record(good)))["case_schema"] == 1
+
+
+def test_every_committed_run_description_round_trips_exactly():
+    from sharedconv.harness.records import Machine, Roofline, RunMeta
+
+    paths = sorted(REPO.glob("results/*/run.json")) + sorted(REPO.glob("docs/**/*run.json"))
+    assert len(paths) >= 10
+    for path in paths:
+        data = json.loads(path.read_text())
+        meta = RunMeta.from_dict(data)
+        assert meta.to_dict() == data, path
+        assert isinstance(meta.machine, Machine) and meta.mallocs
+        if meta.roofline is not None:
+            assert isinstance(meta.roofline, Roofline)
+        for mid, machine in (meta.machines or {}).items():  # a cluster run's own rooflines
+            assert machine.roofline is None or meta.roofline_for(mid) is machine.roofline

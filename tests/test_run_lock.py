@@ -25,14 +25,14 @@ def test_a_live_run_cannot_be_resumed_and_a_dead_one_reads_as_interrupted(tmp_pa
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        assert read_run(tmp_path / "live").meta["status"] == "running"
+        assert read_run(tmp_path / "live").meta.status == "running"
         result = CliRunner().invoke(cli, ["run", "--resume", "live", "--results", str(tmp_path)])
         assert result.exit_code == 2, result.output
         assert f"being written by another process (pid {holder.pid})" in result.output
     finally:
         holder.kill()
         holder.wait()
-    assert read_run(tmp_path / "live").meta["status"] == "interrupted"
+    assert read_run(tmp_path / "live").meta.status == "interrupted"
 
 
 CREATE = """
@@ -72,4 +72,4 @@ def test_a_second_writer_in_the_same_process_is_refused(tmp_path):
         first.finish()
     second, _ = RunWriter.resume(tmp_path, "one")  # free again once the first finished
     second.finish()
-    assert read_run(tmp_path / "one").meta["status"] == "complete"
+    assert read_run(tmp_path / "one").meta.status == "complete"

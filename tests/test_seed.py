@@ -30,7 +30,7 @@ def test_seed_on_a_reduced_shape(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     runs, _ = find_runs([tmp_path / "results"])
-    assert len(runs) == 1 and runs[0].meta["suite"] == "seed"
+    assert len(runs) == 1 and runs[0].meta.suite == "seed"
     table = rows(runs[0].cases)
     # every backend: three options in two call paths, all agreeing with the oracle
     assert len(table) == 6 * len(KERAS)
@@ -51,7 +51,7 @@ def test_seed_on_a_reduced_shape(tmp_path):
     assert text.startswith("# The seed question, answered on this machine")
     assert "| backend | allocator | option |" in text
     assert "Theano is no longer developed" in text
-    assert runs[0].meta["command"] in text  # the page names the command that wrote it
+    assert runs[0].meta.command in text  # the page names the command that wrote it
 
 
 def test_seed_rows_and_verdicts_keep_allocators_apart():

@@ -80,10 +80,10 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     )
     assert result.exit_code == 0, result.output
     run = read_run(tmp_path / "t1")
-    assert run.meta["status"] == "complete"
-    assert run.meta["roofline"]["peak_flops"] > 1e8
-    assert run.meta["machine"]["cpu_model"]
-    assert run.meta["workers"]["numpy"]["versions"]["numpy"]
+    assert run.meta.status == "complete"
+    assert run.meta.roofline.peak_flops > 1e8
+    assert run.meta.machine.cpu_model
+    assert run.meta.workers["numpy"]["versions"]["numpy"]
     assert len(run.cases) == 4
     case = next(c for c in run.cases if c.strategy == "oracle64" and c.mode == "train")
     assert case.status == "pass" and case.timed
@@ -104,10 +104,10 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     assert case.first_call_s > 0 and case.setup_s >= 0
     assert "Use numpy/" in result.output
     # the allocator the workers ran with is part of the run, of every case, and of its faults
-    assert run.meta["malloc"] == [allocators.default()]
+    assert run.meta.malloc == [allocators.default()]
     assert all(c.malloc == allocators.default() for c in run.cases)
     assert case.timing.faults.calls >= 1
-    probe = run.meta["workers"]["numpy"]["allocators"][allocators.default()]
+    probe = run.meta.workers["numpy"]["allocators"][allocators.default()]
     assert probe["reuse_faults_64MiB"] == 0  # the default reuses freed memory
 
 
@@ -122,8 +122,8 @@ def test_system_malloc_leaves_the_environment_alone(tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     meta = read_run(tmp_path / "sys").meta
-    assert meta["malloc"] == ["system"]
-    probe = meta["workers"]["numpy"]["facts"]["allocator"]
+    assert meta.malloc == ["system"]
+    probe = meta.workers["numpy"]["facts"]["allocator"]
     assert probe["environment"] == {"MALLOC_ARENA_MAX": "2"}
     assert probe["serving"] == "glibc"
 
@@ -195,7 +195,7 @@ def test_resume_after_kill_9_loses_at_most_the_case_in_flight(tmp_path, test_plu
     before, _ = read_cases(cases)
     assert 3 <= len(before) < 12
     # never marked complete, and its killed writer holds no lock: readers say interrupted
-    assert read_run(tmp_path / "killme").meta["status"] == "interrupted"
+    assert read_run(tmp_path / "killme").meta.status == "interrupted"
 
     result = CliRunner().invoke(cli, ["run", "--resume", "killme", "--results", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -203,7 +203,7 @@ def test_resume_after_kill_9_loses_at_most_the_case_in_flight(tmp_path, test_plu
     assert not after.warnings, after.warnings
     idents = [c.case for c in after.cases]
     assert len(idents) == 12 and len(set(idents)) == 12
-    assert after.meta["status"] == "complete" and after.meta["resumed"]
+    assert after.meta.status == "complete" and after.meta.resumed
 
 
 def test_memory_estimate_refuses_what_does_not_fit(monkeypatch):
@@ -437,7 +437,7 @@ def test_run_in_rounds_and_resume_from_a_partial_round_log(tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     run = read_run(tmp_path / "r")
-    assert run.meta["rounds"] == 3 and len(run.cases) == 2
+    assert run.meta.rounds == 3 and len(run.cases) == 2
     for case in run.cases:
         assert case.rounds == 3 and len(case.timing.round_medians) == 3
     log = (tmp_path / "r" / "rounds.jsonl").read_text().splitlines()

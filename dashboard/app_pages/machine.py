@@ -7,6 +7,7 @@ import streamlit as st
 from sharedconv.dashboard.common import default_run_index, loaded, md, require_results
 from sharedconv.harness.allocators import probe_text
 from sharedconv.harness.allocators import run_text as allocator_text
+from sharedconv.harness.records import Machine, Roofline
 from sharedconv.harness.summary import format_bytes
 
 st.title("Machines and settings")
@@ -15,45 +16,42 @@ if require_results(data):
     opened = default_run_index(data)
     for i, run in enumerate(data.runs):
         meta = run.meta
-        machine = meta.get("machine", {})
+        machine = meta.machine or Machine()
         with st.expander(md(run.label), expanded=i == opened):
             c1, c2, c3, c4 = st.columns(4)
-            c1.metric("CPU / GPU", machine.get("gpu") or machine.get("cpu_model", "?"))
-            c2.metric("cores used", f"{meta.get('threads')} of {machine.get('usable_cores')}")
-            c3.metric("memory", format_bytes(machine.get("memory_bytes")))
-            roof = meta.get("roofline") or {}
+            c1.metric("CPU / GPU", machine.gpu or machine.cpu_model or "?")
+            c2.metric("cores used", f"{meta.threads} of {machine.usable_cores}")
+            c3.metric("memory", format_bytes(machine.memory_bytes))
+            roof = meta.roofline or Roofline()
             c4.metric(
                 "peak float32",
-                f"{roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s" if "peak_flops" in roof else "n/a",
+                f"{roof.peak_flops / 1e9:.1f} GFLOP/s" if roof.peak_flops is not None else "n/a",
             )
-            if meta.get("machines"):  # a cluster run: the figures above are the submitter's
+            if meta.machines:  # a cluster run: the figures above are the submitter's
                 st.caption(
                     "The machine above submitted this cluster run; the cases ran on the machines "
                     "listed below, each with its own roofline."
                 )
-            elif "peak_flops" in roof:
+            elif roof.usable:
                 st.markdown(
-                    f"**Roofline**: {roof.get('peak_flops', 0) / 1e9:.1f} GFLOP/s peak, "
-                    f"{roof.get('copy_bytes_per_s', 0) / 1e9:.1f} GB/s copy bandwidth; ridge point "
-                    f"{roof.get('peak_flops', 0) / max(roof.get('copy_bytes_per_s', 1), 1):.1f} FLOP/byte. "
-                    + md(roof.get("method", ""))
+                    f"**Roofline**: {roof.peak_flops / 1e9:.1f} GFLOP/s peak, "
+                    f"{roof.copy_bytes_per_s / 1e9:.1f} GB/s copy bandwidth; ridge point "
+                    f"{roof.peak_flops / roof.copy_bytes_per_s:.1f} FLOP/byte. "
+                    + md(roof.method or "")
                 )
             else:
-                st.markdown(f"**Roofline**: not measured ({md(roof.get('error', 'no record'))})")
+                st.markdown(f"**Roofline**: not measured ({md(roof.error or 'no record')})")
+            project = meta.project or {}
             st.markdown(
-                f"**Run**: {md(meta.get('command', ''))} — suite {md(meta.get('suite') or 'ad hoc')}, "
-                f"status {md(meta.get('status'))}, started {md(meta.get('started'))}, ended "
-                f"{md(meta.get('ended', '—'))}; project commit "
-                f"{md((meta.get('project') or {}).get('commit') or 'unknown')}"
-                + (
-                    " (with uncommitted changes)"
-                    if (meta.get("project") or {}).get("dirty")
-                    else ""
-                )
+                f"**Run**: {md(meta.command or '')} — suite {md(meta.suite or 'ad hoc')}, "
+                f"status {md(meta.status)}, started {md(meta.started)}, ended "
+                f"{md(meta.ended or '—')}; project commit "
+                f"{md(project.get('commit') or 'unknown')}"
+                + (" (with uncommitted changes)" if project.get("dirty") else "")
             )
             st.markdown("**Allocator** (`sharedconv run --malloc`, docs/allocator.md):")
             st.text(allocator_text(meta))  # plain text: settings hold '_' and '*'
-            rounds = meta.get("rounds", 1)
+            rounds = meta.rounds or 1
             st.markdown(
                 f"**Rounds**: {rounds}: every case was measured in {rounds} fresh workers, round after "
                 "round over the run; a case's median is the median of its rounds' medians, and cases "
@@ -62,11 +60,11 @@ if require_results(data):
                 else "**Rounds**: 1: every case was measured in one worker (`--rounds N` measures "
                 "each case in N workers spread over the run, and shows how much they differ)."
             )
-            if meta.get("precision"):
-                st.markdown(f"**Precision**: {md(meta['precision'])}")
-            machines = meta.get("machines") or {}
+            if meta.precision:
+                st.markdown(f"**Precision**: {md(meta.precision)}")
+            machines = meta.machines or {}
             if machines:
-                executor = meta.get("executor") or {}
+                executor = meta.executor or {}
                 st.markdown(
                     f"**Machines**: a cluster run (`--executor {md(executor.get('kind', 'ray'))}`) "
                     f"on {len(machines)} machines; every case names the one that measured it, and "
@@ -80,30 +78,29 @@ if require_results(data):
                         [
                             {
                                 "machine": mid,
-                                "host": m.get("hostname"),
-                                "CPU / GPU": m.get("gpu") or m.get("cpu_model"),
-                                "cores": m.get("usable_cores"),
-                                "memory": format_bytes(m.get("memory_bytes")),
-                                "peak GFLOP/s": (m.get("roofline") or {}).get("peak_flops", 0)
-                                / 1e9,
-                                "copy GB/s": (m.get("roofline") or {}).get("copy_bytes_per_s", 0)
+                                "host": m.hostname,
+                                "CPU / GPU": m.gpu or m.cpu_model,
+                                "cores": m.usable_cores,
+                                "memory": format_bytes(m.memory_bytes),
+                                "peak GFLOP/s": ((m.roofline and m.roofline.peak_flops) or 0) / 1e9,
+                                "copy GB/s": ((m.roofline and m.roofline.copy_bytes_per_s) or 0)
                                 / 1e9,
                                 "cases": cases_on.get(mid, 0),
                                 "versions": ", ".join(
                                     f"{b}: "
                                     + " ".join(f"{k} {v}" for k, v in w.get("versions", {}).items())
-                                    for b, w in (m.get("workers") or {}).items()
+                                    for b, w in (m.workers or {}).items()
+                                    if isinstance(w, dict)
                                 ),
-                                "Ray node": str(m.get("ray_node_id", ""))[:12],
+                                "Ray node": (m.ray_node_id or "")[:12],
                             }
                             for mid, m in machines.items()
-                            if isinstance(m, dict)
                         ]
                     ),
                     hide_index=True,
                     use_container_width=True,
                 )
-            workers = meta.get("workers", {})
+            workers = meta.workers or {}
             if workers:
                 rows = [
                     {
@@ -125,9 +122,9 @@ if require_results(data):
                 st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
             st.json(
                 {
-                    "machine": machine,
-                    "timing options": meta.get("timing"),
-                    "blas": roof.get("blas"),
+                    "machine": machine.to_dict(),
+                    "timing options": meta.timing,
+                    "blas": roof.blas,
                 },
                 expanded=False,
             )

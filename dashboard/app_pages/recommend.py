@@ -23,7 +23,6 @@ from sharedconv.harness.summary import (
     paired_text,
     rank,
     recommendation,
-    roofline_for,
 )
 
 st.title("Which strategy should I use?")
@@ -72,7 +71,7 @@ if require_results(data):
             st.stop()
         found = answer(
             [run],
-            Question(wanted, mode, run.meta.get("device", "cpu"), True, malloc, machine or None),
+            Question(wanted, mode, run.meta.device, True, malloc, machine or None),
         )
         nearest = problem_text = found.problem
         if not found.exact:
@@ -83,7 +82,7 @@ if require_results(data):
             )
     rows = rank(
         [r for r in records if r.problem == problem_text and r.mode == mode],
-        roofline_for(run.meta, machine),
+        run.meta.roofline_for(machine),
     )
     limit_mib = st.sidebar.number_input(
         "Memory limit (MiB, 0 = none)",

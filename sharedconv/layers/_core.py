@@ -340,11 +340,9 @@ def from_results(
             run = read_run(Path(folder))
         except StoreError:
             continue
-        machine = run.meta.get("machine", {})
-        same_machine = (
-            (machine.get("gpu") == key.device)
-            if device == "cuda"
-            else (machine.get("cpu_model") == cpu_model())
+        machine = run.meta.machine
+        same_machine = machine is not None and (
+            machine.gpu == key.device if device == "cuda" else machine.cpu_model == cpu_model()
         )
         if not same_machine:
             continue
