@@ -428,7 +428,8 @@ class Verification(Record):
 
 @dataclass(frozen=True)
 class MemoryMethod(Record):
-    """One way the peak was measured (``source``: rss, framework, framework+rss, first_call)."""
+    """One way the peak was measured (``source``: rss, framework, framework+rss, allocator,
+    first_call; ``rejected`` when it fell below the call's outputs)."""
 
     source: str | None = None
     peak_bytes: int | None = None

@@ -236,6 +236,24 @@ def _trimmer() -> Trimmer:
     return Trimmer()
 
 
+def allocator_peak(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict[str, Any] | None:
+    """The allocator's own accounting of one warm call (jemalloc's ``thread.peak``: bytes
+    allocated less bytes freed by the calling thread), or None under another allocator."""
+
+    def run() -> None:
+        sync(call())
+
+    peak = _trimmer().thread_peak(run)
+    if peak is None:
+        return None
+    return {
+        "peak_bytes": peak,
+        "method": "jemalloc's peak of bytes allocated (less freed) by the calling thread over "
+        "one warm call (thread.peak; size-class rounding included, the framework's own threads "
+        "not seen)",
+    }
+
+
 def first_call_memory(
     call: Callable[[], Any], sync: Callable[[Any], None]
 ) -> tuple[Any, float, dict[str, Any]]:
@@ -272,7 +290,9 @@ def measure_peak(
       disjoint parts of one call (the pool's blocks were resident before the call; what the
       framework allocates outside the pool is in the RSS), then each alone;
     - on the CPU otherwise: the RSS (it sees every allocator of the process), then the
-      framework's accounting (XLA's plan).
+      framework's accounting (XLA's plan);
+    - on the CPU, last: the allocator's own accounting of the calling thread (under jemalloc):
+      independent of the RSS, blind to the framework's own threads.
 
     ``first_call`` (the cold probe) is kept beside them for the cross-check and never chosen:
     it includes compilation.
@@ -281,6 +301,8 @@ def measure_peak(
     framework = {"source": "framework", **framework} if framework is not None else None
     rss = measure_memory(fn, backend.synchronize) if device == "cpu" else None
     rss = {"source": "rss", **rss} if rss is not None else None
+    heap = allocator_peak(fn, backend.synchronize) if device == "cpu" else None
+    heap = {"source": "allocator", **heap} if heap is not None else None
     candidates: list[dict[str, Any]] = []
     if device != "cpu":
         candidates = [framework]
@@ -291,9 +313,9 @@ def measure_peak(
             "method": "the framework pool's statistics plus the RSS over a warm call (the pool's "
             "blocks, and what the framework allocates outside the pool)",
         }
-        candidates = [combined, rss, framework]
+        candidates = [combined, rss, framework, heap]
     else:
-        candidates = [rss, framework]
+        candidates = [rss, framework, heap]
     found = [m for m in candidates if m is not None]
     if first_call is not None:
         found.append({"source": "first_call", **first_call})

@@ -23,6 +23,7 @@ SOURCES = (
     ("rss", "RSS, warm call"),
     ("framework", "framework's own"),
     ("first_call", "RSS, first call"),
+    ("allocator", "jemalloc, calling thread"),
 )
 
 
@@ -54,7 +55,7 @@ def table(folders: list[Path], malloc: str | None, problem: str | None = None) -
         "| backend | strategy | mode | outputs (floor) | "
         + " | ".join(name for _, name in SOURCES)
         + " | kept | framework / RSS |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| --- | --- | --- | ---: | " + " | ".join("---:" for _ in SOURCES) + " | --- | ---: |",
     ]
     for r in cases:
         if not r.timed or (malloc and r.malloc_name != malloc):
@@ -98,6 +99,10 @@ def agreement(folders: list[Path], problem: str | None = None, mode: str | None 
                 if m.get("peak_bytes") and not m.get("rejected")
             }
             kept = memory.get("peak_bytes")
+            if "rss" in ok and "allocator" in ok:
+                pairs.setdefault(
+                    (r["backend"], "jemalloc's own (calling thread) / warm RSS"), []
+                ).append(ok["allocator"] / ok["rss"])
             if "rss" in ok and "framework" in ok:
                 pairs.setdefault((r["backend"], "framework's own / warm RSS"), []).append(
                     ok["framework"] / ok["rss"]
