@@ -228,6 +228,7 @@ def gpu_check_cmd(outdir: Path, dry_run: bool, minutes: float | None, backends: 
 
     from .execute import OracleStore
     from .roofline import measure_gpu
+    from .store import StoreError
 
     t_start = time.monotonic()
     names = _choices(phases, PHASES, "--phases")
@@ -259,6 +260,8 @@ def gpu_check_cmd(outdir: Path, dry_run: bool, minutes: float | None, backends: 
             records = run_phase(phase, outdir, ready, device, oracles)
             if phase.name != "verify":
                 runs[phase.name] = records
+    except StoreError as e:  # e.g. OUTDIR holds this phase's run from an earlier check
+        raise click.UsageError(f"{e}; give the check an empty OUTDIR") from None
     finally:
         oracles.close()
     for name, why in missing:

@@ -56,6 +56,22 @@ def test_gpu_check_refuses_what_it_cannot_do_with_the_fix():
     assert "Traceback" not in bad.output
 
 
+def test_gpu_check_refuses_an_outdir_that_holds_its_runs(tmp_path):
+    from click.testing import CliRunner
+    from sharedconv.harness.cli import cli
+    from sharedconv.harness.store import RunWriter
+
+    if load_backend("torch").available() and load_backend("jax").available():
+        pytest.skip("needs torch or jax")
+    RunWriter.create(tmp_path, "verify", {"suite": "conformance"}).finish()
+    result = CliRunner().invoke(
+        cli, ["gpu-check", str(tmp_path), "--dry-run", "--phases", "verify"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "already exists" in result.output and "give the check an empty OUTDIR" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_backends_share_of_the_time_skips_its_later_cases_with_the_reason():
     from sharedconv.backends.problem import parse_problem
     from sharedconv.harness.execute import Plan, execute
