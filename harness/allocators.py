@@ -293,6 +293,16 @@ class Trimmer:
     def __init__(self) -> None:
         self.kind = serving_library()
         self._me = ctypes.CDLL(None)
+        self._mallctl = None
+        if self.kind == "jemalloc":
+            self._mallctl = self._me.mallctl
+            self._mallctl.argtypes = [
+                ctypes.c_char_p,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_size_t,
+            ]
         name = ctypes.util.find_library("c")
         self._libc = None
         if name:
@@ -306,15 +316,8 @@ class Trimmer:
     def trim(self) -> str | None:
         """Hand back what can be handed back; returns how, or None when nothing could."""
         how = []
-        if self.kind == "jemalloc":
-            mallctl = self._me.mallctl
-            mallctl.argtypes = [
-                ctypes.c_char_p,
-                ctypes.c_void_p,
-                ctypes.c_void_p,
-                ctypes.c_void_p,
-                ctypes.c_size_t,
-            ]
+        if self._mallctl is not None:
+            mallctl = self._mallctl
             # this thread's cache first (blocks up to 32 KiB a call would reuse unseen), then
             # every arena (MALLCTL_ARENAS_ALL is 4096 in jemalloc 5)
             if mallctl(b"thread.tcache.flush", None, None, None, 0) == 0:
@@ -334,16 +337,9 @@ class Trimmer:
         while ``call`` runs (``thread.peak``), size-class rounding included; None elsewhere.
         Allocator accounting, not resident pages: independent of the RSS. It does not see what
         the framework allocates in threads of its own."""
-        if self.kind != "jemalloc":
+        mallctl = self._mallctl
+        if mallctl is None:
             return None
-        mallctl = self._me.mallctl
-        mallctl.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-        ]
         if mallctl(b"thread.peak.reset", None, None, None, 0) != 0:
             return None  # a jemalloc before 5.3
         call()

@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from .cli_options import CONTEXT
+from .cli_options import CONTEXT, backends_from
 
 TOTAL_MINUTES = 7.0
 # shares of the time budget (the rest is start-up, roofline and the summary); TF32 on times
@@ -234,9 +234,9 @@ def gpu_check_cmd(outdir: Path, dry_run: bool, minutes: float | None, backends: 
     names = _choices(phases, PHASES, "--phases")
     suite_names = _choices(suites, ("seed", "channels"), "--suites")
     minutes = minutes or (DRY_RUN_MINUTES if dry_run else TOTAL_MINUTES)
+    wanted = backends_from(backends) if backends else (["torch", "jax"] if dry_run else None)
     outdir.mkdir(parents=True, exist_ok=True)
     click.echo(nvidia_smi())
-    wanted = backends.split(",") if backends else (["torch", "jax"] if dry_run else None)
     ready, missing = gpu_backends(wanted)
     for name, why in missing:
         click.echo(f"{name}: not measured here ({why})")

@@ -76,13 +76,13 @@ class Record:
     _NOT_FIELDS: ClassVar[frozenset[str]] = frozenset({"extra", "_keys"})
 
     @classmethod
-    def from_dict(cls: type[R], data: Any, path: str = "") -> R:
+    def from_dict(cls: type[R], data: Any) -> R:
         """The record of a JSON object; :class:`RecordError` names the first wrong field by
         its path (``timing.stats.median (not a number)``)."""
         try:
             return _converter(cls)(data)
         except _Wrong as e:
-            where = ".".join(filter(None, [path, *reversed(e.keys)])).replace(".[", "[")
+            where = ".".join(reversed(e.keys)).replace(".[", "[")
             raise RecordError(f"{where or cls.__name__} ({e.why})") from None
 
     @classmethod
@@ -90,31 +90,26 @@ class Record:
         if not isinstance(data, dict):
             raise _Wrong("not an object")
         values: dict[str, Any] = {}
-        for name, convert, required in _plan(cls):
+        for name, convert in _plan(cls):
             if name in data:
                 try:
                     values[name] = convert(data[name])
                 except _Wrong as e:
                     raise e.at(name) from None
-            elif required:
-                raise _Wrong("missing").at(name)
         known = _known(cls)
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**values, extra=extra, _keys=frozenset(data))
 
     def has(self, name: str) -> bool:
         """Whether the field ``name`` was in the object read, or has been set since."""
-        f = next(f for f in _fields(type(self)) if f.name == name)
-        read = self._keys is not None and name in self._keys
-        return read or _differs_from_default(f, getattr(self, name))
+        return self._has(next(f for f in _fields(type(self)) if f.name == name))
+
+    def _has(self, f: dataclasses.Field) -> bool:
+        read = self._keys is not None and f.name in self._keys
+        return read or _differs_from_default(f, getattr(self, f.name))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in _fields(type(self)):
-            value = getattr(self, f.name)
-            read = self._keys is not None and f.name in self._keys
-            if read or _differs_from_default(f, value):
-                out[f.name] = _dump(value)
+        out = {f.name: _dump(getattr(self, f.name)) for f in _fields(type(self)) if self._has(f)}
         out.update(self.extra)
         return out
 
@@ -143,17 +138,11 @@ def _known(cls: type) -> frozenset[str]:
 
 
 @functools.cache
-def _plan(cls: type) -> tuple[tuple[str, Callable[[Any], Any], bool], ...]:
-    """Per field: its name, the converter of its declared type, whether it is required."""
+def _plan(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Per field: its name and the converter of its declared type (every field has a default;
+    the keys a record cannot do without are checked by its ``from_dict``)."""
     hints = typing.get_type_hints(cls)
-    return tuple(
-        (
-            f.name,
-            _converter(hints[f.name]),
-            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
-        )
-        for f in _fields(cls)
-    )
+    return tuple((f.name, _converter(hints[f.name])) for f in _fields(cls))
 
 
 def _differs_from_default(f: dataclasses.Field, value: Any) -> bool:
@@ -516,10 +505,10 @@ class CaseRecord(Record):
             object.__setattr__(self, "status", Status(self.status))
 
     @classmethod
-    def from_dict(cls, data: Any, path: str = "") -> CaseRecord:
+    def from_dict(cls, data: Any) -> CaseRecord:
         if not isinstance(data, dict) or any(k not in data for k in REQUIRED_CASE_KEYS):
             raise RecordError("(not a sharedconv case record)")
-        return super().from_dict(data, path)
+        return super().from_dict(data)
 
     # ---- what readers derive ----
     @property
@@ -658,10 +647,10 @@ class RunMeta(Record):
     non_finite: list[str] | None = None
 
     @classmethod
-    def from_dict(cls, data: Any, path: str = "") -> RunMeta:
+    def from_dict(cls, data: Any) -> RunMeta:
         if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
             raise RecordError("(not a sharedconv run description)")
-        return super().from_dict(data, path)
+        return super().from_dict(data)
 
     @property
     def mallocs(self) -> list[str]:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .records import NOT_RUN, CaseRecord, RunMeta, as_record
+from .records import NOT_RUN, CaseRecord, RunMeta
 
 STATUS_STYLE = {
     "pass": "[green]pass[/]",
@@ -36,8 +36,7 @@ def failed(records: Iterable[CaseRecord]) -> list[CaseRecord]:
     return [r for r in records if r.failed]
 
 
-def verify_table(records: Iterable[CaseRecord | dict[str, Any]], detailed: bool) -> list[Table]:
-    records = [as_record(r) for r in records]
+def verify_table(records: list[CaseRecord], detailed: bool) -> list[Table]:
     tables = []
     if detailed:
         t = Table(title="Agreement with the float64 oracle", title_justify="left")
@@ -119,7 +118,7 @@ def print_tables(tables: list[Table], console: Console | None = None) -> None:
 
 
 def ranking_tables(
-    records: Iterable[CaseRecord | dict[str, Any]],
+    records: Iterable[CaseRecord],
     meta: RunMeta | None,
     limit: int | None = None,
     memory_limit: int | None = None,

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .records import CaseRecord, RunMeta, as_record
+from .records import CaseRecord, RunMeta
 from .summary import format_bytes, format_seconds, peak_bytes
 
 OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed(Conv2D)", 3: "split + shared Conv2D"}
@@ -38,12 +38,12 @@ def through_predict(record: CaseRecord) -> bool:
     return record.strategy.endswith("_predict")
 
 
-def rows(records: Iterable[CaseRecord | dict[str, Any]]) -> list[dict[str, Any]]:
+def rows(records: Iterable[CaseRecord]) -> list[dict[str, Any]]:
     """One row per backend, allocator, option and call path, with agreement and
     bit-identity (option 1 under the same backend and allocator)."""
     out = []
     by_backend: dict[tuple[str, str], list[CaseRecord]] = defaultdict(list)
-    for r in map(as_record, records):
+    for r in records:
         by_backend[(r.backend, r.malloc_name)].append(r)
     for (backend, malloc), group in by_backend.items():
         digests = {(through_predict(r), r.seed_option): r.output_digest for r in group}

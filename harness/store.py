@@ -122,9 +122,9 @@ class RunWriter:
 
     def append(self, record: CaseRecord | dict[str, Any]) -> CaseRecord:
         """Write one case's record; returns it as every reader will read it."""
-        line = case_line(record)
+        line, stored = case_line(record)
         write_whole_line(self._cases, line)
-        return CaseRecord.from_dict(json.loads(line))
+        return stored
 
     def save_meta(self) -> None:
         text = to_json(self.meta, indent=1)
@@ -155,8 +155,9 @@ class RunWriter:
             self._lock.release()
 
 
-def case_line(record: CaseRecord | dict[str, Any]) -> str:
-    """One line of ``cases.jsonl``/``rounds.jsonl``: strict JSON of the record, schema first.
+def case_line(record: CaseRecord | dict[str, Any]) -> tuple[str, CaseRecord]:
+    """One line of ``cases.jsonl``/``rounds.jsonl`` (strict JSON of the record, schema first)
+    and the record as a reader will read that line.
 
     A record made in this process may be a dict still (the worker's parts merged); it is written
     only when it reads back as a :class:`CaseRecord`, so a writer's bug is caught here, not by
@@ -164,7 +165,7 @@ def case_line(record: CaseRecord | dict[str, Any]) -> str:
     data = record.to_dict() if isinstance(record, CaseRecord) else record
     line = to_json({"case_schema": CASE_SCHEMA, **data})
     try:
-        CaseRecord.from_dict(json.loads(line))
+        return line, CaseRecord.from_dict(json.loads(line))
     except RecordError as e:
         keep = {k: str(data.get(k)) for k in ("case", "backend", "strategy", "problem", "mode")}
         keep.update({k: data[k] for k in ("device", "malloc") if isinstance(data.get(k), str)})
@@ -176,7 +177,7 @@ def case_line(record: CaseRecord | dict[str, Any]) -> str:
                 "reason": f"sharedconv could not store this case's record: its field {e}",
             }
         )
-    return line
+    return line, CaseRecord.from_dict(json.loads(line))
 
 
 def write_whole_line(f: Any, line: str) -> None:
@@ -270,7 +271,7 @@ class RoundLog:
         return [r.to_dict() for r in records if r.round is not None]
 
     def append(self, record: dict[str, Any]) -> None:
-        write_whole_line(self._file, case_line(record))
+        write_whole_line(self._file, case_line(record)[0])
 
     def close(self) -> None:
         self._file.close()

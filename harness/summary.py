@@ -14,7 +14,7 @@ from typing import Any
 from sharedconv.backends.problem import ConvProblem, ProblemError
 
 from .memory import output_bytes as call_output_bytes
-from .records import CaseRecord, Faults, Roofline, as_record
+from .records import CaseRecord, Faults, Roofline
 
 SEED_OPTIONS = {1: "Conv3D (1,K,K)", 2: "TimeDistributed / map over C", 3: "split + shared Conv2D"}
 
@@ -131,12 +131,12 @@ def rank(records: Iterable[CaseRecord], roofline: Roofline | None = None) -> lis
 
 
 def group_by_problem(
-    records: Iterable[CaseRecord | dict[str, Any]],
+    records: Iterable[CaseRecord],
 ) -> dict[tuple[str, str, str, str, str], list[CaseRecord]]:
     """Records by (problem, mode, device, allocator, machine): one ranking never mixes
     allocators, nor the machines of a cluster run (machine "" for a run made on one)."""
     groups: dict[tuple[str, str, str, str, str], list[CaseRecord]] = defaultdict(list)
-    for r in map(as_record, records):
+    for r in records:
         groups[(r.problem, r.mode, r.device, r.malloc_name, r.machine_id)].append(r)
     return dict(groups)
 

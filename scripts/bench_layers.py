@@ -747,17 +747,12 @@ def main() -> None:
         child(args.child, args.device, args.shapes, args.modes.split(","), args.rounds, args.budget)
         return
     from sharedconv.harness import allocators
-    from sharedconv.harness.machine import cpu_model
+    from sharedconv.harness.machine import cpu_model, gpu_name
 
     args.malloc = args.malloc or allocators.default()
     machine = f"{cpu_model()}, {os.cpu_count()} cores" if args.device == "cpu" else args.device
     if args.device != "cpu":
-        gpu = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        machine = f"{gpu or args.device} ({cpu_model()} host)"
+        machine = f"{gpu_name() or args.device} ({cpu_model()} host)"
     command = "python scripts/bench_layers.py " + shlex.join(sys.argv[1:])
     malloc = allocators.get(args.malloc).how_to_get() or args.malloc
 

@@ -45,15 +45,18 @@ def test_gpu_check_dry_run(tmp_path):
     assert out.stdout.strip().splitlines()[-1].startswith("done in")
 
 
-def test_gpu_check_refuses_what_it_cannot_do_with_the_fix():
+def test_gpu_check_refuses_what_it_cannot_do_with_the_fix(tmp_path):
     from click.testing import CliRunner
     from sharedconv.harness.cli import cli
 
-    bad = CliRunner().invoke(cli, ["gpu-check", "/tmp/unused-gpu-check", "--phases", "warmup"])
+    bad = CliRunner().invoke(cli, ["gpu-check", str(tmp_path / "out"), "--phases", "warmup"])
     assert (
         bad.exit_code == 2 and "unknown 'warmup'; choose from verify,tf32-off,tf32-on" in bad.output
     )
     assert "Traceback" not in bad.output
+    unknown = CliRunner().invoke(cli, ["gpu-check", str(tmp_path / "out"), "-b", "torhc"])
+    assert unknown.exit_code == 2 and "unknown backend(s) torhc" in unknown.output
+    assert not (tmp_path / "out").exists()  # refused before anything was made
 
 
 def test_gpu_check_refuses_an_outdir_that_holds_its_runs(tmp_path):

@@ -129,7 +129,8 @@ def test_the_writer_stores_what_readers_read_and_refuses_a_broken_record(tmp_pat
     assert by_case["a/b/p/forward/cpu"].to_dict() == {"case_schema": 1, **good}
     broken = by_case["a/c/p/forward/cpu"]
     assert broken.failed and "its field threads (not an integer)" in broken.reason
-    assert json.loads(case_line(as_record(good)))["case_schema"] == 1
+    line, record = case_line(as_record(good))
+    assert json.loads(line)["case_schema"] == 1 and record.to_dict() == json.loads(line)
 
 
 def test_every_committed_run_description_round_trips_exactly():
@@ -141,7 +142,7 @@ def test_every_committed_run_description_round_trips_exactly():
         data = json.loads(path.read_text())
         meta = RunMeta.from_dict(data)
         assert meta.to_dict() == data, path
-        assert isinstance(meta.machine, Machine) and meta.mallocs
+        assert isinstance(meta.machine, Machine) and meta.run_id == data["run_id"]
         if meta.roofline is not None:
             assert isinstance(meta.roofline, Roofline)
         for mid, machine in (meta.machines or {}).items():  # a cluster run's own rooflines

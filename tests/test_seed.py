@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 from sharedconv.backends.registry import load_backend
 from sharedconv.harness.cli import cli
+from sharedconv.harness.records import CaseRecord
 from sharedconv.harness.seed import rows, verdicts
 from sharedconv.harness.store import find_runs
 
@@ -75,7 +76,7 @@ def test_seed_rows_and_verdicts_keep_allocators_apart():
         record("conv3d", 1, "system", 0.050, "b"),
         record("time_distributed", 2, "system", 0.030, "c"),
     ]
-    table = rows(records)
+    table = rows([CaseRecord.from_dict(r) for r in records])
     assert {(r["allocator"], r["option"]) for r in table} == {
         ("jemalloc", 1), ("jemalloc", 2), ("system", 1), ("system", 2)
     }  # fmt: skip
