@@ -188,7 +188,15 @@ def options_given(ctx: click.Context, keep: tuple[str, ...]) -> list[str]:
     help="Time each problem's candidates together: every framework's worker keeps its prepared "
     "strategies, and timed turns go round all of them in a new random order each cycle, so a slow "
     "spell of the machine hits them alike. Each case then stores its ratio to the problem's fastest "
-    "with a 95%% interval (docs/harness-benchmark.md shows when it helps).",
+    "with a 95% interval (docs/harness-benchmark.md shows when it helps).",
+)
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Run every case in a worker process of its own. Its first call then meets the framework "
+    "with empty memory pools, so the first-call memory reading is a cold, independent check of "
+    "the case's peak (docs/memory.md), at the price of one worker start per case (seconds for "
+    "TensorFlow).",
 )
 @click.option(
     "--top",
@@ -209,6 +217,7 @@ def run_cmd(
     resume: str | None,
     rounds: int,
     interleave: bool,
+    isolate: bool,
     top: int,
     executor: Executor | None,
 ) -> None:
@@ -252,6 +261,11 @@ def run_cmd(
             raise click.UsageError(
                 "--interleave and --rounds are two answers to the same noise; choose one"
             )
+        if interleave and isolate:
+            raise click.UsageError(
+                "--interleave keeps each framework's worker alive with all its candidates, "
+                "--isolate gives each case a worker of its own: choose one"
+            )
         if executor is not None and executor.kind == "ray" and (interleave or rounds > 1):
             raise click.UsageError(
                 "--executor ray runs each case on one node, once: drop --interleave and --rounds "
@@ -260,6 +274,7 @@ def run_cmd(
         plan = sel.plan(
             rounds=rounds,
             interleave=interleave,
+            isolate=isolate,
             timing={
                 "budget": budget if budget is not None else sel.budget(),
                 "precision": precision,

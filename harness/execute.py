@@ -69,6 +69,9 @@ class Plan:
     # time each problem's candidates together, in random-order cycles (harness.interleave)
     interleave: bool = False
     tf32: bool = False  # float32 may use TF32 tensor cores on a GPU (Backend.tf32)
+    # every case in a worker of its own: its first call meets empty framework pools, so the
+    # first-call memory reading is cold for every case (not only a worker's first)
+    isolate: bool = False
 
 
 # Above this many output elements the oracle checks a seeded sample of whole images.
@@ -349,8 +352,15 @@ class CaseRunner:
                 malloc=key.malloc,
                 tf32=plan.tf32,
             )
+        # the worker runs its first case (started for it, or after a fault): nothing an earlier
+        # case allocated sits in the framework's pools, so the first call's memory is cold
+        record["fresh_worker"] = not worker.alive()
         ensure = hello_once(key, worker, self.seen_hello, self.on_worker)
-        run_case(plan, key, record, worker, self.store, ensure)
+        try:
+            run_case(plan, key, record, worker, self.store, ensure)
+        finally:
+            if plan.isolate:
+                self.workers.pop((key.backend, key.malloc)).close()
         return record
 
     def close(self) -> None:

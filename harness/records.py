@@ -491,6 +491,9 @@ class CaseRecord(Record):
     machine: Any = None  # cluster runs: an id into run.json's machines
     machine_kind: str | None = None
     retried_after: str | None = None
+    # its worker ran no case before it (started for it: the first of a backend, --isolate, or
+    # after a fault), so its first-call memory reading met empty framework pools
+    fresh_worker: bool | None = None
     round: int | None = None  # rounds.jsonl: the round of this line
     rounds: int | None = None  # cases.jsonl of a run in rounds: how many counted
     failed_round: int | None = None
@@ -635,6 +638,7 @@ class RunMeta(Record):
     allocators: dict[str, Any] | None = None
     rounds: int | None = None
     interleave: bool | None = None
+    isolate: bool | None = None  # every case in a worker of its own (--isolate)
     tf32: bool | None = None
     precision: str | None = None  # the GPU check's TF32 on / off phases
     gpu_check: str | None = None

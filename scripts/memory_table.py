@@ -99,6 +99,10 @@ def agreement(folders: list[Path], problem: str | None = None, mode: str | None 
                 if m.get("peak_bytes") and not m.get("rejected")
             }
             kept = memory.get("peak_bytes")
+            # a worker's first case meets empty framework pools: its first call is cold
+            first = {True: "cold first-call RSS", False: "first-call RSS (warm worker)"}.get(
+                case.fresh_worker, "first-call RSS"
+            )
             if "rss" in ok and "allocator" in ok:
                 pairs.setdefault(
                     (r["backend"], "jemalloc's own (calling thread) / warm RSS"), []
@@ -108,22 +112,24 @@ def agreement(folders: list[Path], problem: str | None = None, mode: str | None 
                     ok["framework"] / ok["rss"]
                 )
             if "framework" in ok and "first_call" in ok:
-                pairs.setdefault((r["backend"], "first-call RSS / framework's own"), []).append(
+                pairs.setdefault((r["backend"], f"{first} / framework's own"), []).append(
                     ok["first_call"] / ok["framework"]
                 )
             if kept and "first_call" in ok:
-                pairs.setdefault((r["backend"], "first-call RSS / kept peak"), []).append(
+                pairs.setdefault((r["backend"], f"{first} / kept peak"), []).append(
                     ok["first_call"] / kept
                 )
     lines = [
-        "| backend | methods compared | cases | median ratio | range |",
-        "| --- | --- | ---: | ---: | --- |",
+        "| backend | methods compared | cases | median ratio | quartiles | within 0.8-1.25 | range |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
     for (backend, what), ratios in sorted(pairs.items()):
         ratios.sort()
+        q1, med, q3 = (ratios[int(f * (len(ratios) - 1) + 0.5)] for f in (0.25, 0.5, 0.75))
+        near = sum(0.8 <= r <= 1.25 for r in ratios) / len(ratios)
         lines.append(
-            f"| {backend} | {what} | {len(ratios)} | {ratios[len(ratios) // 2]:.2f} | "
-            f"{ratios[0]:.2f} to {ratios[-1]:.2f} |"
+            f"| {backend} | {what} | {len(ratios)} | {med:.2f} | {q1:.2f} to {q3:.2f} | "
+            f"{near:.0%} | {ratios[0]:.2f} to {ratios[-1]:.2f} |"
         )
     return "\n".join(lines)
 
@@ -161,8 +167,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.json:
-        cases = [r for folder in args.runs for r in read_run(folder).cases if r.get("timed")]
-        print(json.dumps([r.get("memory") for r in cases], indent=1))
+        cases = [r for folder in args.runs for r in read_run(folder).cases if r.timed]
+        print(json.dumps([r.to_dict().get("memory") for r in cases], indent=1))
         return
     if args.write_doc:
         write_doc(args.write_doc, args.runs[0])

@@ -467,3 +467,28 @@ def test_run_in_rounds_and_resume_from_a_partial_round_log(tmp_path):
     assert merged.exit_code == 0, merged.output
     assert (tmp_path / "r" / "rounds.jsonl").read_text() == full
     assert [c.rounds for c in read_run(tmp_path / "r").cases] == [3, 3]
+
+
+def test_isolate_gives_every_case_a_worker_of_its_own(tmp_path):
+    args = [
+        "run", "--backends", "numpy", "--strategies", "oracle32,oracle64",
+        "--shape", "B=1,C=2,H=12,N=2,K=3", "--shape", "B=1,C=3,H=12,N=2,K=3",
+        "--mode", "forward", "--results", str(tmp_path), *FAST,
+    ]  # fmt: skip
+    plain = CliRunner().invoke(cli, [*args, "--run-id", "plain"])
+    assert plain.exit_code == 0, plain.output
+    cases = read_run(tmp_path / "plain").cases
+    # one worker for the backend: only its first case met a fresh one
+    assert [c.fresh_worker for c in cases] == [True, False, False, False]
+
+    isolated = CliRunner().invoke(cli, [*args, "--run-id", "iso", "--isolate"])
+    assert isolated.exit_code == 0, isolated.output
+    run = read_run(tmp_path / "iso")
+    assert run.meta.isolate is True and len(run.cases) == 4
+    for case in run.cases:
+        assert case.timed and case.fresh_worker is True
+        methods = {m.source for m in case.memory.methods}
+        assert "first_call" in methods
+
+    refused = CliRunner().invoke(cli, [*args, "--run-id", "both", "--isolate", "--interleave"])
+    assert refused.exit_code == 2 and "choose one" in refused.output
