@@ -23,7 +23,7 @@ from sharedconv.backends.registry import BackendLoadError, get_spec, load_backen
 
 from . import allocators
 from .discovery import faults
-from .memory import available_bytes, refuse_if_too_big
+from .memory import available_bytes, estimate_bytes, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
 RECORD_SCHEMA = 1
@@ -334,27 +334,49 @@ class CaseRunner:
         self.on_worker = on_worker
         # one worker per (backend, allocator): several allocators alternate case by case
         self.workers: dict[tuple[str, str], WorkerProcess] = {}
+        self.used: set[tuple[str, str]] = set()  # the workers that have had a case
         self.seen_hello: set[tuple[str, str]] = set()
+
+    def _worker(self, backend: str, malloc: str) -> WorkerProcess:
+        plan = self.plan
+        worker = self.workers.get((backend, malloc))
+        if worker is None:
+            worker = self.workers[(backend, malloc)] = WorkerProcess(
+                backend,
+                plan.threads,
+                plan.device,
+                verbose=plan.verbose,
+                malloc=malloc,
+                tf32=plan.tf32,
+            )
+        return worker
+
+    def prestart(self, keys: Iterable[CaseKey]) -> None:
+        """Starts the workers of these cases all at once, so their frameworks import side by
+        side, and waits for every one to be ready before any case runs: no case is timed
+        while another framework is still importing."""
+        started = []
+        for backend, malloc in dict.fromkeys((k.backend, k.malloc) for k in keys):
+            worker = self._worker(backend, malloc)
+            if not worker.alive():
+                worker.spawn()
+                started.append(worker)
+        for worker in started:
+            worker.await_hello()
 
     def run(self, key: CaseKey, record: dict[str, Any]) -> dict[str, Any]:
         """Runs one undecided case into ``record`` (a ``base_record``) and returns it."""
         plan = self.plan
-        worker = self.workers.get((key.backend, key.malloc))
-        if worker is None:
-            # close the previous backend's workers: one framework in memory at a time
-            for other in [w for w in self.workers if w[0] != key.backend]:
-                self.workers.pop(other).close()
-            worker = self.workers[(key.backend, key.malloc)] = WorkerProcess(
-                key.backend,
-                plan.threads,
-                plan.device,
-                verbose=plan.verbose,
-                malloc=key.malloc,
-                tf32=plan.tf32,
-            )
-        # the worker runs its first case (started for it, or after a fault): nothing an earlier
-        # case allocated sits in the framework's pools, so the first call's memory is cold
-        record["fresh_worker"] = not worker.alive()
+        # one framework in memory at a time: the plan is backend-major, so a backend that had
+        # its cases is done once another's case comes (workers started ahead wait their turn)
+        for other in [k for k in self.workers if k[0] != key.backend and k in self.used]:
+            self.workers.pop(other).close()
+        self.used.add((key.backend, key.malloc))
+        worker = self._worker(key.backend, key.malloc)
+        # the worker runs its first case (started for it or ahead of it, or after a fault):
+        # nothing an earlier case allocated sits in the framework's pools, so the first call's
+        # memory is cold
+        record["fresh_worker"] = not worker.alive() or worker.served == 0
         ensure = hello_once(key, worker, self.seen_hello, self.on_worker)
         try:
             run_case(plan, key, record, worker, self.store, ensure)
@@ -369,6 +391,26 @@ class CaseRunner:
         self.workers.clear()
         if self._own_store:
             self.store.close()
+
+
+# What a framework's worker holds once started and idle (TensorFlow's and Keras' are the
+# largest, about half this): the memory that starting every worker ahead sets aside.
+IDLE_WORKER_BYTES = 1 << 30
+
+
+def start_ahead(plan: Plan, keys: list[CaseKey]) -> bool:
+    """Whether :meth:`CaseRunner.prestart` may start these cases' workers together: on the CPU
+    (GPU frameworks each claim device memory when they start), not with ``isolate`` (a worker
+    per case), and only when the idle workers leave the largest case the memory it would have
+    had with one worker alive (the rule of ``refuse_if_too_big``)."""
+    workers = {(k.backend, k.malloc) for k in keys}
+    if plan.device != "cpu" or plan.isolate or len(workers) < 2:
+        return False
+    need = max(
+        estimate_bytes(k.problem, load_backend(k.backend).strategy(k.strategy), k.mode)
+        for k in keys
+    )
+    return available_bytes() - IDLE_WORKER_BYTES * len(workers) >= need / 0.8
 
 
 def execute(
@@ -386,11 +428,13 @@ def execute(
     done = set(skip)
     runner = CaseRunner(plan, oracle_store, on_worker)
     shares = BackendShares(plan.backend_seconds)
+    cases = [c for c in plan_cases(plan) if c[0].ident() not in done]
     try:
-        # plan_cases is backend-major: one framework is alive at a time.
-        for key, decided, meta in plan_cases(plan):
-            if key.ident() in done:
-                continue
+        todo = [key for key, decided, _ in cases if decided is None]
+        if start_ahead(plan, todo):
+            runner.prestart(todo)
+        # plan_cases is backend-major: one framework computes at a time.
+        for key, decided, meta in cases:
             record = {**base_record(key, plan.threads), **meta}
             decided = decided or past_deadline(plan) or shares.spent(key.backend)
             if decided is not None:

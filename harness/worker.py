@@ -92,9 +92,18 @@ class WorkerProcess:
     _stderr: Any = None
     _buffer: bytes = b""
     starts: int = 0
+    served: int = 0  # cases asked of the process since it started
+    _greeting: bool = False  # spawned, its hello sent and not yet read (greet)
+    _start_fault: WorkerFault | None = None  # the hello failed in greet: raised at ensure
 
     # ---- lifecycle --------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
+        self.spawn()
+        return self.greet()
+
+    def spawn(self) -> None:
+        """Starts the process and sends its hello without waiting for the answer: several
+        workers then import their frameworks at once (:meth:`greet` reads each answer)."""
         self.close()
         from .allocators import get as get_allocator
 
@@ -114,19 +123,39 @@ class WorkerProcess:
         )
         self._buffer = b""
         self.starts += 1
-        self.hello = self._exchange(
+        self.served = 0
+        self._start_fault = None
+        self._send(
             {
                 "op": "hello",
                 "backend": self.backend,
                 "threads": self.threads,
                 "device": self.device,
                 "tf32": self.tf32,
-            },
-            self.startup_timeout,
+            }
         )
+        self._greeting = True
+
+    def greet(self) -> dict[str, Any]:
+        """The spawned worker's hello (raises :class:`WorkerFault`, as a start does)."""
+        self._greeting = False
+        self.hello = self._receive(self.startup_timeout)
         return self.hello
 
+    def await_hello(self) -> None:
+        """:meth:`greet` for a worker started ahead of its cases: a failed start is kept and
+        raised by its first :meth:`ensure`, so it becomes that case's record."""
+        try:
+            self.greet()
+        except WorkerFault as fault:
+            self._start_fault = fault
+
     def ensure(self) -> dict[str, Any]:
+        if self._start_fault is not None:  # a spawned worker whose hello failed: its fault
+            fault, self._start_fault = self._start_fault, None
+            raise fault
+        if self._greeting:
+            return self.greet()
         if self._proc is None or self._proc.poll() is not None:
             return self.start()
         assert self.hello is not None
@@ -137,6 +166,7 @@ class WorkerProcess:
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
+        self._greeting, self._start_fault = False, None
         if proc is not None and proc.poll() is None:
             try:
                 proc.stdin.write(b'{"op": "exit"}\n')
@@ -169,13 +199,23 @@ class WorkerProcess:
         return self._exchange(message, timeout)
 
     def _exchange(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self._send(message)
+        return self._receive(timeout)
+
+    def _send(self, message: dict[str, Any]) -> None:
         proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        assert proc is not None and proc.stdin is not None
         try:
             proc.stdin.write((json.dumps(message) + "\n").encode())
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._fault_after_death() from None
+        if message.get("op") == "case":
+            self.served += 1
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
         deadline = time.monotonic() + timeout
         fd = proc.stdout.fileno()
         with selectors.DefaultSelector() as sel:

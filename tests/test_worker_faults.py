@@ -70,3 +70,49 @@ def test_unavailable_backend_is_reported_with_install_hint(monkeypatch, mode):
     execute(Plan(backends=["numpy"], problems=[PROBLEM], modes=[mode], threads=1), records.append)
     assert {r["status"] for r in records} == {"unavailable"}
     assert "pip install" in records[0]["reason"]
+
+
+def _events(monkeypatch, plan):
+    """What happened in order: each worker process started, each record written."""
+    from sharedconv.harness.worker import WorkerProcess
+
+    events = []
+    spawn = WorkerProcess.spawn
+
+    def spy(self):
+        events.append(("start", self.backend))
+        spawn(self)
+
+    monkeypatch.setattr(WorkerProcess, "spawn", spy)
+    records = []
+    execute(plan, lambda r: (records.append(r), events.append(("record", r["backend"]))))
+    return events, records
+
+
+def test_workers_start_together_before_any_case_and_a_failed_start_is_its_cases_record(
+    test_plugins, monkeypatch
+):
+    monkeypatch.setenv("SHAREDCONV_TEST_DIE_AT_HELLO", "1")
+    plan = Plan(
+        backends=["throwaway", "faulty"],
+        problems=[PROBLEM],
+        modes=["forward"],
+        strategies=["direct", "ok"],
+        threads=1,
+        timeout=20.0,
+        timing={"budget": 0.02, "precision": 0.5, "min_samples": 3},
+    )
+    events, records = _events(monkeypatch, plan)
+    # both frameworks import side by side, and only then does the first case run
+    assert events[:2] == [("start", "throwaway"), ("start", "faulty")]
+    assert events[2] == ("record", "throwaway")
+    ok, dead = records
+    assert ok["status"] == "pass" and ok["fresh_worker"] is True
+    assert dead["status"] == "crashed" and "exited with code 3" in dead["reason"]
+
+    # a worker per case: started one at a time, each for its case
+    plan.isolate = True
+    monkeypatch.delenv("SHAREDCONV_TEST_DIE_AT_HELLO")
+    events, records = _events(monkeypatch, plan)
+    assert [e[0] for e in events[:4]] == ["start", "record", "start", "record"]
+    assert [r["status"] for r in records] == ["pass", "pass"]

@@ -55,6 +55,11 @@ class FaultyBackend(Backend):
         ),
     )
 
+    def configure(self, threads, device):
+        if os.environ.get("SHAREDCONV_TEST_DIE_AT_HELLO"):
+            os._exit(3)  # the worker dies when it starts, after the harness's import probe
+        return {}
+
     def prepare(self, problem, arrays, strategy, device, mode):
         name = strategy.name
         if name == "raise":
