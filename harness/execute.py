@@ -8,6 +8,7 @@ files. Every case ends as one record, whatever happens to its worker.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -397,15 +398,19 @@ class CaseRunner:
 # worker ahead sets aside (measured: TensorFlow's and Keras-on-TensorFlow's 0.74 GiB, the
 # largest; PyTorch's 0.28, NumPy's 0.10).
 IDLE_WORKER_BYTES = 1 << 30
+START_AHEAD_ENV = "SHAREDCONV_START_AHEAD"
 
 
 def start_ahead(plan: Plan, keys: list[CaseKey]) -> bool:
     """Whether :meth:`CaseRunner.prestart` may start these cases' workers together: on the CPU
     (GPU frameworks each claim device memory when they start), not with ``isolate`` (a worker
     per case), and only when the idle workers leave the largest case the memory it would have
-    had with one worker alive (the rule of ``refuse_if_too_big``)."""
+    had with one worker alive (the rule of ``refuse_if_too_big``). ``SHAREDCONV_START_AHEAD=0``
+    starts each worker at its backend's first case instead (scripts/bench_smoke.py compares)."""
     workers = {(k.backend, k.malloc) for k in keys}
     if plan.device != "cpu" or plan.isolate or len(workers) < 2:
+        return False
+    if os.environ.get(START_AHEAD_ENV, "1").strip() == "0":
         return False
     need = max(
         estimate_bytes(k.problem, load_backend(k.backend).strategy(k.strategy), k.mode)

@@ -110,9 +110,13 @@ def test_workers_start_together_before_any_case_and_a_failed_start_is_its_cases_
     assert ok["status"] == "pass" and ok["fresh_worker"] is True
     assert dead["status"] == "crashed" and "exited with code 3" in dead["reason"]
 
-    # a worker per case: started one at a time, each for its case
-    plan.isolate = True
+    # switched off, or a worker per case: each started at its backend's first case
     monkeypatch.delenv("SHAREDCONV_TEST_DIE_AT_HELLO")
+    monkeypatch.setenv("SHAREDCONV_START_AHEAD", "0")
+    events, records = _events(monkeypatch, plan)
+    assert [e[0] for e in events[:4]] == ["start", "record", "start", "record"]
+    monkeypatch.delenv("SHAREDCONV_START_AHEAD")
+    plan.isolate = True
     events, records = _events(monkeypatch, plan)
     assert [e[0] for e in events[:4]] == ["start", "record", "start", "record"]
     assert [r["status"] for r in records] == ["pass", "pass"]
