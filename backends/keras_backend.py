@@ -420,7 +420,12 @@ class _KerasBackend(Backend):
 
         if mode != "train":
             compiled = jax.jit(apply).lower(trainable, x).compile()
-            return lambda: (compiled(trainable, x),)
+
+            def call() -> tuple[Any, ...]:
+                return (compiled(trainable, x),)
+
+            call.compiled = compiled  # type: ignore[attr-defined]  # XLA's plan: device_memory
+            return call
 
         def step(trainable: list[Any], x: Any, dy: Any) -> tuple[Any, ...]:
             y, pullback = jax.vjp(apply, trainable, x)
@@ -431,7 +436,12 @@ class _KerasBackend(Backend):
             return (y, dx, *grads_to_canonical(picked))
 
         compiled = jax.jit(step).lower(trainable, x, dy).compile()
-        return lambda: compiled(trainable, x, dy)
+
+        def train_call() -> tuple[Any, ...]:
+            return compiled(trainable, x, dy)
+
+        train_call.compiled = compiled  # type: ignore[attr-defined]  # XLA's plan: device_memory
+        return train_call
 
     @staticmethod
     def _prepare_torch(
@@ -460,7 +470,8 @@ class _KerasBackend(Backend):
 
     def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
         # Keras' calls run on the backend framework's allocator, so its accounting answers (on
-        # the CPU JAX's plan needs a compiled executable a Keras call does not carry: None)
+        # the CPU, JAX's is XLA's plan of the executable a compiled call carries; predict's
+        # calls carry none: None)
         return self._framework().device_memory(call)
 
     def synchronize(self, outputs: tuple[Any, ...]) -> None:

@@ -191,3 +191,27 @@ def test_a_pool_and_the_rss_add_up_for_a_pooled_framework(monkeypatch):
     got = timing.measure_peak(_Pool(3000), lambda: None, "cpu", floor=4000)
     assert got["peak_bytes"] == 4500 and "pool's statistics plus the RSS" in got["method"]
     assert [m["source"] for m in got["methods"]] == ["framework+rss", "rss", "framework"]
+
+
+def test_keras_on_jax_has_xla_s_plan_beside_the_rss():
+    """Keras on JAX runs a compiled executable: XLA's plan of it is a second method, as for JAX."""
+    pytest.importorskip("keras")
+    pytest.importorskip("jax")
+    from sharedconv.harness.execute import Plan, execute
+
+    records = []
+    plan = Plan(
+        backends=["keras-jax"],
+        problems=[parse_problem("B=2,C=16,H=32,W=32,N=8,K=5")],
+        modes=["forward", "train"],
+        strategies=["fold"],
+        threads=2,
+        timing={"budget": 0.05, "precision": 0.5, "min_samples": 3},
+    )
+    execute(plan, records.append)
+    assert [r["status"] for r in records] == ["pass", "pass"]
+    for r in records:
+        plan_reading = next(m for m in r["memory"]["methods"] if m["source"] == "framework")
+        assert "XLA's memory plan" in plan_reading["method"], r["memory"]
+        floor = output_bytes(parse_problem(r["problem"]), r["mode"])
+        assert not plan_reading.get("rejected") and plan_reading["peak_bytes"] >= floor

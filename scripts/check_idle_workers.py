@@ -1,0 +1,64 @@
+"""Do workers started ahead and left idle disturb the timings of the cases that run meanwhile?
+
+    python scripts/check_idle_workers.py [--pairs 4]
+
+Pairs of runs, alternating which goes first: torch's and TensorFlow's fold, conv3d and split
+on one small problem, with four more frameworks' workers started ahead and idle beside them
+(the default, ``SHAREDCONV_START_AHEAD=1``), or each started only at its turn (``=0``). Prints
+each run's medians and, per case, the ratio ahead / alone in each pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+from sharedconv.backends.problem import parse_problem
+from sharedconv.harness.execute import Plan, execute
+
+TIMED = ("torch", "tensorflow")  # the rest are there to sit idle (ahead) or never start
+BACKENDS = [*TIMED, "keras-tensorflow", "keras-torch", "keras-jax", "jax"]
+
+
+def one_run(ahead: bool) -> dict[str, float]:
+    os.environ["SHAREDCONV_START_AHEAD"] = "1" if ahead else "0"
+    plan = Plan(
+        backends=BACKENDS,
+        problems=[parse_problem("B=2,C=16,H=32,W=32,N=8,K=5")],
+        modes=["forward"],
+        strategies=["fold", "conv3d", "split"],
+        threads=2,
+        timing={"budget": 0.5, "precision": 0.01, "min_samples": 5},
+    )
+    records: list[dict] = []
+    execute(plan, records.append)
+    return {
+        f"{r['backend']}/{r['strategy']}": r["timing"]["stats"]["median"]
+        for r in records
+        if r.get("timed") and r["backend"] in TIMED
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=4)
+    args = parser.parse_args()
+    pairs = []
+    for i in range(args.pairs):
+        order = (True, False) if i % 2 == 0 else (False, True)
+        got = {ahead: one_run(ahead) for ahead in order}
+        for ahead in order:
+            name = "ahead" if ahead else "alone"
+            print(name, {k: round(v * 1e6) for k, v in got[ahead].items()}, "(µs)", flush=True)
+        pairs.append(got)
+    for case in pairs[0][True]:
+        ratios = [p[True][case] / p[False][case] for p in pairs if case in p[False]]
+        print(
+            f"{case}: ahead / alone per pair {[round(r, 3) for r in ratios]}, "
+            f"median {statistics.median(ratios):.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
