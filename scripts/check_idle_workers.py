@@ -2,7 +2,8 @@
 
     python scripts/check_idle_workers.py [--pairs 4]
 
-Pairs of runs, alternating which goes first: torch's and TensorFlow's fold, conv3d and split
+First every available framework's worker is started and left idle for 10 s: the CPU time each
+used meanwhile. Then pairs of runs, alternating which goes first: torch's and TensorFlow's fold, conv3d and split
 on one small problem, with four more frameworks' workers started ahead and idle beside them
 (the default, ``SHAREDCONV_START_AHEAD=1``), or each started only at its turn (``=0``). Prints
 each run's medians and, per case, the ratio ahead / alone in each pair.
@@ -13,12 +14,45 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
+from pathlib import Path
 
 from sharedconv.backends.problem import parse_problem
+from sharedconv.backends.registry import backend_names
+from sharedconv.harness import allocators
 from sharedconv.harness.execute import Plan, execute
+from sharedconv.harness.worker import WorkerProcess
 
 TIMED = ("torch", "tensorflow")  # the rest are there to sit idle (ahead) or never start
 BACKENDS = [*TIMED, "keras-tensorflow", "keras-torch", "keras-jax", "jax"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of a process (/proc)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(seconds: float = 10.0) -> None:
+    workers = [WorkerProcess(n, 2, "cpu", malloc=allocators.default()) for n in backend_names()]
+    for w in workers:
+        w.spawn()
+    for w in workers:
+        w.await_hello()
+    try:
+        time.sleep(1)
+        live = [w for w in workers if w.alive() and w.hello]
+        before = {w.backend: cpu_seconds(w.hello["pid"]) for w in live}
+        time.sleep(seconds)
+        for w in live:
+            used = cpu_seconds(w.hello["pid"]) - before[w.backend]
+            print(f"{w.backend}: {used:.2f} s of CPU while idle for {seconds:.0f} s")
+    finally:
+        for w in workers:
+            w.close()
 
 
 def one_run(ahead: bool) -> dict[str, float]:
@@ -44,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=4)
     args = parser.parse_args()
+    idle_cpu()
     pairs = []
     for i in range(args.pairs):
         order = (True, False) if i % 2 == 0 else (False, True)

@@ -82,8 +82,11 @@ def table(folders: list[Path], malloc: str | None, problem: str | None = None) -
     return "\n".join(lines)
 
 
-def agreement(folders: list[Path], problem: str | None = None, mode: str | None = None) -> str:
-    """Per backend: how far two methods that both passed agree (ratio ranges and medians)."""
+def agreement(
+    folders: list[Path], problem: str | None = None, mode: str | None = None, by: str | None = None
+) -> str:
+    """Per backend (and per value of the problem's parameter ``by``, e.g. ``C``): how far two
+    methods that both passed agree (ratio ranges and medians)."""
     pairs: dict[tuple[str, str], list[float]] = {}
     for folder in folders:
         for case in read_run(folder).cases:
@@ -92,6 +95,11 @@ def agreement(folders: list[Path], problem: str | None = None, mode: str | None 
             if mode and case.mode != mode:
                 continue
             r = case.to_dict()
+            if by:  # one row per value: "tensorflow, C=8", "jax, strategy=fold"
+                value = (
+                    r.get(by) if by in ("strategy", "mode") else (case.params or {}).get(by, "?")
+                )
+                r["backend"] = f"{r['backend']}, {by}={value}"
             memory = r.get("memory") or {}
             ok = {
                 m["source"]: m["peak_bytes"]
@@ -123,7 +131,13 @@ def agreement(folders: list[Path], problem: str | None = None, mode: str | None 
         "| backend | methods compared | cases | median ratio | quartiles | within 0.8-1.25 | range |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
-    for (backend, what), ratios in sorted(pairs.items()):
+
+    def order(item: tuple[tuple[str, str], list[float]]) -> tuple:
+        (backend, what), _ = item
+        name, _, value = backend.partition(f", {by}=") if by else (backend, "", "")
+        return (name, what, int(value) if value.isdigit() else value)
+
+    for (backend, what), ratios in sorted(pairs.items(), key=order):
         ratios.sort()
         q1, med, q3 = (ratios[int(f * (len(ratios) - 1) + 0.5)] for f in (0.25, 0.5, 0.75))
         near = sum(0.8 <= r <= 1.25 for r in ratios) / len(ratios)
@@ -163,6 +177,11 @@ def main() -> None:
         "--agreement", action="store_true", help="per backend, how far two passing methods agree"
     )
     parser.add_argument(
+        "--by",
+        metavar="PARAM",
+        help="with --agreement: a row per value of this problem parameter (e.g. C), or per strategy or mode",
+    )
+    parser.add_argument(
         "--write-doc", type=Path, help="refresh the generated tables of this page from RUN"
     )
     args = parser.parse_args()
@@ -174,7 +193,7 @@ def main() -> None:
         write_doc(args.write_doc, args.runs[0])
         return
     if args.agreement:
-        print(agreement(args.runs, args.problem, args.mode))
+        print(agreement(args.runs, args.problem, args.mode, args.by))
         return
     print(table(args.runs, args.malloc, args.problem))
 
