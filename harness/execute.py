@@ -359,8 +359,7 @@ class CaseRunner:
         started = []
         for backend, malloc in dict.fromkeys((k.backend, k.malloc) for k in keys):
             worker = self._worker(backend, malloc)
-            if not worker.alive():
-                worker.spawn()
+            if not worker.alive() and worker.spawn_ahead():
                 started.append(worker)
         for worker in started:
             worker.await_hello()
@@ -368,8 +367,8 @@ class CaseRunner:
     def run(self, key: CaseKey, record: dict[str, Any]) -> dict[str, Any]:
         """Runs one undecided case into ``record`` (a ``base_record``) and returns it."""
         plan = self.plan
-        # one framework in memory at a time: the plan is backend-major, so a backend that had
-        # its cases is done once another's case comes (workers started ahead wait their turn)
+        # the plan is backend-major, so a backend that had its cases is done once another's
+        # case comes: its workers close (those started ahead of their cases wait their turn)
         for other in [k for k in self.workers if k[0] != key.backend and k in self.used]:
             self.workers.pop(other).close()
         self.used.add((key.backend, key.malloc))

@@ -142,9 +142,18 @@ class WorkerProcess:
         self.hello = self._receive(self.startup_timeout)
         return self.hello
 
-    def await_hello(self) -> None:
-        """:meth:`greet` for a worker started ahead of its cases: a failed start is kept and
+    def spawn_ahead(self) -> bool:
+        """:meth:`spawn` for a worker started ahead of its cases: a failed start is kept and
         raised by its first :meth:`ensure`, so it becomes that case's record."""
+        try:
+            self.spawn()
+            return True
+        except WorkerFault as fault:
+            self._start_fault = fault
+            return False
+
+    def await_hello(self) -> None:
+        """:meth:`greet` for a worker started ahead (:meth:`spawn_ahead`), a fault kept alike."""
         try:
             self.greet()
         except WorkerFault as fault:
