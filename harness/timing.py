@@ -327,7 +327,8 @@ def measure_peak(
         if floor and peak < floor:
             m["rejected"] = (
                 f"{peak:,} bytes is below the {floor:,} bytes of the call's own outputs: "
-                "memory the call used was not seen (a pool filled earlier served it)"
+                "memory the call used was not seen (served from memory already resident: a "
+                "pool an earlier call filled, or pages the allocator already had in use)"
             )
         elif chosen is None and m["source"] != "first_call":
             chosen = m
