@@ -491,8 +491,8 @@ class CaseRecord(Record):
     machine: Any = None  # cluster runs: an id into run.json's machines
     machine_kind: str | None = None
     retried_after: str | None = None
-    # its worker ran no case before it (started for it: the first of a backend, --isolate, or
-    # after a fault), so its first-call memory reading met empty framework pools
+    # its worker ran no case before it (its backend's first case, --isolate, or after a fault),
+    # so its first-call memory reading met empty framework pools
     fresh_worker: bool | None = None
     round: int | None = None  # rounds.jsonl: the round of this line
     rounds: int | None = None  # cases.jsonl of a run in rounds: how many counted
