@@ -24,7 +24,7 @@ from sharedconv.backends.registry import BackendLoadError, get_spec, load_backen
 
 from . import allocators
 from .discovery import faults
-from .memory import available_bytes, estimate_bytes, refuse_if_too_big
+from .memory import available_bytes, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
 
 RECORD_SCHEMA = 1
@@ -371,18 +371,19 @@ class CaseRunner:
         # case comes: its workers close (those started ahead of their cases wait their turn)
         for other in [k for k in self.workers if k[0] != key.backend and k in self.used]:
             self.workers.pop(other).close()
-        self.used.add((key.backend, key.malloc))
         worker = self._worker(key.backend, key.malloc)
         # the worker runs its first case (started for it or ahead of it, or after a fault):
         # nothing an earlier case allocated sits in the framework's pools, so the first call's
         # memory is cold
-        record["fresh_worker"] = not worker.alive() or worker.served == 0
+        record["fresh_worker"] = not worker.alive() or (key.backend, key.malloc) not in self.used
+        self.used.add((key.backend, key.malloc))
         ensure = hello_once(key, worker, self.seen_hello, self.on_worker)
         try:
             run_case(plan, key, record, worker, self.store, ensure)
         finally:
             if plan.isolate:
                 self.workers.pop((key.backend, key.malloc)).close()
+                self.used.discard((key.backend, key.malloc))
         return record
 
     def close(self) -> None:
@@ -394,8 +395,8 @@ class CaseRunner:
 
 
 # What a framework's worker may hold once started and idle, the memory that starting every
-# worker ahead sets aside (measured: TensorFlow's and Keras-on-TensorFlow's 0.74 GiB, the
-# largest; PyTorch's 0.28, NumPy's 0.10).
+# worker ahead sets aside (`python scripts/check_idle_workers.py --pairs 0`: TensorFlow's and
+# Keras-on-TensorFlow's 0.72 GiB, the largest; PyTorch's 0.28, NumPy's 0.10).
 IDLE_WORKER_BYTES = 1 << 30
 START_AHEAD_ENV = "SHAREDCONV_START_AHEAD"
 
@@ -404,18 +405,21 @@ def start_ahead(plan: Plan, keys: list[CaseKey]) -> bool:
     """Whether :meth:`CaseRunner.prestart` may start these cases' workers together: on the CPU
     (GPU frameworks each claim device memory when they start), not with ``isolate`` (a worker
     per case), and only when the idle workers leave the largest case the memory it would have
-    had with one worker alive (the rule of ``refuse_if_too_big``). ``SHAREDCONV_START_AHEAD=0``
-    starts each worker at its backend's first case instead (scripts/bench_smoke.py compares)."""
+    had with one worker alive (``refuse_if_too_big`` with what the idle workers leave).
+    ``SHAREDCONV_START_AHEAD=0`` starts each worker at its backend's first case instead
+    (scripts/bench_smoke.py compares)."""
     workers = {(k.backend, k.malloc) for k in keys}
     if plan.device != "cpu" or plan.isolate or len(workers) < 2:
         return False
     if os.environ.get(START_AHEAD_ENV, "1").strip() == "0":
         return False
-    need = max(
-        estimate_bytes(k.problem, load_backend(k.backend).strategy(k.strategy), k.mode)
+    have = available_bytes() - IDLE_WORKER_BYTES * len(workers)
+    return not any(
+        refuse_if_too_big(
+            k.problem, load_backend(k.backend).strategy(k.strategy), k.mode, have=have
+        )
         for k in keys
     )
-    return available_bytes() - IDLE_WORKER_BYTES * len(workers) >= need / 0.8
 
 
 def execute(

@@ -270,6 +270,13 @@ def first_call_memory(
     return out, seconds, {"peak_bytes": grew, "method": method}
 
 
+# why a reading below the floor is rejected
+UNSEEN = (
+    "the call's own outputs: memory the call used was not seen (served from memory already "
+    "resident: a pool an earlier call filled, or pages the allocator already had in use)"
+)
+
+
 def measure_peak(
     backend: Any,
     fn: Callable[[], Any],
@@ -325,24 +332,23 @@ def measure_peak(
         if peak is None:
             continue
         if floor and peak < floor:
-            m["rejected"] = (
-                f"{peak:,} bytes is below the {floor:,} bytes of the call's own outputs: "
-                "memory the call used was not seen (served from memory already resident: a "
-                "pool an earlier call filled, or pages the allocator already had in use)"
-            )
+            m["rejected"] = f"{peak:,} bytes is below the {floor:,} bytes of {UNSEEN}"
         elif chosen is None and m["source"] != "first_call":
             chosen = m
     if chosen is not None:
         return {"peak_bytes": chosen["peak_bytes"], "method": chosen["method"], "methods": found}
-    reasons = [
-        f"{m['source']}: {m.get('rejected') or m.get('method', '')}"
-        for m in found
-        if m["source"] != "first_call"
-    ]
+    tried = [m for m in found if m["source"] != "first_call"]
+    if tried and all(m.get("rejected") for m in tried):  # said once, with every reading
+        readings = ", ".join(f"{m['source']} {m['peak_bytes']:,}" for m in tried)
+        reason = f"every method read below the {floor:,} bytes of {UNSEEN} ({readings} bytes)"
+    else:
+        reason = "; ".join(
+            f"{m['source']}: {m.get('rejected') or m.get('method', '')}" for m in tried
+        )
     return {
         "peak_bytes": None,
         "method": "unknown",
-        "unknown_reason": "; ".join(r for r in reasons if r) or "no method available here",
+        "unknown_reason": reason or "no method available here",
         "methods": found,
     }
 

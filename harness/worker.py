@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,6 @@ class WorkerProcess:
     _stderr: Any = None
     _buffer: bytes = b""
     starts: int = 0
-    served: int = 0  # cases asked of the process since it started
     _greeting: bool = False  # spawned, its hello sent and not yet read (greet)
     _start_fault: WorkerFault | None = None  # the hello failed in greet: raised at ensure
 
@@ -123,7 +123,6 @@ class WorkerProcess:
         )
         self._buffer = b""
         self.starts += 1
-        self.served = 0
         self._start_fault = None
         self._send(
             {
@@ -143,21 +142,22 @@ class WorkerProcess:
         return self.hello
 
     def spawn_ahead(self) -> bool:
-        """:meth:`spawn` for a worker started ahead of its cases: a failed start is kept and
-        raised by its first :meth:`ensure`, so it becomes that case's record."""
+        """:meth:`spawn` for a worker started ahead of its cases; False when it failed. A
+        failed start (here or in :meth:`await_hello`) is kept and raised by the first
+        :meth:`ensure`, so it becomes that case's record."""
+        return self._keep_fault(self.spawn)
+
+    def await_hello(self) -> None:
+        """:meth:`greet` for a worker started with :meth:`spawn_ahead`."""
+        self._keep_fault(self.greet)
+
+    def _keep_fault(self, step: Callable[[], Any]) -> bool:
         try:
-            self.spawn()
+            step()
             return True
         except WorkerFault as fault:
             self._start_fault = fault
             return False
-
-    def await_hello(self) -> None:
-        """:meth:`greet` for a worker started ahead (:meth:`spawn_ahead`), a fault kept alike."""
-        try:
-            self.greet()
-        except WorkerFault as fault:
-            self._start_fault = fault
 
     def ensure(self) -> dict[str, Any]:
         if self._start_fault is not None:  # a spawned worker whose hello failed: its fault
@@ -219,8 +219,6 @@ class WorkerProcess:
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._fault_after_death() from None
-        if message.get("op") == "case":
-            self.served += 1
 
     def _receive(self, timeout: float) -> dict[str, Any]:
         proc = self._proc

@@ -12,27 +12,24 @@ starts, verification, memory probes). ``SHAREDCONV_START_AHEAD=0`` is the one-by
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_harness import read_cases, sharedconv  # noqa: E402
 
 
 def one(results: Path, run_id: str, ahead: bool) -> dict[str, float]:
-    env = {**os.environ, "SHAREDCONV_START_AHEAD": "1" if ahead else "0"}
-    cmd = [sys.executable, "-m", "sharedconv.harness.cli", "run", "--suite", "smoke",
-           "--results", str(results), "--run-id", run_id]  # fmt: skip
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    os.environ["SHAREDCONV_START_AHEAD"] = "1" if ahead else "0"  # the run inherits it
+    wall, done = sharedconv(
+        "run", "--suite", "smoke", "--results", str(results), "--run-id", run_id
+    )
     if done.returncode not in (0, 1):  # 1: some case failed, which the table shows
         sys.exit(f"{run_id} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     parts = {"wall": wall, "cases": 0.0, "setup": 0.0, "first call": 0.0, "timing": 0.0}
-    for line in (results / run_id / "cases.jsonl").read_text().splitlines():
-        r = json.loads(line)
+    for r in read_cases(results / run_id):
         t = r.get("timing") or {}
         parts["cases"] += r.get("wall_s") or 0.0
         parts["setup"] += r.get("setup_s") or 0.0

@@ -2,8 +2,8 @@
 
     python scripts/check_idle_workers.py [--pairs 4]
 
-First every available framework's worker is started and left idle for 10 s: the CPU time each
-used meanwhile. Then pairs of runs, alternating which goes first: torch's and TensorFlow's fold, conv3d and split
+First every available framework's worker is started and left idle for 10 s: the memory each
+holds (its RSS) and the CPU time it used meanwhile (``--pairs 0``: only this). Then pairs of runs, alternating which goes first: torch's and TensorFlow's fold, conv3d and split
 on one small problem, with four more frameworks' workers started ahead and idle beside them
 (the default, ``SHAREDCONV_START_AHEAD=1``), or each started only at its turn (``=0``). Prints
 each run's medians and, per case, the ratio ahead / alone in each pair.
@@ -48,8 +48,17 @@ def idle_cpu(seconds: float = 10.0) -> None:
         before = {w.backend: cpu_seconds(w.hello["pid"]) for w in live}
         time.sleep(seconds)
         for w in live:
-            used = cpu_seconds(w.hello["pid"]) - before[w.backend]
-            print(f"{w.backend}: {used:.2f} s of CPU while idle for {seconds:.0f} s")
+            pid = w.hello["pid"]
+            used = cpu_seconds(pid) - before[w.backend]
+            rss = next(
+                int(line.split()[1]) * 1024
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:")
+            )
+            print(
+                f"{w.backend}: holds {rss / 2**30:.2f} GiB, used {used:.2f} s of CPU "
+                f"while idle for {seconds:.0f} s"
+            )
     finally:
         for w in workers:
             w.close()
@@ -87,7 +96,7 @@ def main() -> None:
             name = "ahead" if ahead else "alone"
             print(name, {k: round(v * 1e6) for k, v in got[ahead].items()}, "(µs)", flush=True)
         pairs.append(got)
-    for case in pairs[0][True]:
+    for case in pairs[0][True] if pairs else ():
         ratios = [p[True][case] / p[False][case] for p in pairs if case in p[False]]
         print(
             f"{case}: ahead / alone per pair {[round(r, 3) for r in ratios]}, "

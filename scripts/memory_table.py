@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -87,7 +89,8 @@ def agreement(
 ) -> str:
     """Per backend (and per value of the problem's parameter ``by``, e.g. ``C``): how far two
     methods that both passed agree (ratio ranges and medians)."""
-    pairs: dict[tuple[str, str], list[float]] = {}
+    # (backend, the value of ``by`` or None, methods compared) -> ratios
+    pairs: dict[tuple[str, Any, str], list[float]] = {}
     for folder in folders:
         for case in read_run(folder).cases:
             if not case.timed or (problem and case.problem != problem):
@@ -95,11 +98,10 @@ def agreement(
             if mode and case.mode != mode:
                 continue
             r = case.to_dict()
+            group = None
             if by:  # one row per value: "tensorflow, C=8", "jax, strategy=fold"
-                value = (
-                    r.get(by) if by in ("strategy", "mode") else (case.params or {}).get(by, "?")
-                )
-                r["backend"] = f"{r['backend']}, {by}={value}"
+                group = r.get(by) if by in ("strategy", "mode") else (case.params or {}).get(by)
+
             memory = r.get("memory") or {}
             ok = {
                 m["source"]: m["peak_bytes"]
@@ -111,41 +113,41 @@ def agreement(
             first = {True: "cold first-call RSS", False: "first-call RSS (warm worker)"}.get(
                 case.fresh_worker, "first-call RSS"
             )
+            found = []  # (methods compared, ratio)
             if "rss" in ok and "allocator" in ok:
-                pairs.setdefault(
-                    (r["backend"], "jemalloc's own (calling thread) / warm RSS"), []
-                ).append(ok["allocator"] / ok["rss"])
+                found.append(
+                    ("jemalloc's own (calling thread) / warm RSS", ok["allocator"] / ok["rss"])
+                )
             if "rss" in ok and "framework" in ok:
-                pairs.setdefault((r["backend"], "framework's own / warm RSS"), []).append(
-                    ok["framework"] / ok["rss"]
-                )
+                found.append(("framework's own / warm RSS", ok["framework"] / ok["rss"]))
             if "framework" in ok and "first_call" in ok:
-                pairs.setdefault((r["backend"], f"{first} / framework's own"), []).append(
-                    ok["first_call"] / ok["framework"]
-                )
+                found.append((f"{first} / framework's own", ok["first_call"] / ok["framework"]))
             if kept and "first_call" in ok:
-                pairs.setdefault((r["backend"], f"{first} / kept peak"), []).append(
-                    ok["first_call"] / kept
-                )
+                found.append((f"{first} / kept peak", ok["first_call"] / kept))
+            for what, ratio in found:
+                pairs.setdefault((r["backend"], group, what), []).append(ratio)
     lines = [
         "| backend | methods compared | cases | median ratio | quartiles | within 0.8-1.25 | range |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
-
-    def order(item: tuple[tuple[str, str], list[float]]) -> tuple:
-        (backend, what), _ = item
-        name, _, value = backend.partition(f", {by}=") if by else (backend, "", "")
-        return (name, what, int(value) if value.isdigit() else value)
-
-    for (backend, what), ratios in sorted(pairs.items(), key=order):
-        ratios.sort()
-        q1, med, q3 = (ratios[int(f * (len(ratios) - 1) + 0.5)] for f in (0.25, 0.5, 0.75))
+    for (backend, group, what), ratios in sorted(
+        pairs.items(), key=lambda i: (i[0][0], i[0][2], _in_order(i[0][1]))
+    ):
+        q1, med, q3 = (
+            statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+        )
         near = sum(0.8 <= r <= 1.25 for r in ratios) / len(ratios)
+        label = backend if by is None else f"{backend}, {by}={group}"
         lines.append(
-            f"| {backend} | {what} | {len(ratios)} | {med:.2f} | {q1:.2f} to {q3:.2f} | "
-            f"{near:.0%} | {ratios[0]:.2f} to {ratios[-1]:.2f} |"
+            f"| {label} | {what} | {len(ratios)} | {med:.2f} | {q1:.2f} to {q3:.2f} | "
+            f"{near:.0%} | {min(ratios):.2f} to {max(ratios):.2f} |"
         )
     return "\n".join(lines)
+
+
+def _in_order(value: Any) -> tuple:
+    """Numbers by size (C=2 before C=16), names alphabetically."""
+    return (0, value, "") if isinstance(value, int | float) else (1, 0, str(value))
 
 
 SEED = "B=10,C=3,H=200,W=200,N=20,K=5"

@@ -66,6 +66,10 @@ def test_no_method_above_the_floor_is_unknown_with_the_reason(monkeypatch):
     assert [m["source"] for m in got["methods"]] == ["rss", "first_call"]
     record = CaseRecord(memory=Memory.from_dict(got))
     assert "below" in memory_unknown_reason(record)
+    # several methods below it: the reason says so once, with every reading
+    got = timing.measure_peak(_Backend(1200), lambda: None, "cpu", floor=4000, first_call=cold)
+    reason = got["unknown_reason"]
+    assert reason.count("was not seen") == 1 and "rss 0, framework 1,200 bytes" in reason
 
 
 def test_output_bytes_is_the_floor_of_forward_and_train():
