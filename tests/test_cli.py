@@ -137,7 +137,7 @@ def test_suites_lists_every_suite():
         assert f"{name} (" in result.output
     from sharedconv.backends.suites import load_suite
 
-    assert f"smoke (2 problems, {load_suite('smoke').budget:g} s per case)" in result.output
+    assert f"smoke (1 problem, {load_suite('smoke').budget:g} s per case)" in result.output
     assert "tiny (1 problem)" in result.output
 
 
