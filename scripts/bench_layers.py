@@ -15,7 +15,8 @@ keras-torch), each shape and mode (forward; train = forward and backward):
    ``--rounds`` rounds, each round in a new random order, so drift hits every candidate alike;
    a candidate's time is the median of its round medians. A candidate whose first call is
    over 10x the fastest's is timed by that call alone (marked);
-3. auto's time over the best strategy's time is the headline ratio (goal: within 5%).
+3. auto's time over the best strategy's time is the headline ratio (goal: within 5%);
+4. a paired comparison: auto, the best and auto's pick in alternating blocks (PAIRED_S).
 
 The per-call dispatch overhead is measured on a 1-element problem: the layer's call against
 the chosen strategy's function called directly, interleaved blocks of 100 calls, the fastest
@@ -49,6 +50,15 @@ SHAPES = [
     "B=4,C=8,H=48,W=48,N=32,K=7,stride=2",  # many filters, strided
 ]
 NOT_A_CONTENDER = 10.0
+# The paired comparison after the rounds: auto, the best pinned strategy and auto's pick (when
+# another) in alternating blocks of about BLOCK_S each, a new random order every cycle, for
+# PAIRED_S seconds (at least MIN_CYCLES cycles); drift that lasts a cycle cancels in each
+# cycle's ratio (harness.stats.paired_ratio: median of the per-cycle ratios, bootstrap CI).
+PAIRED_S = 2.0
+BLOCK_S = 0.01
+MIN_CYCLES = 7
+MAX_CYCLES = 400
+WARM_BELOW_S = 0.05  # a block of a call shorter than this starts with one untimed call
 
 
 # --------------------------------------------------------------------------- child
@@ -101,6 +111,7 @@ def child(
             medians = {n: (statistics.median(v) if v else one[n]) for n, v in times.items()}
             strategies = {n: m for n, m in medians.items() if n != "auto"}
             best = min(strategies, key=strategies.get)
+            paired = paired_comparison(calls, maker.sync, one, best, choice.strategy, single)
             rows.append(
                 {
                     "framework": framework,
@@ -122,6 +133,7 @@ def child(
                     "rounds": rounds,
                     "trials": [[t.strategy, t.median_s, t.note] for t in choice.trials],
                     "rounds_s": times,
+                    "paired": paired,
                 }
             )
             print("BENCH-ROW " + json.dumps(rows[-1]), flush=True)  # kept if the child dies later
@@ -137,6 +149,38 @@ def child(
         + json.dumps({"rows": rows, "overhead": overhead, "versions": maker.versions()}),
         flush=True,
     )
+
+
+def paired_comparison(calls, sync, one, best, pick, single) -> dict:
+    """auto / best and pick / best from alternating blocks (see PAIRED_S)."""
+    from sharedconv.harness.stats import paired_ratio
+    from sharedconv.harness.timing import timed_block
+
+    names = ["auto", best] + (
+        [pick] if pick != best and pick in calls and pick not in single else []
+    )
+    size = {n: max(1, round(BLOCK_S / max(one[n], 1e-9))) for n in names}
+    per_call: dict[str, list[float]] = {n: [] for n in names}
+    rng = random.Random(1)
+    start = time.perf_counter()
+    while len(per_call["auto"]) < MAX_CYCLES and (
+        time.perf_counter() - start < PAIRED_S or len(per_call["auto"]) < MIN_CYCLES
+    ):
+        order = list(names)
+        rng.shuffle(order)
+        for n in order:
+            if one[n] < WARM_BELOW_S:
+                sync(calls[n]())  # untimed: the caches hold this candidate's data again
+            per_call[n].append(timed_block(calls[n], sync, size[n], time.perf_counter) / size[n])
+    out = {
+        "cycles": len(per_call["auto"]),
+        "seconds": time.perf_counter() - start,
+        "auto_best": list(paired_ratio(per_call["auto"], per_call[best])),
+        "pick_best": list(paired_ratio(per_call[pick], per_call[best]))
+        if pick in per_call and pick != best
+        else None,
+    }
+    return out
 
 
 def _interleaved_overhead(layer_call, direct_call, sync, n: int = 2000) -> dict:
@@ -608,6 +652,14 @@ the same machine is `docs/layers-bench/h100-tests.txt`.
 """
 
 
+def _paired_text(row: dict, which: str) -> str:
+    value = (row.get("paired") or {}).get(which)
+    if not value:
+        return "-"
+    ratio, low, high = value
+    return f"{ratio:.3f} ({low:.3f}-{high:.3f}){' **over**' if ratio > 1.05 else ''}"
+
+
 def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
     rows = data["rows"]
     lines = [
@@ -625,11 +677,15 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
         "interleaved rounds, each round in a new random order; a time is the median of the rounds'",
         "medians. **auto / best**: the auto layer's time over the fastest pinned strategy's (goal: at",
         "most 1.05). **pick / best**: the pinned layer of auto's pick over the fastest, the pick's",
-        "quality without the noise between two measurements of one strategy. Keras layers run",
+        "quality without the noise between two measurements of one strategy. **paired**: after the",
+        "rounds, auto, the best pinned strategy and auto's pick (when another) in alternating blocks of",
+        f"about {BLOCK_S * 1e3:.0f} ms, a new random order each cycle, for {PAIRED_S:g} s (at least {MIN_CYCLES} cycles);",
+        "the ratio is the median of the per-cycle ratios, so drift that lasts a cycle cancels, with a",
+        "95% bootstrap interval (`harness.stats.paired_ratio`). Keras layers run",
         "channels_last (Keras' default); train = forward and backward, every call returning `y`, `dx`, `dw`, `db` (as in the harness).",
         "",
-        "| framework | problem | mode | auto picked | best pinned | auto | best | auto / best | pick / best | tuning |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| framework | problem | mode | auto picked | best pinned | auto | best | auto / best | pick / best | auto / best, paired (95% CI) | pick / best, paired | tuning |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratio = r["ratio"]
@@ -638,7 +694,7 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
         lines.append(
             f"| {r['framework']} | `{r['problem']}` | {r['mode']} | {r['pick']} | {r['best']} | "
             f"{r['auto_s'] * 1e3:.2f} ms | {r['best_s'] * 1e3:.2f} ms | {ratio:.3f}{'' if ratio <= 1.05 else ' **over**'} | "
-            f"{pick_text} | {r['tuning_s']:.1f} s |"
+            f"{pick_text} | {_paired_text(r, 'auto_best')} | {_paired_text(r, 'pick_best')} | {r['tuning_s']:.1f} s |"
         )
     if rows:
         within = sum(r["ratio"] <= 1.05 for r in rows)
@@ -656,6 +712,22 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
                 "strategy that was fastest pinned, auto / best compares one strategy with itself, and it",
                 f"ranged {min(same):.3f} to {max(same):.3f} (median {statistics.median(same):.3f}).",
             ]
+        paired = [r for r in rows if r.get("paired")]
+        if paired:
+            est = [r["paired"]["auto_best"] for r in paired]
+            same_paired = [r["paired"]["auto_best"][0] for r in paired if r["pick"] == r["best"]]
+            lines += [
+                "",
+                f"**Paired: auto within 5% of the best in {sum(e[0] <= 1.05 for e in est)} of {len(est)} rows**"
+                f" (the whole 95% interval within 1.05: {sum(e[2] <= 1.05 for e in est)}; the whole"
+                f" interval above 1.05: {sum(e[1] > 1.05 for e in est)}).",
+            ]
+            if same_paired:
+                lines.append(
+                    f"Where auto picked the best pinned strategy ({len(same_paired)} rows), paired auto / best "
+                    f"ranged {min(same_paired):.3f} to {max(same_paired):.3f} (median "
+                    f"{statistics.median(same_paired):.3f}): the same strategy against itself, plus the dispatch."
+                )
         over = [r for r in rows if r.get("pick_s") and r["pick_s"] > 1.05 * r["best_s"]]
         if over:
             lines += [

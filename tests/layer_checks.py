@@ -478,16 +478,27 @@ def keras_checks() -> None:
     record("serialization", "the weights of a one-channel Conv2D load as they are", conv2d_weights)
 
     def auto() -> str:
-        layer = SharedConv2D(4, 3)
-        layer(np.ones((2, 12, 12, 3), "float32"))
-        c = layer.choice
-        return (
-            ""
-            if c.source == "autotune" and c.strategy in strategies()
-            else f"{c.source} {c.strategy}"
-        )
+        problems = []
+        rng = np.random.default_rng(4)
+        x = rng.standard_normal((2, 12, 12, 3)).astype("float32")
+        for mode in ("forward", "train"):
+            layer = SharedConv2D(4, 3)
+            if mode == "forward":
+                layer(x)
+            else:  # every candidate's dw is the kernel's gradient, checked against fold's
+                layer.build(x.shape)
+                grads(layer, x, rng.standard_normal((2, 10, 10, 3, 4)).astype("float32"))
+            c = layer.choice
+            if c.source != "autotune" or c.strategy not in strategies():
+                problems.append(f"{mode}: {c.source} {c.strategy}")
+            if not c.key.layout.endswith("kernel KHW1N"):
+                problems.append(f"{mode}: the candidates did not take the kernel ({c.key.layout})")
+            bad = [f"{t.strategy}: {t.note}" for t in c.trials if not t.verified]
+            if bad:
+                problems.append(f"{mode}: " + "; ".join(bad))
+        return "; ".join(problems)
 
-    record("auto", "tunes at the first call", auto)
+    record("auto", "tunes at the first call, forward and train, every candidate verified", auto)
 
     def wrong_rank() -> str:
         from sharedconv.layers._core import LayerError

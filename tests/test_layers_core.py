@@ -358,3 +358,31 @@ def test_compiled_frameworks_leave_unrolled_strategies_out_of_the_autotune_above
     split = next(t for t in compiled.trials if t.strategy == "split")
     assert split.note.startswith(f"not tried: unrolls {many.C} convolutions")
     assert pick(compiled=True, strategy="split").strategy == "split"  # pinned still runs it
+
+
+def test_a_weights_transform_is_part_of_every_candidate_s_call():
+    """The Keras layer hands its candidates the kernel (KH, KW, 1, N): each candidate makes the
+    filters inside its own call, the call the autotune times and the layer then runs."""
+    problem = ConvProblem(B=1, C=2, H=6, W=6, N=3, KH=3, KW=3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 6, 6))
+    w = rng.standard_normal((3, 3, 3))
+    kernel = np.transpose(w, (1, 2, 0))[:, :, None, :]  # (KH, KW, 1, N), Keras' layout
+    seen = []
+
+    def filters(k):
+        seen.append(k.shape)
+        return np.transpose(k.reshape(3, 3, 3), (2, 0, 1))
+
+    fn = _core.wrap(
+        lambda x, w, b: forward(problem, x, w, b),
+        Strategy("fold", "fold"),
+        "BCHW",
+        "BCNHW",
+        np.transpose,
+        weights=filters,
+    )
+    np.testing.assert_allclose(fn(x, kernel, None), forward(problem, x, w, None))
+    assert seen == [(3, 3, 1, 3)]
+    plain = _core.wrap(lambda x, w, b: w, Strategy("fold", "fold"), "BCHW", "BCNHW", np.transpose)
+    assert plain(x, w, None) is w  # without one, the filters pass through untouched

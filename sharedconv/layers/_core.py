@@ -403,9 +403,16 @@ class Candidate:
 
 
 def wrap(
-    fn: Callable, strategy: Strategy, in_layout: str, out_layout: str, permute: Callable
+    fn: Callable,
+    strategy: Strategy,
+    in_layout: str,
+    out_layout: str,
+    permute: Callable,
+    weights: Callable | None = None,
 ) -> Callable:
-    """``fn`` (in the strategy's declared layouts) behind the layer's layouts."""
+    """``fn`` (in the strategy's declared layouts) behind the layer's layouts; with
+    ``weights``, the call takes the layer's own parameter and makes the ``(N, KH, KW)`` filters
+    from it inside the call (so a compiler sees, and the autotune times, what the layer runs)."""
     to_strategy = permutation(in_layout, strategy.input_layout)
     to_layer = permutation(strategy.output_layout, out_layout)
     identity_in = to_strategy == tuple(range(len(to_strategy)))
@@ -415,7 +422,13 @@ def wrap(
         y = fn(x if identity_in else permute(x, to_strategy), w, b)
         return y if identity_out else permute(y, to_layer)
 
-    return call
+    if weights is None:
+        return call
+
+    def call_with_weights(x: Any, w: Any, b: Any) -> Any:
+        return call(x, weights(w), b)
+
+    return call_with_weights
 
 
 def candidates_for(
@@ -427,8 +440,10 @@ def candidates_for(
     in_layout: str,
     out_layout: str,
     permute: Callable,
+    weights: Callable | None = None,
 ) -> tuple[dict[str, Candidate], dict[str, str]]:
-    """The strategies a layer may run for ``problem``, and the reasons for the others."""
+    """The strategies a layer may run for ``problem``, and the reasons for the others
+    (``weights``: see :func:`wrap`)."""
     offered: dict[str, Candidate] = {}
     refused: dict[str, str] = {}
     for s in backend.strategies:
@@ -439,7 +454,9 @@ def candidates_for(
         if why:
             refused[s.name] = why
             continue
-        offered[s.name] = Candidate(s, wrap(builders[s.name], s, in_layout, out_layout, permute))
+        offered[s.name] = Candidate(
+            s, wrap(builders[s.name], s, in_layout, out_layout, permute, weights)
+        )
     return offered, refused
 
 

@@ -100,9 +100,8 @@ class SharedConv2D(keras.layers.Layer):
 
     def build(self, input_shape: tuple[Any, ...]) -> None:
         self._check_rank(input_shape)
-        kh, kw = self.kernel_size
         self.kernel = self.add_weight(
-            name="kernel", shape=(kh, kw, 1, self.filters), initializer=self.kernel_initializer
+            name="kernel", shape=self._kernel_shape, initializer=self.kernel_initializer
         )
         self.bias = (
             self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
@@ -125,6 +124,10 @@ class SharedConv2D(keras.layers.Layer):
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             "tune_budget": self.tune_budget,
         }
+
+    @property
+    def _kernel_shape(self) -> tuple[int, ...]:
+        return (*self.kernel_size, 1, self.filters)
 
     @property
     def choice(self) -> _core.Choice | None:
@@ -180,13 +183,19 @@ class SharedConv2D(keras.layers.Layer):
         return tuple(sizes[a] for a in self._layouts[1])
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        ops = keras.ops
-        kh, kw = self.kernel_size
         kernel = self._computed(self.kernel)
-        w = ops.transpose(ops.reshape(kernel, (kh, kw, self.filters)), (2, 0, 1))
         b = self._computed(self.bias) if self.bias is not None else None
-        fn = self._dispatch(inputs, w, b, "train" if training else "forward")
-        return fn(inputs, w, b)
+        fn = self._dispatch(inputs, kernel, b, "train" if training else "forward")
+        return fn(inputs, kernel, b)
+
+    def _filters(self, kernel: Any) -> Any:
+        """The ``(KH, KW, 1, N)`` kernel as the strategies' ``(N, KH, KW)`` filters. Part of
+        every candidate's call, so the autotune times what the layer runs: a compiler may lay
+        the filters out for the strategy from the kernel (measured: XLA's `shift_add` at
+        B=2,C=100,64x64,N=16,K=7 ran in 26-28 ms from the kernel, 58-61 ms from ready-made
+        filters; the tuner once timed the latter and picked another strategy)."""
+        kh, kw = self.kernel_size
+        return keras.ops.transpose(keras.ops.reshape(kernel, (kh, kw, self.filters)), (2, 0, 1))
 
     def _computed(self, variable: Any) -> Any:
         """The variable as a tensor in the compute dtype (a mixed-precision policy computes in
@@ -201,6 +210,8 @@ class SharedConv2D(keras.layers.Layer):
         return value
 
     def _dispatch(self, x: Any, w: Any, b: Any, mode: str) -> Any:
+        """The strategy's call for this input shape and mode, chosen once per shape; ``w`` is
+        the layer's kernel (the candidates make the filters from it, see ``_filters``)."""
         backend = keras.backend.backend()
         shape = tuple(x.shape)
         memo = self._selector.memo.get((backend, shape, mode))
@@ -208,7 +219,9 @@ class SharedConv2D(keras.layers.Layer):
             self._selector.last = memo[0]
             return memo[1]
         problem = self._problem(shape)
-        layout = f"{self._layouts[0]}->{self._layouts[1]}"
+        # the kernel is part of what is timed (see _filters): decisions made before it was are
+        # not reused
+        layout = f"{self._layouts[0]}->{self._layouts[1]}, kernel KHW1N"
         choosers = {
             "torch": self._choose_torch,
             "jax": self._choose_jax,
@@ -246,7 +259,15 @@ class SharedConv2D(keras.layers.Layer):
 
         def candidates() -> tuple[dict, dict]:
             return _core.candidates_for(
-                backend, builders, problem, device, mode, in_layout, out_layout, permute
+                backend,
+                builders,
+                problem,
+                device,
+                mode,
+                in_layout,
+                out_layout,
+                permute,
+                weights=self._filters,
             )
 
         return _core.choose(
@@ -280,7 +301,9 @@ class SharedConv2D(keras.layers.Layer):
             key,
             _frameworks.jax_builders(problem, "highest"),
             _frameworks.jax_permute,
-            lambda: _frameworks.jax_runner(problem, x, w, b, *self._layouts, platform),
+            lambda: _frameworks.jax_runner(
+                problem, x, w, b, *self._layouts, platform, w_shape=self._kernel_shape
+            ),
         )
 
     def _choose_tf(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
@@ -297,5 +320,7 @@ class SharedConv2D(keras.layers.Layer):
             key,
             _frameworks.tf_builders(problem),
             _frameworks.tf_permute,
-            lambda: _frameworks.tf_runner(problem, x, w, b, *self._layouts),
+            lambda: _frameworks.tf_runner(
+                problem, x, w, b, *self._layouts, w_shape=self._kernel_shape
+            ),
         )
