@@ -56,7 +56,7 @@ NOT_A_CONTENDER = 10.0
 # cycle's ratio (harness.stats.paired_ratio: median of the per-cycle ratios, bootstrap CI).
 PAIRED_S = 2.0
 BLOCK_S = 0.01
-MIN_CYCLES = 7
+MIN_CYCLES = 12
 MAX_CYCLES = 400
 WARM_BELOW_S = 0.05  # a block of a call shorter than this starts with one untimed call
 

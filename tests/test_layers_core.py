@@ -386,3 +386,27 @@ def test_a_weights_transform_is_part_of_every_candidate_s_call():
     assert seen == [(3, 3, 1, 3)]
     plain = _core.wrap(lambda x, w, b: w, Strategy("fold", "fold"), "BCHW", "BCNHW", np.transpose)
     assert plain(x, w, None) is w  # without one, the filters pass through untouched
+
+
+def test_candidates_are_compared_on_one_blas_thread(monkeypatch):
+    """The comparison with the reference runs on one BLAS thread: OpenBLAS's pool keeps
+    spinning after a multi-threaded call, into the timing of the candidate right after it
+    (measured: the torch layer's tuner picked `fold`, the one candidate not compared, 4 times in
+    4 where `native` was 1.5x faster)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    compare = _core._disagreements
+
+    def spying(*args, **kwargs):
+        seen.append([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+        return compare(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "_disagreements", spying)
+    with threadpool_limits(limits=2, user_api="blas"):  # what a 2-core process has outside
+        choice = tune(
+            candidates(fold=conv, other=lambda x, w, b: conv(x, w, b)),
+            {"fold": 2e-3, "other": 1e-3},
+        )
+    assert choice.strategy == "other"
+    assert seen and all(threads == [1] * len(threads) for threads in seen), seen
