@@ -140,6 +140,7 @@ def sharedconv_case(request: pytest.FixtureRequest) -> PreparedCase:
     from sharedconv.backends.contract import canonical_outputs
     from sharedconv.backends.problem import make_inputs
     from sharedconv.backends.registry import load_backend
+    from sharedconv.harness.cases import one_blas_thread
     from sharedconv.harness.worker import default_threads
 
     name, sname, problem, mode = request.param
@@ -157,7 +158,10 @@ def sharedconv_case(request: pytest.FixtureRequest) -> PreparedCase:
     backend.synchronize(outputs)
     t2 = time.perf_counter()
     got = canonical_outputs(strategy, problem, mode, backend.to_numpy(outputs))
-    verdict = compare(problem, got, oracle.reference(problem, arrays, mode))
+    # the oracle and the comparison on one BLAS thread, as in the harness's workers: OpenBLAS's
+    # pool keeps spinning after a multi-threaded call, into the benchmark that follows
+    with one_blas_thread():
+        verdict = compare(problem, got, oracle.reference(problem, arrays, mode))
     if verdict["failures"]:
         pytest.fail(
             f"{name}/{sname} on {problem} ({mode}) disagrees with the oracle: "

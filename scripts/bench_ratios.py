@@ -60,10 +60,11 @@ def one_run(root: Path, run_id: str, budget: float, interleave: bool) -> dict[st
 
 def pair_ratio(records: dict[str, dict], a: str, b: str) -> float | None:
     from sharedconv.harness.interleave import paired_between
+    from sharedconv.harness.records import CaseRecord
 
     if a not in records or b not in records:
         return None
-    paired = paired_between(records[a], records[b])
+    paired = paired_between(CaseRecord.from_dict(records[a]), CaseRecord.from_dict(records[b]))
     if paired is not None:
         return paired[0]
     return records[b]["timing"]["stats"]["median"] / records[a]["timing"]["stats"]["median"]
@@ -143,19 +144,25 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--out", help="Markdown file whose ratio section is replaced")
     parser.add_argument("--json", help="also write the raw records here")
+    parser.add_argument(
+        "--from-json",
+        help="no runs: the section from records a --json saved (same --runs, --budget)",
+    )
     args = parser.parse_args()
     from sharedconv.harness.machine import machine_info
 
     results: dict[str, list[dict]] = {"sequential": [], "interleaved": []}
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
     with tempfile.TemporaryDirectory(prefix="sharedconv-ratios-") as tmp:
-        for k in range(args.runs):
+        for k in range(0 if args.from_json else args.runs):
             for method in ("sequential", "interleaved"):
                 t0 = time.perf_counter()
                 run = one_run(Path(tmp), f"{method}-{k}", args.budget, method == "interleaved")
                 results[method].append(run)
                 print(f"{method} run {k + 1}: {len(run)} timed cases, {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr)  # fmt: skip
-    if args.json:
+    if args.json and not args.from_json:
         Path(args.json).write_text(json.dumps(results))
     info = machine_info()
     text = section(results, args, f"{info.get('cpu_model')}, {info.get('usable_cores')} cores")

@@ -391,8 +391,7 @@ def test_a_weights_transform_is_part_of_every_candidate_s_call():
 def test_candidates_are_compared_on_one_blas_thread(monkeypatch):
     """The comparison with the reference runs on one BLAS thread: OpenBLAS's pool keeps
     spinning after a multi-threaded call, into the timing of the candidate right after it
-    (measured: the torch layer's tuner picked `fold`, the one candidate not compared, 4 times in
-    4 where `native` was 1.5x faster)."""
+    (every candidate but the reference was timed beside it: docs/layers.md)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     seen = []

@@ -642,9 +642,7 @@ def _autotune(
         else:
             # on one BLAS thread: OpenBLAS's threads keep spinning after the comparison's norms,
             # into the candidate's timing right after it (harness.cases.one_blas_thread). Before
-            # this, every candidate but the reference was timed beside them: the torch layer
-            # at B=4,C=16,64x64,N=16,K=5 picked `fold` 4 times in 4 (native measured 6.2-6.6 ms
-            # at tuning, ~2.2 ms alone)
+            # this, every candidate but the reference was timed beside them (docs/layers.md)
             with one_blas_thread():
                 bad = _disagreements(problem, names, got, reference, tf32)
             if bad:
