@@ -342,7 +342,7 @@ def _serve() -> None:
 
     from .allocators import probe as allocator_probe
     from .cases import execute_case
-    from .timing import measure  # noqa: F401 - imports SciPy's statistics (0.9 s) now, while
+    from .timing import measure  # noqa: F401 - imports SciPy's statistics (~1 s) now, while
     # the workers start side by side, instead of inside each worker's first case
 
     backend = None

@@ -789,6 +789,16 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
     return "\n".join(lines)
 
 
+def _read_text(path: str) -> str:
+    """A saved run, gzipped (``.gz``, as older runs are kept) or not."""
+    if path.endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rt") as f:
+            return f.read()
+    return Path(path).read_text()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child")
@@ -813,7 +823,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.render:  # one saved run, or several (comma-separated), merged in order
-        parts = [json.loads(Path(p).read_text()) for p in args.render.split(",")]
+        parts = [json.loads(_read_text(p)) for p in args.render.split(",")]
         data = {"rows": [], "overhead": {}, "versions": {}, "failed": {}}
         for part in parts:  # a later run's row replaces an earlier one of the same case
             new = {(r["framework"], r["problem"], r["mode"]) for r in part["rows"]}

@@ -211,12 +211,11 @@ def jax_runner(
     in_layout: str,
     out_layout: str,
     platform: str,
-    w_shape: tuple[int, ...] | None = None,
 ) -> Runner:
     """Runs candidates under ``jax.jit``; inputs that are tracers (the layer is being traced
-    under ``jit``/``grad``/``vmap``) are replaced by synthetic arrays of the same shape.
-    ``w_shape``: the shape of what the candidates take as ``w`` when it is not ``(N, KH, KW)``
-    (the Keras layer's kernel)."""
+    under ``jit``/``grad``/``vmap``) are replaced by synthetic arrays of the same shape. ``w``
+    is whatever the candidates take (the filters, or the Keras layer's kernel): its shape is
+    always known."""
     import jax
     import jax.numpy as jnp
 
@@ -231,7 +230,7 @@ def jax_runner(
         return jax.device_put(jnp.asarray(a, dtype=dtype), dev)
 
     xs = concrete(x, shape_in(in_layout, problem.x_shape), 2)
-    ws, bs = concrete(w, w_shape or problem.w_shape, 3), concrete(b, (problem.N,), 4)
+    ws, bs = concrete(w, tuple(w.shape), 3), concrete(b, (problem.N,), 4)
 
     def prepare(fn: Callable, mode: str) -> Callable[[], tuple[Any, ...]]:
         if mode != "train":
@@ -296,11 +295,9 @@ def tf_runner(
     b: Any,
     in_layout: str,
     out_layout: str,
-    w_shape: tuple[int, ...] | None = None,
 ) -> Runner:
     """Runs candidates under ``tf.function``; symbolic inputs (Keras traces a training step)
-    are replaced by synthetic arrays of the problem's shapes (``w_shape``: as in
-    :func:`jax_runner`)."""
+    are replaced by synthetic arrays of the problem's shapes (``w``: as in :func:`jax_runner`)."""
     import tensorflow as tf
 
     dtype = tf.as_dtype(problem.dtype)
@@ -315,7 +312,7 @@ def tf_runner(
         return tf.cast(tf.constant(value), dtype)
 
     xs = concrete(x, shape_in(in_layout, problem.x_shape), 2)
-    ws, bs = concrete(w, w_shape or problem.w_shape, 3), concrete(b, (problem.N,), 4)
+    ws, bs = concrete(w, tuple(w.shape), 3), concrete(b, (problem.N,), 4)
 
     def prepare(fn: Callable, mode: str) -> Callable[[], tuple[Any, ...]]:
         if mode != "train":

@@ -301,9 +301,7 @@ class SharedConv2D(keras.layers.Layer):
             key,
             _frameworks.jax_builders(problem, "highest"),
             _frameworks.jax_permute,
-            lambda: _frameworks.jax_runner(
-                problem, x, w, b, *self._layouts, platform, w_shape=self._kernel_shape
-            ),
+            lambda: _frameworks.jax_runner(problem, x, w, b, *self._layouts, platform),
         )
 
     def _choose_tf(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
@@ -320,7 +318,5 @@ class SharedConv2D(keras.layers.Layer):
             key,
             _frameworks.tf_builders(problem),
             _frameworks.tf_permute,
-            lambda: _frameworks.tf_runner(
-                problem, x, w, b, *self._layouts, w_shape=self._kernel_shape
-            ),
+            lambda: _frameworks.tf_runner(problem, x, w, b, *self._layouts),
         )
