@@ -151,28 +151,49 @@ def child(
     )
 
 
+def alternating_blocks(
+    calls: dict, sync, sizes: dict, seconds: float, min_cycles: int, max_cycles: int,
+    warm: frozenset = frozenset(), seed: int = 1,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Per-call seconds of each call in alternating blocks of ``sizes[name]`` calls, a new
+    random order every cycle, for ``seconds`` (at least ``min_cycles``, at most ``max_cycles``
+    cycles); a name in ``warm`` starts each of its blocks with one untimed call. The i-th
+    values of two calls come from one cycle, so drift that lasts a cycle cancels between them."""
+    from sharedconv.harness.timing import timed_block
+
+    per_call: dict[str, list[float]] = {n: [] for n in calls}
+    rng = random.Random(seed)
+    start = time.perf_counter()
+    cycles = 0
+    while cycles < max_cycles and (time.perf_counter() - start < seconds or cycles < min_cycles):
+        order = list(calls)
+        rng.shuffle(order)
+        for n in order:
+            if n in warm:
+                sync(calls[n]())  # untimed: the caches hold this call's data again
+            per_call[n].append(timed_block(calls[n], sync, sizes[n], time.perf_counter) / sizes[n])
+        cycles += 1
+    return per_call
+
+
 def paired_comparison(calls, sync, one, best, pick, single) -> dict:
     """auto / best and pick / best from alternating blocks (see PAIRED_S)."""
     from sharedconv.harness.stats import paired_ratio
-    from sharedconv.harness.timing import timed_block
 
     names = ["auto", best] + (
         [pick] if pick != best and pick in calls and pick not in single else []
     )
-    size = {n: max(1, round(BLOCK_S / max(one[n], 1e-9))) for n in names}
-    per_call: dict[str, list[float]] = {n: [] for n in names}
-    rng = random.Random(1)
     start = time.perf_counter()
-    while len(per_call["auto"]) < MAX_CYCLES and (
-        time.perf_counter() - start < PAIRED_S or len(per_call["auto"]) < MIN_CYCLES
-    ):
-        order = list(names)
-        rng.shuffle(order)
-        for n in order:
-            if one[n] < WARM_BELOW_S:
-                sync(calls[n]())  # untimed: the caches hold this candidate's data again
-            per_call[n].append(timed_block(calls[n], sync, size[n], time.perf_counter) / size[n])
-    out = {
+    per_call = alternating_blocks(
+        {n: calls[n] for n in names},
+        sync,
+        {n: max(1, round(BLOCK_S / max(one[n], 1e-9))) for n in names},
+        PAIRED_S,
+        MIN_CYCLES,
+        MAX_CYCLES,
+        warm=frozenset(n for n in names if one[n] < WARM_BELOW_S),
+    )
+    return {
         "cycles": len(per_call["auto"]),
         "seconds": time.perf_counter() - start,
         "auto_best": list(paired_ratio(per_call["auto"], per_call[best])),
@@ -180,31 +201,28 @@ def paired_comparison(calls, sync, one, best, pick, single) -> dict:
         if pick in per_call and pick != best
         else None,
     }
-    return out
 
 
 def _interleaved_overhead(
     layer_call, direct_call, sync, seconds: float = 4.0, block: int = 20
 ) -> dict:
     """Per-call seconds of the layer and of its strategy called directly, in alternating blocks
-    of ``block`` calls (a new random order each cycle) for ``seconds``; the overhead is the
-    median of the per-cycle differences (paired: drift that lasts a cycle cancels; the fastest
-    block of each, timeit's rule, moved by more than the overhead between runs here)."""
+    of ``block`` calls for ``seconds`` (:func:`alternating_blocks`); the overhead is the median
+    of the per-cycle differences (paired: drift that lasts a cycle cancels; the fastest block
+    of each, timeit's rule, moved by more than the overhead between runs here)."""
     for _ in range(50):
         sync(layer_call())
         sync(direct_call())
-    rng = random.Random(2)
-    a, b = [], []
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(a) < 20:
-        turns = [(layer_call, a), (direct_call, b)]
-        rng.shuffle(turns)
-        for fn, out in turns:
-            t = time.perf_counter()
-            for _ in range(block):
-                r = fn()
-            sync(r)
-            out.append((time.perf_counter() - t) / block)
+    t = alternating_blocks(
+        {"layer": layer_call, "direct": direct_call},
+        sync,
+        {"layer": block, "direct": block},
+        seconds,
+        min_cycles=20,
+        max_cycles=10**6,
+        seed=2,
+    )
+    a, b = t["layer"], t["direct"]
     return {
         "layer_s": statistics.median(a),
         "direct_s": statistics.median(b),
