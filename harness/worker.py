@@ -364,7 +364,7 @@ def _serve() -> None:
                 if pinned is not None:
                     facts["affinity"] = pinned
                 # what this process really runs with: the library serving malloc and whether a
-                # freed large block is reused without faults (not what the flag asked for)
+                # freed large block is reused (not what the flag asked for)
                 facts["allocator"] = allocator_probe()
                 # The framework's own objects never become garbage: keep them out of every later
                 # collection (a full gc.collect() costs 0.15 s once TensorFlow is imported).
