@@ -1,9 +1,10 @@
 """Builds sharedconv's own CPU kernel (backends/native_kernel.cpp) at install time; everything
 else is declared in pyproject.toml.
 
-Two builds of one source: a baseline one every CPU of the platform runs, and on x86-64 one
-with AVX2 and FMA; `sharedconv.backends.native_backend` loads the best one this CPU can run.
-They are plain shared libraries loaded with ctypes (no Python headers). Both are optional: an
+Builds of one source: a baseline one every CPU of the platform runs, and on x86-64 one with
+AVX2 and FMA and one with AVX-512 (F, VL, BW, DQ); `sharedconv.backends.native_backend` loads
+the best one this CPU can run. They are plain shared libraries loaded with ctypes (no Python
+headers). All are optional: an
 install without a C++ compiler succeeds, and the `native` backend then says how to build it.
 """
 
@@ -36,7 +37,10 @@ def native_extensions() -> list[Extension]:
 
     extensions = [build("_native_baseline", [])]
     if platform.machine().lower() in ("x86_64", "amd64"):
-        extensions.append(build("_native_avx2", ["-mavx2", "-mfma", "-mf16c"]))
+        avx2 = ["-mavx2", "-mfma", "-mf16c"]
+        extensions.append(build("_native_avx2", avx2))
+        avx512 = ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"]
+        extensions.append(build("_native_avx512", avx2 + avx512))
     return extensions
 
 

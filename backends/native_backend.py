@@ -6,8 +6,8 @@ the input K*K times. The kernel computes all N filters from a tile of one channe
 rows kept in cache, with the outputs of a tile in vector registers, and writes every output
 once (the source explains the tiling; docs/performance.md what it reaches and why).
 
-It is built at install time by ``setup.py`` into two plain shared libraries (baseline and,
-on x86-64, AVX2+FMA) loaded here with ctypes; the arrays are NumPy arrays, so the strategy's
+It is built at install time by ``setup.py`` into plain shared libraries (baseline and, on
+x86-64, AVX2+FMA and AVX-512) loaded here with ctypes; the arrays are NumPy arrays, so the strategy's
 inputs are the harness's own canonical arrays and its outputs need no conversion.
 """
 
@@ -58,12 +58,13 @@ def _library_file(stem: str) -> Path | None:
     return None
 
 
-BUILDS = {"avx2": "_native_avx2", "baseline": "_native_baseline"}
+BUILDS = {"avx512": "_native_avx512", "avx2": "_native_avx2", "baseline": "_native_baseline"}
+AVX512 = {"avx512f", "avx512vl", "avx512bw", "avx512dq"}
 
 
 def _candidates() -> list[str]:
     """The builds this CPU can run, best first; ``SHAREDCONV_NATIVE_BUILD=baseline`` (or
-    ``avx2``) asks for one build, e.g. to compare them."""
+    ``avx2``, ``avx512``) asks for one build, e.g. to compare them."""
     wanted = os.environ.get("SHAREDCONV_NATIVE_BUILD", "").strip().lower()
     if wanted:
         if wanted not in BUILDS:
@@ -72,7 +73,10 @@ def _candidates() -> list[str]:
             )
         return [BUILDS[wanted]]
     names = []
-    if platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma"} <= _cpu_flags():
+    flags = _cpu_flags()
+    if platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma"} <= flags:
+        if AVX512.issubset(flags):
+            names.append("_native_avx512")
         names.append("_native_avx2")
     names.append("_native_baseline")
     return names

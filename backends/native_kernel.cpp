@@ -9,11 +9,13 @@
 // taps stream through it (NB*V fused multiply-adds per V loads and NB broadcasts), and every
 // output is written to memory once. Backward: dw and db from the same scratch (a tile of
 // 2 filters x 4 taps in registers over a whole image), dx as a correlation of the padded dy
-// with the filters (stride 1) or a scatter (stride > 1). Partial sums of dw and db are kept in
-// float64 per image and per thread. Threads: OpenMP over (image, filter block) or images.
+// with the filters (stride 1) or a scatter (stride > 1); db as dx copies dy. Partial sums of
+// dw and db are kept in float64 per image and per thread. Threads: OpenMP over (image, filter
+// block) or images.
 //
-// Written with GCC's vector extensions, so one source compiles to AVX2+FMA
-// (-march=x86-64-v3), to SSE2 or to NEON; the Python side loads the build this CPU can run.
+// Written with GCC's vector extensions, so one source compiles to AVX-512 (512-bit vectors,
+// 32 registers, wider tiles), to AVX2+FMA, to SSE2 or to NEON; the Python side loads the best
+// build this CPU can run.
 // Plain C ABI (loaded with ctypes): no Python headers.
 
 #include <cstddef>
@@ -29,15 +31,25 @@
 
 namespace {
 
+// One vector register's bytes: 64 in the AVX-512 build (twice the lanes per instruction, and
+// 32 registers instead of 16), 32 elsewhere (AVX2; SSE2 and NEON split each into two).
+#if defined(__AVX512F__)
+#define SC_VEC_BYTES 64
+#else
+#define SC_VEC_BYTES 32
+#endif
+
 template <class T> struct Vec {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int L = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(SC_VEC_BYTES)));
+  static constexpr int L = SC_VEC_BYTES / sizeof(T);
 };
 
 // Keeps a loaded vector in a register: without it GCC folds the load into every multiply-add
 // that uses the vector (a memory operand each), so a vector used by k multiply-adds is loaded
 // k times and the loop is bound by loads, not by arithmetic.
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+#define SC_IN_REGISTER(v) asm("" : "+v"(v))  // "x" would allow only the first 16 registers
+#elif defined(__AVX__)
 #define SC_IN_REGISTER(v) asm("" : "+x"(v))
 #elif defined(__aarch64__)
 #define SC_IN_REGISTER(v) asm("" : "+w"(v))
@@ -85,7 +97,7 @@ struct Geometry {
     sh = g[7]; sw = g[8]; dh = g[9]; dw = g[10]; pt = g[11]; pl = g[12]; Ho = g[13]; Wo = g[14];
     R = (Ho - 1) * sh + (KH - 1) * dh + 1;
     const int max_off = ((KW - 1) * dw) / sw;
-    M = Wo + max_off + 2 * 8 + 8;  // a vector's overrun past the last output, rounded up
+    M = Wo + max_off + 3 * (SC_VEC_BYTES / 4);  // a tile's overrun past the last output
     row_len = sw * M;
     phase_off.resize(KW);
     for (int q = 0; q < KW; ++q) phase_off[q] = ((q * dw) % sw) * M + (q * dw) / sw;
@@ -193,7 +205,27 @@ void fwd_block(const Geometry& g, const T* s, const T* wt, const T* bias, T* y_i
   }
 }
 
-constexpr int FWD_NB = 4;
+// Filters per tile: 4 x 3 vectors of accumulators with 16 vector registers, 8 x 3 with 32
+// (AVX-512): a loaded vector of inputs then feeds 8 multiply-adds, not 4. (-DSC_FWD_NB=...,
+// like -DSC_DX_R... below, tries another tile: scripts/native_parts.cpp times the parts.)
+#ifndef SC_FWD_NB
+#if defined(__AVX512F__)
+#define SC_FWD_NB 8
+#else
+#define SC_FWD_NB 4
+#endif
+#endif
+constexpr int FWD_NB = SC_FWD_NB;
+
+// fwd_block for the last block's NB = left (< FWD_NB filters) as a constant
+template <class T, int NB>
+SC_INLINE void fwd_block_of(int left, const Geometry& g, const T* s, const T* wt, const T* bias,
+                            T* y_img, int n0) {
+  if constexpr (NB > 1) {
+    if (left < NB) return fwd_block_of<T, NB - 1>(left, g, s, wt, bias, y_img, n0);
+  }
+  fwd_block<T, NB>(g, s, wt, bias, y_img, n0);
+}
 
 template <class T>
 void forward(const int32_t* geom, const T* x, const T* w, const T* bias, T* y, int threads) {
@@ -219,12 +251,7 @@ void forward(const int32_t* geom, const T* x, const T* w, const T* bias, T* y, i
         current = img;
       }
       T* y_img = y + (size_t)img * g.N * plane;
-      switch (std::min(FWD_NB, g.N - n0)) {
-        case 4: fwd_block<T, 4>(g, scratch.data(), wt.data(), bias, y_img, n0); break;
-        case 3: fwd_block<T, 3>(g, scratch.data(), wt.data(), bias, y_img, n0); break;
-        case 2: fwd_block<T, 2>(g, scratch.data(), wt.data(), bias, y_img, n0); break;
-        default: fwd_block<T, 1>(g, scratch.data(), wt.data(), bias, y_img, n0); break;
-      }
+      fwd_block_of<T, FWD_NB>(g.N - n0, g, scratch.data(), wt.data(), bias, y_img, n0);
     }
   }
 }
@@ -311,6 +338,19 @@ void dw_filters(const Geometry& g, const T* s, const T* dy_img, double* dwacc, i
   }
 }
 
+// dw's filters per tile: 2 in every build (3 or 4 with AVX-512's 32 registers measured slower:
+// 4 dy planes streaming at once, and the 5 tap columns of K = 5 in one chunk)
+constexpr int DW_NB = 2;
+
+// dw of one image, all filters: blocks of DW_NB filters, the last block smaller
+template <class T, int NB = DW_NB>
+void dw_image(const Geometry& g, const T* s, const T* dy_img, double* dwacc, int n0 = 0) {
+  for (; n0 + NB <= g.N; n0 += NB) dw_filters<T, NB>(g, s, dy_img, dwacc, n0);
+  if constexpr (NB > 1) {
+    if (n0 < g.N) dw_image<T, NB - 1>(g, s, dy_img, dwacc, n0);
+  }
+}
+
 template <class T> double plane_sum(const T* a, size_t n) {
   typedef typename Vec<T>::type vec;
   constexpr int L = Vec<T>::L;
@@ -331,25 +371,27 @@ template <class T> double plane_sum(const T* a, size_t n) {
 // over filters n0..n1-1 in registers, then added to what earlier filters left in `acc_img`. With row dilation 1, row h+r's tap p reads
 // the dy row that row h's tap p-r reads: each loaded vector of dy feeds up to R rows (u = r - p
 // runs over the dy rows).
-template <class T, int R, int V>
+template <class T, int R, int V, int KHT>
 SC_INLINE void dx_tile(const Geometry& g, const T* dyp, size_t PS, int MM, const T* w, T* acc_img,
                        int DW, int h, int c0, int n0, int n1) {
   typedef typename Vec<T>::type vec;
   constexpr int L = Vec<T>::L;
-  const int TR = (g.KH - 1) * g.dh, TC = (g.KW - 1) * g.dw;
+  const int KH = KHT > 0 ? KHT : g.KH;
+  const int TR = (KH - 1) * g.dh, TC = (g.KW - 1) * g.dw;
   vec acc[R][V];
   for (int r = 0; r < R; ++r) {
     const T* out = acc_img + (size_t)(h + r) * DW + c0;
     for (int v = 0; v < V; ++v) acc[r][v] = n0 == 0 ? vec{} : loadu(out + v * L);
   }
   const size_t offset = (size_t)(h + g.pt + TR) * MM + c0 + g.pl + TC;
-  const int taps = g.KH * g.KW;
+  const int taps = KH * g.KW;
   for (int n = n0; n < n1; ++n) {
     const T* base = dyp + n * PS + offset;
     const T* wn = w + (size_t)n * taps;
-    for (int u = 1 - g.KH; u < R; ++u) {
+#pragma GCC unroll 16
+    for (int u = 1 - KH; u < R; ++u) {
       const T* row = base + (std::ptrdiff_t)u * g.dh * MM;
-      if (u <= 0 && u >= R - g.KH) {  // this dy row feeds all R rows: no tests
+      if (u <= 0 && u >= R - KH) {  // this dy row feeds all R rows: no tests
         const T* wu = wn - u * g.KW;
         for (int q = 0; q < g.KW; ++q) {
           vec xv[V];
@@ -370,7 +412,7 @@ SC_INLINE void dx_tile(const Geometry& g, const T* dyp, size_t PS, int MM, const
         for (int v = 0; v < V; ++v) SC_IN_REGISTER(xv[v]);
         for (int r = 0; r < R; ++r) {
           const int p = r - u;
-          if (p < 0 || p >= g.KH) continue;
+          if (p < 0 || p >= KH) continue;
           const vec wv = bcast<T>(wn[p * g.KW + q]);
           for (int v = 0; v < V; ++v) acc[r][v] += xv[v] * wv;
         }
@@ -386,16 +428,15 @@ SC_INLINE void dx_tile(const Geometry& g, const T* dyp, size_t PS, int MM, const
 // dx rows are written to `acc` (rows of DW >= W, whole tiles; the lanes past W are computed
 // from zeros and never copied out). Every filter's dy plane is copied once into its padded
 // plane of `pad` (the margins stay zero: the planes' places do not change from image to image,
-// so the buffer is zeroed only when it is made). Tiles of 2 rows x 4 vectors or of 3 rows x 3
-// vectors, whichever wastes fewer lanes past W (both need 13 vector registers). With row
-// dilation > 1, rows one at a time.
+// so the buffer is zeroed only when it is made). Tiles of R rows x V vectors (SC_DX_R...
+// below). With row dilation > 1, rows one at a time.
 // Filters summed in registers per pass over the image: their dy rows under a band of tiles stay
 // in the L1 cache (all 20 filters of a 200-wide image at once did not: slower than one at a time).
 constexpr int DX_FILTERS = 4;
 
-template <class T, int R, int V>
+template <class T, int R, int V, int KHT>
 void dx_image(const Geometry& g, const T* dy_img, const T* w, T* dx_img, std::vector<T>& pad,
-              std::vector<T>& acc) {
+              std::vector<T>& acc, double* dbacc) {
   constexpr int L = Vec<T>::L;
   constexpr int TILE = V * L;
   const int TR = (g.KH - 1) * g.dh, TC = (g.KW - 1) * g.dw;
@@ -412,31 +453,63 @@ void dx_image(const Geometry& g, const T* dy_img, const T* w, T* dx_img, std::ve
     T* dst = pad.data() + n * PS + TC;
     for (int i = 0; i < g.Ho && i + TR < RR; ++i)
       std::memcpy(dst + (size_t)(i + TR) * MM, d + (size_t)i * g.Wo, sizeof(T) * cols);
+    // db while the plane is in cache: a separate pass read every dy again from memory
+    if (dbacc) dbacc[n] += plane_sum(d, plane);
   }
   const int rows = g.dh == 1 ? g.H / R * R : 0;
   for (int n0 = 0; n0 < g.N; n0 += DX_FILTERS) {
     const int n1 = std::min(g.N, n0 + DX_FILTERS);
     for (int h = 0; h < rows; h += R)
       for (int c0 = 0; c0 < g.W; c0 += TILE)
-        dx_tile<T, R, V>(g, pad.data(), PS, MM, w, acc.data(), DW, h, c0, n0, n1);
+        dx_tile<T, R, V, KHT>(g, pad.data(), PS, MM, w, acc.data(), DW, h, c0, n0, n1);
     for (int h = rows; h < g.H; ++h)
       for (int c0 = 0; c0 < g.W; c0 += TILE)
-        dx_tile<T, 1, V>(g, pad.data(), PS, MM, w, acc.data(), DW, h, c0, n0, n1);
+        dx_tile<T, 1, V, KHT>(g, pad.data(), PS, MM, w, acc.data(), DW, h, c0, n0, n1);
   }
   for (int h = 0; h < g.H; ++h)
     std::memcpy(dx_img + (size_t)h * g.W, acc.data() + (size_t)h * DW, sizeof(T) * g.W);
 }
 
+// The filter height as a constant where it is a common one: the rows a dy row feeds are then
+// known when compiling, and the tile's accumulators stay in registers without tests.
+template <class T, int R, int V>
+void dx_tiles(const Geometry& g, const T* dy_img, const T* w, T* dx_img, std::vector<T>& pad,
+              std::vector<T>& acc, double* dbacc) {
+  switch (g.KH) {
+    case 3: dx_image<T, R, V, 3>(g, dy_img, w, dx_img, pad, acc, dbacc); break;
+    case 5: dx_image<T, R, V, 5>(g, dy_img, w, dx_img, pad, acc, dbacc); break;
+    case 7: dx_image<T, R, V, 7>(g, dy_img, w, dx_img, pad, acc, dbacc); break;
+    default: dx_image<T, R, V, 0>(g, dy_img, w, dx_img, pad, acc, dbacc); break;
+  }
+}
+
+// The two dx tiles (rows x vectors), the one wasting fewer lanes past W used: with 16
+// registers 2 x 4 or 3 x 3 (13 registers each); with 32 (AVX-512) 8 x 2 or 6 x 3, in which a
+// loaded vector of dy feeds up to 8 rows (the rows are tested when compiling: see dx_tiles).
+#ifndef SC_DX_R
+#if defined(__AVX512F__)
+#define SC_DX_R 8
+#define SC_DX_V 2
+#define SC_DX_R2 6
+#define SC_DX_V2 3
+#else
+#define SC_DX_R 2
+#define SC_DX_V 4
+#define SC_DX_R2 3
+#define SC_DX_V2 3
+#endif
+#endif
+
 template <class T>
 void dx_stride1(const Geometry& g, const T* dy_img, const T* w, T* dx_img, std::vector<T>& pad,
-                std::vector<T>& acc) {
+                std::vector<T>& acc, double* dbacc) {
   constexpr int L = Vec<T>::L;
-  const int waste4 = (g.W + 4 * L - 1) / (4 * L) * (4 * L);
-  const int waste3 = (g.W + 3 * L - 1) / (3 * L) * (3 * L);
-  if (waste4 <= waste3)
-    dx_image<T, 2, 4>(g, dy_img, w, dx_img, pad, acc);
+  const int width1 = (g.W + SC_DX_V * L - 1) / (SC_DX_V * L) * (SC_DX_V * L);
+  const int width2 = (g.W + SC_DX_V2 * L - 1) / (SC_DX_V2 * L) * (SC_DX_V2 * L);
+  if (width1 <= width2)
+    dx_tiles<T, SC_DX_R, SC_DX_V>(g, dy_img, w, dx_img, pad, acc, dbacc);
   else
-    dx_image<T, 3, 3>(g, dy_img, w, dx_img, pad, acc);
+    dx_tiles<T, SC_DX_R2, SC_DX_V2>(g, dy_img, w, dx_img, pad, acc, dbacc);
 }
 
 // dx of one image, any stride: scatter dy * w into a padded buffer, then crop.
@@ -496,16 +569,15 @@ void backward(const int32_t* geom, const T* x, const T* w, const T* dy, T* dx, T
     for (long img = 0; img < images; ++img) {
       const T* dy_img = dy + (size_t)img * g.N * plane;
       fill_scratch(g, x + (size_t)img * g.H * g.W, scratch.data());
-      int n0 = 0;
-      for (; n0 + 2 <= g.N; n0 += 2) dw_filters<T, 2>(g, scratch.data(), dy_img, dwacc, n0);
-      if (n0 < g.N) dw_filters<T, 1>(g, scratch.data(), dy_img, dwacc, n0);
-      if (db)
-        for (int n = 0; n < g.N; ++n) dbacc[n] += plane_sum(dy_img + (size_t)n * plane, plane);
+      dw_image(g, scratch.data(), dy_img, dwacc);
       T* dx_img = dx + (size_t)img * g.H * g.W;
-      if (g.sh == 1 && g.sw == 1)
-        dx_stride1(g, dy_img, w, dx_img, pad, dx_acc);
-      else
+      if (g.sh == 1 && g.sw == 1) {
+        dx_stride1(g, dy_img, w, dx_img, pad, dx_acc, db ? dbacc : nullptr);
+      } else {
+        if (db)
+          for (int n = 0; n < g.N; ++n) dbacc[n] += plane_sum(dy_img + (size_t)n * plane, plane);
         dx_scatter(g, dy_img, w, dx_img, pad);
+      }
     }
   }
   for (size_t k = 0; k < wsize; ++k) {

@@ -1,5 +1,5 @@
-// Where the native kernel's time goes, one thread: forward, and the three parts of backward
-// (dw, dx, db) timed apart, against the problem's FLOPs; then forward and backward on two
+// Where the native kernel's time goes, one thread: forward, and the parts of backward (dw;
+// dx with db, which is summed as dx copies dy) timed apart, against the problem's FLOPs; then forward and backward on two
 // threads. Built and run by
 // scripts/native_parts.py (which also measures one thread's float32 matmul for comparison).
 #include "../backends/native_kernel.cpp"
@@ -41,37 +41,27 @@ int main(int argc, char** argv) {
   const double flops = 2.0 * images * N * plane * K * K;
   const Geometry g(geom);
   std::vector<float> scratch(g.scratch_elems()), pad, acc;
-  std::vector<double> dwacc(w.size());
+  std::vector<double> dwacc(w.size()), dbacc(N);
   const double fwd = best_of([&] { forward<float>(geom, x.data(), w.data(), b.data(), y.data(), 1); }, repeats);
   const double bwd = best_of([&] { backward<float>(geom, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), 1); }, repeats);
   const double t_dw = best_of([&] {
     for (size_t img = 0; img < images; ++img) {
       fill_scratch(g, x.data() + img * H * W, scratch.data());
-      int n0 = 0;
-      for (; n0 + 2 <= N; n0 += 2) dw_filters<float, 2>(g, scratch.data(), dy.data() + img * N * plane, dwacc.data(), n0);
-      if (n0 < N) dw_filters<float, 1>(g, scratch.data(), dy.data() + img * N * plane, dwacc.data(), n0);
+      dw_image(g, scratch.data(), dy.data() + img * N * plane, dwacc.data());
     }
   }, repeats);
   const double t_dx = best_of([&] {
-    for (size_t img = 0; img < images; ++img) dx_stride1(g, dy.data() + img * N * plane, w.data(), dx.data() + img * H * W, pad, acc);
+    for (size_t img = 0; img < images; ++img) dx_stride1(g, dy.data() + img * N * plane, w.data(), dx.data() + img * H * W, pad, acc, dbacc.data());
   }, repeats);
   const int team = 2;
   const double fwd2 = best_of([&] { forward<float>(geom, x.data(), w.data(), b.data(), y.data(), team); }, repeats);
   const double bwd2 = best_of([&] { backward<float>(geom, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), team); }, repeats);
-  volatile double sink = 0;
-  const double t_db = best_of([&] {
-    double s = 0;
-    for (size_t p = 0; p < images * N; ++p) s += plane_sum(dy.data() + p * plane, plane);
-    sink = s;
-  }, repeats);
-  (void)sink;
   std::printf("build %s, one thread, B=%d,C=%d,H=%d,W=%d,N=%d,K=%d, best of %d\n", sc_build(), B, C, H, W, N, K, repeats);
   std::printf("part      ms   GFLOP/s\n");
   std::printf("forward  %8.3f %7.1f\n", fwd * 1e3, flops / fwd / 1e9);
   std::printf("backward %8.3f %7.1f\n", bwd * 1e3, 2 * flops / bwd / 1e9);
   std::printf("  dw     %8.3f %7.1f\n", t_dw * 1e3, flops / t_dw / 1e9);
-  std::printf("  dx     %8.3f %7.1f\n", t_dx * 1e3, flops / t_dx / 1e9);
-  std::printf("  db     %8.3f\n", t_db * 1e3);
+  std::printf("  dx, db %8.3f %7.1f\n", t_dx * 1e3, flops / t_dx / 1e9);
   std::printf("%d threads: forward %.3f ms (%.1f GFLOP/s, %.2fx one thread), backward %.3f ms (%.1f GFLOP/s, %.2fx)\n",
               team, fwd2 * 1e3, flops / fwd2 / 1e9, fwd / fwd2, bwd2 * 1e3, 2 * flops / bwd2 / 1e9, bwd / bwd2);
   return 0;

@@ -3,10 +3,11 @@
     python scripts/native_parts.py [B C H W N K] ...
 
 For each problem (stride 1, no padding, float32; default: the seed's first problem and the
-channels suite's largest): compiles scripts/native_parts.cpp with the flags of the AVX2 build
-(setup.py), times the forward and the parts of the backward (dw, dx, db) on one thread, and
-prints them beside one thread's float32 2048^3 matmul (NumPy's BLAS, as the roofline's peak);
-then forward and backward on two threads, beside two threads' matmul.
+channels suite's largest) and each x86-64 build this CPU runs (AVX2+FMA; AVX-512 where the CPU
+has it), with the flags of that build in setup.py: compiles scripts/native_parts.cpp, times
+the forward and the parts of the backward (dw; dx with db) on one thread, and prints them
+beside one thread's float32 2048^3 matmul (NumPy's BLAS, as the roofline's peak); then forward
+and backward on two threads, beside two threads' matmul.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAGS = ["-O3", "-std=gnu++17", "-ffp-contract=fast", "-fopenmp", "-mavx2", "-mfma", "-mf16c"]
+FLAGS = ["-O3", "-std=gnu++17", "-ffp-contract=fast", "-fopenmp"]
+AVX2 = ["-mavx2", "-mfma", "-mf16c"]
+BUILDS = {"avx2": AVX2, "avx512": AVX2 + ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"]}
 PROBLEMS = [["10", "3", "200", "200", "20", "5"], ["4", "128", "64", "64", "16", "5"]]
 MATMUL = (
     "import time, numpy as np; a = np.random.rand(2048, 2048).astype(np.float32); a @ a; "
@@ -30,11 +33,16 @@ MATMUL = (
 def main() -> None:
     args = sys.argv[1:]
     problems = [args[i : i + 6] for i in range(0, len(args), 6)] if args else PROBLEMS
+    from sharedconv.backends.native_backend import BUILDS as STEMS
+    from sharedconv.backends.native_backend import _candidates
+
+    runs = [name for name in BUILDS if STEMS[name] in _candidates()]
     with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "parts"
-        subprocess.run(
-            ["g++", *FLAGS, str(ROOT / "scripts" / "native_parts.cpp"), "-o", str(exe)], check=True
-        )
+        exes = []
+        for name in runs:
+            exes.append(Path(tmp) / f"parts-{name}")
+            source = str(ROOT / "scripts" / "native_parts.cpp")
+            subprocess.run(["g++", *FLAGS, *BUILDS[name], source, "-o", str(exes[-1])], check=True)
         for threads in ("1", "2"):
             env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
             gemm = subprocess.run(
@@ -45,11 +53,12 @@ def main() -> None:
             )
         print()
         for problem in problems:
-            print(
-                subprocess.run(
-                    [str(exe), *problem], capture_output=True, text=True, check=True
-                ).stdout
-            )
+            for exe in exes:
+                print(
+                    subprocess.run(
+                        [str(exe), *problem], capture_output=True, text=True, check=True
+                    ).stdout
+                )
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ The kernel has no framework to keep out of the pytest process, so besides the ha
 battery (worker processes, as every backend: test_backends.py) the conformance kit runs here
 in-process, and
 the tiling's edges are checked directly: every remainder of a row against the vector width
-(8 float32 or 4 float64 lanes, tiles of up to 3 or 4 vectors), every remainder of the
-filters against the tile of 4, heights that leave a partial block of rows, and both builds
-of the library (AVX2+FMA and the baseline) where this CPU runs both.
+(8 float32 or 4 float64 lanes in the AVX2 build, 16 or 8 in the AVX-512 one; tiles of up to
+3 or 4 vectors), every remainder of the filters against the forward's tile (4; 8 with
+AVX-512), heights that leave a partial block of dx rows (tiles of 2 or 3 rows; 8 or 6), filter
+heights compiled as constants (3, 5, 7) and not, and every build of the library (AVX-512,
+AVX2+FMA, the baseline) this CPU runs.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ EDGES = [
         (9, 50, 2, 3, ",dilation=2x3,padding=1"),
         (10, 41, 3, 3, ",stride=3x2,dilation=2,padding=2x0"),
         (5, 33, 1, 13, ",padding=same,bias=0"),
+        # the AVX-512 build: 16 lanes, 8 filters a tile, dx tiles of 8 x 2 or 6 x 3 vectors
+        (17, 16, 8, 3, ""),
+        (19, 31, 11, 5, ""),
+        (23, 47, 15, 7, ",padding=same"),
+        (13, 49, 9, 5, ",dtype=float64"),
+        (21, 97, 13, 3, ",padding=same,dtype=float64"),
+        (15, 80, 17, 4, ",padding=same"),
+        (26, 129, 10, 5, ",padding=2"),
     ]
 ]
 
