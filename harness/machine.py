@@ -22,6 +22,41 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The vector instruction sets that decide a CPU kernel's speed, from /proc/cpuinfo's flags:
+# two VMs of one model name ("AMD EPYC") can differ here, and the native kernel's build with it.
+ISA_LEVELS = [
+    ("AVX-512", {"avx512f", "avx512vl", "avx512bw", "avx512dq"}),
+    ("AVX2+FMA", {"avx2", "fma"}),
+    ("AVX", {"avx"}),
+    ("SSE2", {"sse2"}),
+    ("NEON", {"asimd"}),
+]
+
+
+def vector_isa(cpuinfo: str | None = None) -> str | None:
+    """The widest of ISA_LEVELS this CPU has (``cpuinfo``: /proc/cpuinfo's text), with
+    AVX-512's bfloat16/VNNI/fp16 extensions named (e.g. "AVX-512 (bf16, vnni)"); None where
+    /proc/cpuinfo is unreadable or names none of them."""
+    text = cpuinfo
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    for name, needs in ISA_LEVELS:
+        if needs <= flags:
+            extras = [e for e in ("bf16", "vnni", "fp16") if f"avx512_{e}" in flags]
+            if name == "AVX-512" and extras:
+                return f"{name} ({', '.join(extras)})"
+            return name
+    return None
+
+
 def project_commit() -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     try:
@@ -92,6 +127,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return {
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "vector_isa": vector_isa(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(affinity),
         "memory_bytes": total,

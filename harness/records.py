@@ -593,6 +593,7 @@ class Machine(Record):
 
     hostname: str | None = None
     cpu_model: str | None = None
+    vector_isa: str | None = None
     logical_cores: int | None = None
     usable_cores: int | None = None
     memory_bytes: int | None = None

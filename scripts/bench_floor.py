@@ -89,8 +89,9 @@ def contenders(
 
 
 def run_benchmark(
-    malloc: str, budget: float, results: Path, first: Path | None, main: Path | None = None
-) -> list[Path]:
+    malloc: str, budget: float, results: Path, first: Path | None, main: Path | None = None,
+    tag: str = "",
+) -> list[Path]:  # fmt: skip
     """The allocator's runs: every framework strategy and the native kernel on MAIN, forward
     and train (after the first allocator: every strategy whose name was some backend's fastest
     there on some problem and mode, so the runs fit a session), then BIG forward for each
@@ -106,11 +107,11 @@ def run_benchmark(
     )
     if main is None:  # else: this allocator's main run was made before (--main-from)
         main = sharedconv_run(
-            f"floor-{malloc}", results, [*shapes, "--mode", "both", *common, *picked]
+            f"floor-{malloc}{tag}", results, [*shapes, "--mode", "both", *common, *picked]
         )
     names = contenders(main, 1, PICK_FROM, ("forward",))
     big = sharedconv_run(
-        f"floor-{malloc}-big", results,
+        f"floor-{malloc}-big{tag}", results,
         ["--shape", BIG, "--mode", "forward", *common, "--min-samples", "3", "--strategies", ",".join(names)],
     )  # fmt: skip
     return [main, big]
@@ -217,11 +218,23 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         + " --write-doc docs/performance.md`.",
         "",
     ]
-    by_malloc: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # one table per machine and allocator: one model name ("AMD EPYC") covers VMs with and
+    # without AVX-512, so the machine is its CPU, its vector ISA (recorded since 2026-11-29)
+    # and the day
+    by_malloc: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for result in results:
-        by_malloc[",".join(result["meta"].get("malloc", []))].append(result)
+        meta = result["meta"]
+        machine = meta.get("machine", {})
+        where = (machine.get("cpu_model") or "?") + (
+            f", {machine['vector_isa']}" if machine.get("vector_isa") else ", ISA not recorded"
+        )
+        by_malloc[(",".join(meta.get("malloc", [])), where, meta.get("started", "")[:10])].append(
+            result
+        )
     order = {p: i for i, p in enumerate([PICK_FROM[0], BIG])}
-    for malloc, runs in sorted(by_malloc.items(), key=lambda kv: kv[0] != "jemalloc"):
+    for (malloc, where, day), runs in sorted(
+        by_malloc.items(), key=lambda kv: (kv[0][0] != "jemalloc", kv[0][2], kv[0][1])
+    ):
         rows = sorted(
             (row for run in runs for row in run["rows"]),
             key=lambda x: (
@@ -233,15 +246,18 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         ran = [r for r in rows if r["best"] is not None]
         reached = [r for r in ran if r["best"]["_share"] >= GOAL]
         ours_best = [r for r in ran if r["ours"] is not None and r["best"] is r["ours"]]
-        lines += [f"### Allocator: {malloc}", ""]
+        lines += [f"### {where}, {day}; allocator: {malloc}", ""]
         for run in runs:
             meta, roof = run["meta"], run["roof"]
             machine = meta.get("machine", {})
             cpu = machine.get("cpu_model") or machine.get("cpu") or "?"
             timed = len({(c["backend"], c["strategy"]) for row in run["rows"] for c in row["all"]})
+            native = (meta.get("workers", {}).get("native") or {}).get("facts", {}).get("build")
             lines.append(
                 f"- run `{meta['run_id']}`, {meta.get('started', '')[:16].replace('T', ' ')} UTC on {cpu}, "
-                f"{meta.get('threads')} threads, {timed} strategies timed; its roofline: "
+                f"{meta.get('threads')} threads, {timed} strategies timed"
+                + (f" (`native/direct`: its {native} build)" if native else "")
+                + "; its roofline: "
                 f"{roof['peak_flops'] / 1e9:.1f} GFLOP/s, {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s; "
                 f"`{meta.get('command', '?')}`"
             )
@@ -289,6 +305,10 @@ def main() -> None:
         "--main-from", type=Path,
         help="The first allocator's main run, made already (e.g. by a run stopped before its big problem).",
     )  # fmt: skip
+    parser.add_argument(
+        "--tag", default="",
+        help="Appended to the runs' ids (floor-<allocator>[-big]-<tag>): another machine's runs beside the stored ones.",
+    )  # fmt: skip
     parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
     parser.add_argument(
         "--keep", action="store_true",
@@ -311,8 +331,9 @@ def main() -> None:
         for malloc in args.malloc.split(","):
             main = unpack(args.main_from) if args.main_from and not folders else None
             runs = run_benchmark(
-                malloc.strip(), args.budget, tmp, folders[0] if folders else first, main
-            )
+                malloc.strip(), args.budget, tmp, folders[0] if folders else first, main,
+                f"-{args.tag}" if args.tag else "",
+            )  # fmt: skip
             for folder in runs:
                 keep(folder)
             folders += runs

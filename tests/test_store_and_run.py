@@ -83,6 +83,7 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     assert run.meta.status == "complete"
     assert run.meta.roofline.peak_flops > 1e8
     assert run.meta.machine.cpu_model
+    assert run.meta.machine.vector_isa  # every x86-64 or arm64 Linux machine has one
     assert run.meta.workers["numpy"]["versions"]["numpy"]
     assert len(run.cases) == 4
     case = next(c for c in run.cases if c.strategy == "oracle64" and c.mode == "train")
@@ -111,6 +112,18 @@ def test_run_writes_run_and_cases_and_prints_rankings(tmp_path):
     # the default reuses freed memory: the second block's touch faults (almost) nothing
     assert probe["reuses_freed"], probe
     assert probe["reuse_faults_64MiB"] * 8 < max(probe["first_touch_faults_64MiB"], 1), probe
+
+
+def test_the_vector_isa_tells_apart_vms_of_one_model_name():
+    from sharedconv.harness.machine import vector_isa
+
+    zen3 = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    zen4 = zen3.replace("fma", "fma avx512f avx512dq avx512bw avx512vl avx512_bf16 avx512_vnni")
+    assert vector_isa(zen3) == "AVX2+FMA"
+    assert vector_isa(zen4) == "AVX-512 (bf16, vnni)"
+    assert vector_isa("flags : fpu sse2 avx512f\n") == "SSE2"  # F alone is not the build's set
+    assert vector_isa("Features : fp asimd evtstrm\n") == "NEON"
+    assert vector_isa("processor : 0\n") is None
 
 
 def test_system_malloc_leaves_the_environment_alone(tmp_path, monkeypatch):

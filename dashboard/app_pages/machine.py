@@ -27,6 +27,15 @@ if require_results(data):
                 "peak float32",
                 f"{roof.peak_flops / 1e9:.1f} GFLOP/s" if roof.peak_flops is not None else "n/a",
             )
+            st.markdown(
+                f"**CPU**: {md(machine.cpu_model or '?')}, {machine.logical_cores or '?'} logical "
+                "cores; widest vector instructions: "
+                + (
+                    md(machine.vector_isa)
+                    if machine.vector_isa
+                    else "not recorded (a run from before they were)"
+                )
+            )
             if meta.machines:  # a cluster run: the figures above are the submitter's
                 st.caption(
                     "The machine above submitted this cluster run; the cases ran on the machines "

@@ -153,9 +153,14 @@ def check_strategy(strategy: str, offered: Sequence[str], where: str = "") -> No
 
 
 def machine_id() -> str:
-    from ..harness.machine import cpu_model
+    """The machine a tuned choice is of: one model name covers VMs with and without AVX-512
+    (where the native kernel's build, and so its speed, differs), so the vector ISA is in it."""
+    from ..harness.machine import cpu_model, vector_isa
 
-    return f"{cpu_model()} / {os.cpu_count()} logical cores / {platform.machine()}"
+    return (
+        f"{cpu_model()} / {vector_isa() or platform.machine()} / {os.cpu_count()} logical cores"
+        f" / {platform.machine()}"
+    )
 
 
 @dataclass(frozen=True)
