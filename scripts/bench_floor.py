@@ -219,7 +219,7 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         "",
     ]
     # one table per machine and allocator: one model name ("AMD EPYC") covers VMs with and
-    # without AVX-512, so the machine is its CPU, its vector ISA (recorded since 2026-11-29)
+    # without AVX-512, so the machine is its CPU, its vector ISA (recorded since the evening of 2026-11-28)
     # and the day
     by_malloc: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for result in results:

@@ -1,7 +1,7 @@
 """The native kernel's builds side by side on this CPU (docs/performance.md).
 
     python scripts/bench_native_builds.py [--seconds 3] [--threads 2] [--json out.json]
-    python scripts/bench_native_builds.py --from-json out.json     # the table again
+    python scripts/bench_native_builds.py --from-json out.json [--write-doc docs/performance.md]
 
 Every x86-64 build of `native/direct` this CPU runs (AVX-512 where it has it, AVX2+FMA; the
 baseline with --baseline) on the seed's first problem and every channels-suite problem,
@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_layers import alternating_blocks  # noqa: E402
+from doc_section import write_section  # noqa: E402
 
 PROBLEMS = ["B=10,C=3,H=200,W=200,N=20,K=5"] + [
     f"B=4,C={c},H=64,W=64,N=16,K=5" for c in (1, 2, 4, 8, 16, 32, 64, 128)
@@ -35,6 +36,7 @@ PROBLEMS = ["B=10,C=3,H=200,W=200,N=20,K=5"] + [
 BLOCK_S = 0.02
 MIN_CYCLES, MAX_CYCLES = 12, 400
 MARKER = "SHAREDCONV_BENCH_BUILDS_ALLOCATOR"
+MARK = "<!-- native-builds -->"
 
 
 def under_default_allocator() -> None:
@@ -151,6 +153,7 @@ def render(out: dict) -> str:
             head.append(f"{n} / {names[0]} (paired, 95% CI)")
     roof = out["roofline"]
     lines = [
+        MARK,
         f"`{out['command']}`, {out['date']} on {out['cpu']}, {out['threads']} threads, "
         f"allocator {out['allocator']}; roofline {roof['peak_flops'] / 1e9:.1f} GFLOP/s, "
         f"{roof['copy_bytes_per_s'] / 1e9:.1f} GB/s.",
@@ -167,6 +170,7 @@ def render(out: dict) -> str:
         "At 60% of the floor or more: "
         + ", ".join(f"{n} {reached[n]} of {len(out['rows'])}" for n in names)
         + ".",
+        MARK,
     ]
     return "\n".join(lines)
 
@@ -182,17 +186,20 @@ def main() -> None:
     parser.add_argument(
         "--from-json", type=Path, help="Render stored measurements; measure nothing."
     )
+    parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
     args = parser.parse_args()
     if args.from_json:
-        print(render(json.loads(args.from_json.read_text())))
-        return
-    under_default_allocator()
-    out = measure(args)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
-    print()
+        out = json.loads(args.from_json.read_text())
+    else:
+        under_default_allocator()
+        out = measure(args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=1))
+        print()
     print(render(out))
+    if args.write_doc:
+        write_section(args.write_doc, MARK, render(out))
 
 
 if __name__ == "__main__":
