@@ -39,15 +39,24 @@ class NativeLibraryError(RuntimeError):
     """The kernel library is missing, stale, or not loadable on this CPU."""
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags from ``cpuinfo`` (/proc/cpuinfo's text; read when None): what
+    decides which builds run here, and what a run records as the machine's vector ISA
+    (``harness.machine.vector_isa``)."""
+    if cpuinfo is None:
+        return set(_this_cpu_flags())
+    for line in cpuinfo.splitlines():
         if line.startswith(("flags", "Features")):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+@cache
+def _this_cpu_flags() -> frozenset[str]:
+    try:
+        return frozenset(cpu_flags(Path("/proc/cpuinfo").read_text()))
+    except OSError:
+        return frozenset()
 
 
 def _library_file(stem: str) -> Path | None:
@@ -73,7 +82,7 @@ def _candidates() -> list[str]:
             )
         return [BUILDS[wanted]]
     names = []
-    flags = _cpu_flags()
+    flags = cpu_flags()
     if platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma"} <= flags:
         if AVX512.issubset(flags):
             names.append("_native_avx512")

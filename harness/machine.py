@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from sharedconv.backends.native_backend import AVX512, cpu_flags
+
 from .records import Machine
 
 
@@ -23,9 +25,10 @@ def cpu_model() -> str:
 
 
 # The vector instruction sets that decide a CPU kernel's speed, from /proc/cpuinfo's flags:
-# two VMs of one model name ("AMD EPYC") can differ here, and the native kernel's build with it.
+# two VMs of one model name ("AMD EPYC") can differ here, and the native kernel's build with it
+# ("AVX-512" is exactly what its AVX-512 build needs).
 ISA_LEVELS = [
-    ("AVX-512", {"avx512f", "avx512vl", "avx512bw", "avx512dq"}),
+    ("AVX-512", AVX512),
     ("AVX2+FMA", {"avx2", "fma"}),
     ("AVX", {"avx"}),
     ("SSE2", {"sse2"}),
@@ -37,17 +40,7 @@ def vector_isa(cpuinfo: str | None = None) -> str | None:
     """The widest of ISA_LEVELS this CPU has (``cpuinfo``: /proc/cpuinfo's text), with
     AVX-512's bfloat16/VNNI/fp16 extensions named (e.g. "AVX-512 (bf16, vnni)"); None where
     /proc/cpuinfo is unreadable or names none of them."""
-    text = cpuinfo
-    if text is None:
-        try:
-            text = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags = set(line.split(":", 1)[1].split())
-            break
+    flags = cpu_flags(cpuinfo)
     for name, needs in ISA_LEVELS:
         if needs <= flags:
             extras = [e for e in ("bf16", "vnni", "fp16") if f"avx512_{e}" in flags]
@@ -141,13 +134,21 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
 def machine_key(machine: Machine) -> tuple:
     """What tells two machines apart in stored results: host names repeat (containers, VMs:
-    every machine here is "vm"), so the CPU and its core count go with it."""
-    return (machine.hostname, machine.cpu_model, machine.logical_cores)
+    every machine here is "vm"), so the CPU, its vector ISA (one model name covers VMs with
+    and without AVX-512; None in runs from before it was recorded, which so match no machine
+    that records it) and its core count go with it."""
+    return (machine.hostname, machine.cpu_model, machine.vector_isa, machine.logical_cores)
 
 
 def this_machine() -> tuple:
     """:func:`machine_key` of the machine this process runs on."""
-    return (socket.gethostname(), cpu_model(), os.cpu_count())
+    return (socket.gethostname(), cpu_model(), vector_isa(), os.cpu_count())
+
+
+def same_cpu(machine: Machine) -> bool:
+    """Whether ``machine`` has this process's CPU, whatever its host name (a container's
+    changes from start to start): the model and, where the record has it, the vector ISA."""
+    return machine.cpu_model == cpu_model() and machine.vector_isa in (None, vector_isa())
 
 
 def machine_kind(machine: Machine) -> tuple:

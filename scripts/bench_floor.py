@@ -158,16 +158,15 @@ def table_key(meta: dict[str, Any]) -> tuple[str, str, str]:
     return ",".join(meta.get("malloc", [])), where, meta.get("started", "")[:10]
 
 
-def best_rooflines(folders: list[Path]) -> dict[tuple[str, str, str], Any]:
+def best_rooflines(runs: list[Any]) -> dict[tuple[str, str, str], Any]:
     """Per table, the highest peak and bandwidth its runs measured: a probe that ran in a slow
     spell of this shared machine (one measured 107 GFLOP/s half an hour after another measured
     185) would put the floor above what the machine does, and a share over 100%."""
     from sharedconv.harness.records import Roofline
-    from sharedconv.harness.store import read_run
 
     best: dict[tuple[str, str, str], Any] = {}
-    for folder in folders:
-        meta = read_run(folder).meta
+    for run in runs:
+        meta = run.meta
         roof, key = meta.roofline, table_key(meta.to_dict())
         if roof is None or not roof.usable:
             continue
@@ -179,12 +178,11 @@ def best_rooflines(folders: list[Path]) -> dict[tuple[str, str, str], Any]:
     return best
 
 
-def analyse(folder: Path, roof: Any = None) -> dict[str, Any]:
-    """The rows of one run, shares against ``roof`` (default: the run's own roofline)."""
-    from sharedconv.harness.store import read_run
+def analyse(run: Any, roof: Any = None) -> dict[str, Any]:
+    """The rows of one stored run (``read_run``), shares against ``roof`` (default: the run's
+    own roofline)."""
     from sharedconv.harness.summary import roofline_fraction
 
-    run = read_run(folder)
     measured = run.meta.roofline
     roof = roof or measured
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -224,12 +222,6 @@ def analyse(folder: Path, roof: Any = None) -> dict[str, Any]:
         "measured": measured.to_dict() if measured else {},
         "rows": rows,
     }
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    from sharedconv.harness.store import read_run
-
-    return read_run(folder).meta.to_dict()
 
 
 def name(r: dict[str, Any]) -> str:
@@ -312,20 +304,26 @@ def render(results: list[dict[str, Any]], command: str) -> str:
             f"{len(ran)}** problem x mode pairs timed; **`native/direct` the fastest: "
             f"{len(ours_best)} of {len(ran)}**.",
             "",
-            "| problem | mode | floor (bound) | best framework strategy: median, share | native/direct: median, share | best |",
-            "|---|---|---:|---|---:|---|",
+            "| problem | mode | floor (bound) | best framework strategy: median, share | native/direct: median, share | framework / native | best |",
+            "|---|---|---:|---|---:|---:|---|",
         ]
         for r in rows:
             head = f"| {r['problem']} | {r['mode']} | {ms(r['floor'])} ({r['bound']}) |"
             if r["best"] is None:
                 why = "; ".join(r["reasons"])[:200] or "nothing timed"
-                lines.append(f"{head} not run: {why} | | |")
+                lines.append(f"{head} not run: {why} | | | |")
                 continue
             other, best = r["other"], r["best"]
             mark = "**" if best["_share"] >= GOAL else ""
             theirs = f"{name(other)}: {cell(other)}" if other else "-"
+            ours = r["ours"]
+            ratio = (
+                f"{other['_median'] / ours['_median']:.2f}x"
+                if other and ours and ours.get("_median")
+                else "-"
+            )
             lines.append(
-                f"{head} {theirs} | {ours_cell(r)} | {mark}{name(best)} ({best['_share']:.0%}){mark} |"
+                f"{head} {theirs} | {ours_cell(r)} | {ratio} | {mark}{name(best)} ({best['_share']:.0%}){mark} |"
             )
         lines.append("")
     lines.append(MARK)
@@ -382,8 +380,11 @@ def main() -> None:
             for folder in runs:
                 keep(folder)
             folders += runs
-    roofs = best_rooflines(folders)
-    text = render([analyse(f, roofs.get(table_key(read_meta(f)))) for f in folders], command)
+    from sharedconv.harness.store import read_run
+
+    runs = [read_run(folder) for folder in folders]
+    roofs = best_rooflines(runs)
+    text = render([analyse(run, roofs.get(table_key(run.meta.to_dict()))) for run in runs], command)
     print(text)
     if args.write_doc:
         write_section(args.write_doc, MARK, text)

@@ -376,10 +376,10 @@ def test_pages_open_on_this_machines_run_else_a_cpu_run(monkeypatch):
         run("cpu-unrelated", "cpu", "ci", ["z"]),
     ]
     data = dash_data.Loaded(runs, pd.DataFrame())
-    monkeypatch.setattr(common, "this_machine", lambda: ("vm", "laptop", None))
+    monkeypatch.setattr(common, "this_machine", lambda: ("vm", "laptop", None, None))
     assert common.default_run_index(data) == 1
     assert common.default_compare_pair(data) == (2, 1)
-    monkeypatch.setattr(common, "this_machine", lambda: ("vm", "h100", None))
+    monkeypatch.setattr(common, "this_machine", lambda: ("vm", "h100", None, None))
     assert common.default_run_index(data) == 0  # your own run, whatever its device
     only_gpu = dash_data.Loaded(runs[:1], pd.DataFrame())
     assert common.default_run_index(only_gpu) == 0

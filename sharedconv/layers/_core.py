@@ -158,7 +158,7 @@ def machine_id() -> str:
     from ..harness.machine import cpu_model, vector_isa
 
     return (
-        f"{cpu_model()} / {vector_isa() or platform.machine()} / {os.cpu_count()} logical cores"
+        f"{cpu_model()} / {vector_isa() or 'ISA unknown'} / {os.cpu_count()} logical cores"
         f" / {platform.machine()}"
     )
 
@@ -335,7 +335,7 @@ def from_results(
 ) -> Choice | None:
     """The fastest passing strategy among ``offered`` in stored runs of this machine."""
     from ..backends.problem import parse_problem
-    from ..harness.machine import cpu_model
+    from ..harness.machine import same_cpu
     from ..harness.store import StoreError, read_run
 
     best: tuple[float, str, str] | None = None
@@ -347,7 +347,7 @@ def from_results(
             continue
         machine = run.meta.machine
         same_machine = machine is not None and (
-            machine.gpu == key.device if device == "cuda" else machine.cpu_model == cpu_model()
+            machine.gpu == key.device if device == "cuda" else same_cpu(machine)
         )
         if not same_machine:
             continue
