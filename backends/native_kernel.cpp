@@ -268,6 +268,40 @@ template <class T> SC_INLINE typename Vec<T>::type tail_mask(int fresh) {
   return m;
 }
 
+// The rows' last, partial vectors of a dw tile (below): a function of its own, with its own
+// accumulators. Inside the tile's loop (or after it, on the same accumulators) their code pushed
+// the accumulators of 4 filters out of the registers, at half the speed.
+template <class T, int NB, int QB>
+__attribute__((noinline)) void dw_tail(const Geometry& g, const T* s, const T* dy_img,
+                                       double* dwacc, int n0, int p, int q0) {
+  typedef typename Vec<T>::type vec;
+  constexpr int L = Vec<T>::L;
+  const size_t plane = (size_t)g.Ho * g.Wo;
+  const int fresh = g.Wo % L;  // lanes of the last, partial vector
+  // rows at least one vector wide: the last vector ends at the row's end, its lanes already
+  // counted multiplied by zero (a multiply by the 0/1 mask, not a branch)
+  const bool shifted = g.Wo >= L;
+  const int j = shifted ? g.Wo - L : 0;
+  const vec mask = tail_mask<T>(fresh);
+  vec acc[NB][QB];
+  for (int nb = 0; nb < NB; ++nb)
+    for (int k = 0; k < QB; ++k) acc[nb][k] = vec{};
+  for (int i = 0; i < g.Ho; ++i) {
+    const T* row = s + (size_t)(i * g.sh + p * g.dh) * g.row_len;
+    const T* dyr = dy_img + (size_t)n0 * plane + (size_t)i * g.Wo;
+    vec d[NB];
+    for (int nb = 0; nb < NB; ++nb)
+      d[nb] = shifted ? loadu(dyr + nb * plane + j) * mask : load_n(dyr + nb * plane, fresh);
+    for (int k = 0; k < QB; ++k) {
+      const vec xv = loadu(row + g.phase_off[q0 + k] + j);
+      for (int nb = 0; nb < NB; ++nb) acc[nb][k] += d[nb] * xv;
+    }
+  }
+  for (int nb = 0; nb < NB; ++nb)
+    for (int k = 0; k < QB; ++k)
+      dwacc[((size_t)(n0 + nb) * g.KH + p) * g.KW + q0 + k] += hsum<T>(acc[nb][k]);
+}
+
 // dw[n0..n0+NB-1][p][q0..q0+QB-1] += sum over the image of dy * shifted x (from the scratch).
 // NB*QB accumulators; per vector of outputs NB loads of dy and QB of x.
 template <class T, int NB, int QB>
@@ -282,11 +316,6 @@ SC_INLINE void dw_tile(const Geometry& g, const T* s, const T* dy_img, double* d
   int offs[QB];
   for (int k = 0; k < QB; ++k) offs[k] = g.phase_off[q0 + k];
   const int full = g.Wo / L * L;
-  const int fresh = g.Wo - full;  // lanes of the last, partial vector
-  // rows at least one vector wide: the last vector ends at the row's end, its lanes already
-  // counted multiplied by zero (a multiply by the 0/1 mask, not a branch)
-  const bool shifted = fresh > 0 && g.Wo >= L;
-  const vec mask = tail_mask<T>(fresh);
   for (int i = 0; i < g.Ho; ++i) {
     const T* row = s + (size_t)(i * g.sh + p * g.dh) * g.row_len;
     const T* dyr = dy_img + (size_t)n0 * plane + (size_t)i * g.Wo;
@@ -300,20 +329,11 @@ SC_INLINE void dw_tile(const Geometry& g, const T* s, const T* dy_img, double* d
         for (int nb = 0; nb < NB; ++nb) acc[nb][k] += d[nb] * xv;
       }
     }
-    if (fresh) {
-      const int j = shifted ? g.Wo - L : 0;
-      vec d[NB];
-      for (int nb = 0; nb < NB; ++nb)
-        d[nb] = shifted ? loadu(dyr + nb * plane + j) * mask : load_n(dyr + nb * plane, fresh);
-      for (int k = 0; k < QB; ++k) {
-        const vec xv = loadu(row + offs[k] + j);
-        for (int nb = 0; nb < NB; ++nb) acc[nb][k] += d[nb] * xv;
-      }
-    }
   }
   for (int nb = 0; nb < NB; ++nb)
     for (int k = 0; k < QB; ++k)
       dwacc[((size_t)(n0 + nb) * g.KH + p) * g.KW + q0 + k] += hsum<T>(acc[nb][k]);
+  if (full < g.Wo) dw_tail<T, NB, QB>(g, s, dy_img, dwacc, n0, p, q0);
 }
 
 // All taps of NB filters: per tap row p, the tap columns in as few chunks of at most 6 as
@@ -338,9 +358,15 @@ void dw_filters(const Geometry& g, const T* s, const T* dy_img, double* dwacc, i
   }
 }
 
-// dw's filters per tile: 2 in every build (3 or 4 with AVX-512's 32 registers measured slower:
-// 4 dy planes streaming at once, and the 5 tap columns of K = 5 in one chunk)
+// dw's filters per tile: with AVX-512's 32 registers 4 (4 x 5 accumulators for K = 5: a loaded
+// vector of x feeds 4 multiply-adds, not 2; 15-23% faster than 2 on one thread in
+// scripts/native_parts.py's problems once the partial vectors left the tile's loop, see
+// dw_tail; 5 was no faster), with 16 registers 2 (3 or 4 leave the registers).
+#if defined(__AVX512F__)
+constexpr int DW_NB = 4;
+#else
 constexpr int DW_NB = 2;
+#endif
 
 // dw of one image, all filters: blocks of DW_NB filters, the last block smaller
 template <class T, int NB = DW_NB>
@@ -386,25 +412,35 @@ SC_INLINE void dx_tile(const Geometry& g, const T* dyp, size_t PS, int MM, const
   const size_t offset = (size_t)(h + g.pt + TR) * MM + c0 + g.pl + TC;
   const int taps = KH * g.KW;
   for (int n = n0; n < n1; ++n) {
-    const T* base = dyp + n * PS + offset;
+    const T* base = dyp + (n - n0) * PS + offset;
     const T* wn = w + (size_t)n * taps;
+    if constexpr (KHT > 0) {
+      // Tap column q outermost: its KH weights stay in registers while the tile's dy rows
+      // stream past them, so a loaded vector feeds up to KH rows and no weight is broadcast
+      // twice (with the rows outermost every multiply-add broadcast its weight again).
+      for (int q = 0; q < g.KW; ++q) {
+        vec wv[KHT];
+        for (int p = 0; p < KHT; ++p) wv[p] = bcast<T>(wn[p * g.KW + q]);
+        for (int p = 0; p < KHT; ++p) SC_IN_REGISTER(wv[p]);
+        const T* col = base - q * g.dw;
+#pragma GCC unroll 32
+        for (int u = 1 - KHT; u < R; ++u) {
+          const T* row = col + (std::ptrdiff_t)u * g.dh * MM;
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) {
+            vec xv = loadu(row + v * L);
+            SC_IN_REGISTER(xv);
+#pragma GCC unroll 16
+            for (int p = 0; p < KHT; ++p)  // tap row p of dy row u is dx row u + p of the tile
+              if (u + p >= 0 && u + p < R) acc[u + p][v] += xv * wv[p];
+          }
+        }
+      }
+      continue;
+    }
 #pragma GCC unroll 16
     for (int u = 1 - KH; u < R; ++u) {
       const T* row = base + (std::ptrdiff_t)u * g.dh * MM;
-      if (u <= 0 && u >= R - KH) {  // this dy row feeds all R rows: no tests
-        const T* wu = wn - u * g.KW;
-        for (int q = 0; q < g.KW; ++q) {
-          vec xv[V];
-          const T* src = row - q * g.dw;
-          for (int v = 0; v < V; ++v) xv[v] = loadu(src + v * L);
-          for (int v = 0; v < V; ++v) SC_IN_REGISTER(xv[v]);
-          for (int r = 0; r < R; ++r) {
-            const vec wv = bcast<T>(wu[r * g.KW + q]);
-            for (int v = 0; v < V; ++v) acc[r][v] += xv[v] * wv;
-          }
-        }
-        continue;
-      }
       for (int q = 0; q < g.KW; ++q) {
         vec xv[V];
         const T* src = row - q * g.dw;
@@ -425,6 +461,39 @@ SC_INLINE void dx_tile(const Geometry& g, const T* dyp, size_t PS, int MM, const
   }
 }
 
+// One band of R dx rows across the columns [0, DW) (DW whole vectors): tiles of V vectors,
+// then one tile of the vectors left (a tile of V vectors over the last 8 of 200 columns
+// computed 24 of its 32 lanes for nothing).
+template <class T, int R, int V, int KHT>
+SC_INLINE void dx_cols(const Geometry& g, const T* dyp, size_t PS, int MM, const T* w, T* acc,
+                       int DW, int h, int c0, int n0, int n1, int vectors) {
+  if constexpr (V > 0) {
+    if (vectors == V) return dx_tile<T, R, V, KHT>(g, dyp, PS, MM, w, acc, DW, h, c0, n0, n1);
+    dx_cols<T, R, V - 1, KHT>(g, dyp, PS, MM, w, acc, DW, h, c0, n0, n1, vectors);
+  }
+}
+
+template <class T, int R, int V, int KHT>
+void dx_band(const Geometry& g, const T* dyp, size_t PS, int MM, const T* w, T* acc, int DW,
+             int h, int n0, int n1) {
+  constexpr int L = Vec<T>::L;
+  int c0 = 0;
+  for (; c0 + V * L <= DW; c0 += V * L)
+    dx_tile<T, R, V, KHT>(g, dyp, PS, MM, w, acc, DW, h, c0, n0, n1);
+  if (c0 < DW) dx_cols<T, R, V - 1, KHT>(g, dyp, PS, MM, w, acc, DW, h, c0, n0, n1, (DW - c0) / L);
+}
+
+// The rows below the last whole band: one band of the rows left (rows one at a time fed each
+// loaded vector of dy to one row).
+template <class T, int R, int V, int KHT>
+void dx_rows(const Geometry& g, const T* dyp, size_t PS, int MM, const T* w, T* acc, int DW,
+             int h, int n0, int n1, int rows) {
+  if constexpr (R > 0) {
+    if (rows == R) return dx_band<T, R, V, KHT>(g, dyp, PS, MM, w, acc, DW, h, n0, n1);
+    dx_rows<T, R - 1, V, KHT>(g, dyp, PS, MM, w, acc, DW, h, n0, n1, rows);
+  }
+}
+
 // dx rows are written to `acc` (rows of DW >= W, whole tiles; the lanes past W are computed
 // from zeros and never copied out). Every filter's dy plane is copied once into its padded
 // plane of `pad` (the margins stay zero: the planes' places do not change from image to image,
@@ -438,33 +507,35 @@ template <class T, int R, int V, int KHT>
 void dx_image(const Geometry& g, const T* dy_img, const T* w, T* dx_img, std::vector<T>& pad,
               std::vector<T>& acc, double* dbacc) {
   constexpr int L = Vec<T>::L;
-  constexpr int TILE = V * L;
   const int TR = (g.KH - 1) * g.dh, TC = (g.KW - 1) * g.dw;
-  const int DW = (g.W + TILE - 1) / TILE * TILE;
+  const int DW = (g.W + L - 1) / L * L;
   const int RR = g.H + g.pt + TR + 1;
   const int MM = DW + g.pl + TC + L;
   const size_t PS = (size_t)RR * MM;
-  if (pad.size() != PS * g.N) pad.assign(PS * g.N, T(0));
+  const int planes = std::min(g.N, DX_FILTERS);
+  if (pad.size() != PS * planes) pad.assign(PS * planes, T(0));
   acc.resize((size_t)g.H * DW);
   const size_t plane = (size_t)g.Ho * g.Wo;
   const int cols = std::min(g.Wo, MM - TC);
-  for (int n = 0; n < g.N; ++n) {
-    const T* d = dy_img + (size_t)n * plane;
-    T* dst = pad.data() + n * PS + TC;
-    for (int i = 0; i < g.Ho && i + TR < RR; ++i)
-      std::memcpy(dst + (size_t)(i + TR) * MM, d + (size_t)i * g.Wo, sizeof(T) * cols);
-    // db while the plane is in cache: a separate pass read every dy again from memory
-    if (dbacc) dbacc[n] += plane_sum(d, plane);
-  }
   const int rows = g.dh == 1 ? g.H / R * R : 0;
   for (int n0 = 0; n0 < g.N; n0 += DX_FILTERS) {
     const int n1 = std::min(g.N, n0 + DX_FILTERS);
+    // this pass's dy planes copied just before its tiles read them: they are still in the L2
+    // cache (all N planes copied first had left it for the larger caches on the seed's image)
+    for (int n = n0; n < n1; ++n) {
+      const T* d = dy_img + (size_t)n * plane;
+      T* dst = pad.data() + (n - n0) * PS + TC;
+      for (int i = 0; i < g.Ho && i + TR < RR; ++i)
+        std::memcpy(dst + (size_t)(i + TR) * MM, d + (size_t)i * g.Wo, sizeof(T) * cols);
+      // db while the plane is in cache: a separate pass read every dy again from memory
+      if (dbacc) dbacc[n] += plane_sum(d, plane);
+    }
     for (int h = 0; h < rows; h += R)
-      for (int c0 = 0; c0 < g.W; c0 += TILE)
-        dx_tile<T, R, V, KHT>(g, pad.data(), PS, MM, w, acc.data(), DW, h, c0, n0, n1);
-    for (int h = rows; h < g.H; ++h)
-      for (int c0 = 0; c0 < g.W; c0 += TILE)
-        dx_tile<T, 1, V, KHT>(g, pad.data(), PS, MM, w, acc.data(), DW, h, c0, n0, n1);
+      dx_band<T, R, V, KHT>(g, pad.data(), PS, MM, w, acc.data(), DW, h, n0, n1);
+    if (g.dh == 1 && rows < g.H)
+      dx_rows<T, R - 1, V, KHT>(g, pad.data(), PS, MM, w, acc.data(), DW, rows, n0, n1, g.H - rows);
+    for (int h = g.dh == 1 ? g.H : 0; h < g.H; ++h)
+      dx_band<T, 1, V, KHT>(g, pad.data(), PS, MM, w, acc.data(), DW, h, n0, n1);
   }
   for (int h = 0; h < g.H; ++h)
     std::memcpy(dx_img + (size_t)h * g.W, acc.data() + (size_t)h * DW, sizeof(T) * g.W);
@@ -483,33 +554,24 @@ void dx_tiles(const Geometry& g, const T* dy_img, const T* w, T* dx_img, std::ve
   }
 }
 
-// The two dx tiles (rows x vectors), the one wasting fewer lanes past W used: with 16
-// registers 2 x 4 or 3 x 3 (13 registers each); with 32 (AVX-512) 8 x 2 or 6 x 3, in which a
-// loaded vector of dy feeds up to 8 rows (the rows are tested when compiling: see dx_tiles).
+// The dx tile (rows x vectors; -DSC_DX_R=.. -DSC_DX_V=.. tries another): with 32 registers
+// (AVX-512) 8 x 2, in which a loaded vector of dy feeds up to KH rows; with 16, 4 x 2. The rows
+// a dy row feeds are tested when compiling (see dx_tiles); bands and tiles at the edges take
+// the rows and vectors left (dx_rows, dx_cols).
 #ifndef SC_DX_R
 #if defined(__AVX512F__)
 #define SC_DX_R 8
 #define SC_DX_V 2
-#define SC_DX_R2 6
-#define SC_DX_V2 3
 #else
-#define SC_DX_R 2
-#define SC_DX_V 4
-#define SC_DX_R2 3
-#define SC_DX_V2 3
+#define SC_DX_R 4
+#define SC_DX_V 2
 #endif
 #endif
 
 template <class T>
 void dx_stride1(const Geometry& g, const T* dy_img, const T* w, T* dx_img, std::vector<T>& pad,
                 std::vector<T>& acc, double* dbacc) {
-  constexpr int L = Vec<T>::L;
-  const int width1 = (g.W + SC_DX_V * L - 1) / (SC_DX_V * L) * (SC_DX_V * L);
-  const int width2 = (g.W + SC_DX_V2 * L - 1) / (SC_DX_V2 * L) * (SC_DX_V2 * L);
-  if (width1 <= width2)
-    dx_tiles<T, SC_DX_R, SC_DX_V>(g, dy_img, w, dx_img, pad, acc, dbacc);
-  else
-    dx_tiles<T, SC_DX_R2, SC_DX_V2>(g, dy_img, w, dx_img, pad, acc, dbacc);
+  dx_tiles<T, SC_DX_R, SC_DX_V>(g, dy_img, w, dx_img, pad, acc, dbacc);
 }
 
 // dx of one image, any stride: scatter dy * w into a padded buffer, then crop.
