@@ -20,7 +20,19 @@ SOURCE = ["backends/native_kernel.cpp"]
 SOURCE_SHA = hashlib.sha256(Path(SOURCE[0]).read_bytes()).hexdigest()[:16]
 # gnu++17, not c++17: ISO mode turns off the fusion of a*b+c into one FMA instruction
 # -Wno-psabi: the baseline build passes no vectors between functions (all are inlined)
-FLAGS = ["-O3", "-std=gnu++17", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-Wno-psabi"]
+# -fno-wrapv: Python's own compile flags, which setuptools puts first, carry -fwrapv (signed
+# overflow wraps), which keeps the compiler from simplifying the kernel's index arithmetic: the
+# same forward source built without it ran 1-5% faster, paired (scripts/bench_native_builds.py
+# --before, 2026-11-29)
+FLAGS = [
+    "-O3",
+    "-std=gnu++17",
+    "-ffp-contract=fast",
+    "-fopenmp",
+    "-fPIC",
+    "-Wno-psabi",
+    "-fno-wrapv",
+]
 
 
 def native_extensions() -> list[Extension]:

@@ -1,6 +1,7 @@
 """The native kernel's builds side by side on this CPU (docs/performance.md).
 
     python scripts/bench_native_builds.py [--seconds 3] [--threads 2] [--json out.json]
+    python scripts/bench_native_builds.py --before REV [--json out.json]
     python scripts/bench_native_builds.py --from-json out.json [--write-doc docs/performance.md]
 
 Every x86-64 build of `native/direct` this CPU runs (AVX-512 where it has it, AVX2+FMA; the
@@ -13,14 +14,21 @@ a child process with the same threads, as `sharedconv run` does); and each build
 the first one's as a paired ratio with its 95% interval (the i-th blocks of two builds come
 from one cycle, so drift that lasts a cycle cancels in their ratio). Run under the harness's
 default allocator (the script re-executes itself with it), so np.empty reuses freed memory.
+
+With --before REV, the kernel's source at git revision REV, compiled with the flags of this
+CPU's best build (scripts/native_parts.py's), runs as one more contender: a change to the
+kernel measured against what it replaced, paired, in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_layers import alternating_blocks  # noqa: E402
 from doc_section import write_section  # noqa: E402
+from native_parts import BUILDS as FLAGS_OF  # noqa: E402
+from native_parts import FLAGS, ROOT  # noqa: E402
 
 PROBLEMS = ["B=10,C=3,H=200,W=200,N=20,K=5"] + [
     f"B=4,C={c},H=64,W=64,N=16,K=5" for c in (1, 2, 4, 8, 16, 32, 64, 128)
@@ -48,6 +58,29 @@ def under_default_allocator() -> None:
     allocator = allocators.get(allocators.default())
     env = {**allocator.environment(dict(os.environ)), MARKER: allocator.name}
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def build_before(rev: str, build: str, tmp: Path):
+    """The kernel's source at git revision `rev`, compiled like `build`; opened."""
+    from sharedconv.backends import native_backend as nb
+
+    text = subprocess.run(
+        ["git", "show", f"{rev}:backends/native_kernel.cpp"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if text.returncode:
+        sys.exit(f"--before {rev}: git has no kernel source there ({text.stderr.strip()})")
+    source = tmp / "native_kernel.cpp"
+    source.write_text(text.stdout)
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    library = tmp / "before.so"
+    flags = [*FLAGS, *FLAGS_OF[build], "-fPIC", "-shared", "-Wno-psabi"]
+    subprocess.run(
+        ["g++", *flags, f'-DSC_SOURCE_SHA="{sha}"', str(source), "-o", str(library)], check=True
+    )
+    return nb.open_library(library, source=source)
 
 
 def calls_for(problem, mode: str, lib, threads: int):
@@ -82,12 +115,17 @@ def measure(args) -> dict:
         if path is None:
             sys.exit(f"the {name} build is missing: {nb.BUILD_HINT}")
         libs[name] = nb.open_library(path)
+    if args.before:
+        before = f"{names[0]}@{args.before}"
+        libs[before] = build_before(args.before, names[0], args.tmp)
+        names.append(before)
     roof = roofline(args.threads)
     out = {
         "command": "python scripts/bench_native_builds.py"
         + (f" --seconds {args.seconds:g}" if args.seconds != 3 else "")
         + (f" --threads {args.threads}" if args.threads != 2 else "")
-        + (" --baseline" if args.baseline else ""),
+        + (" --baseline" if args.baseline else "")
+        + (f" --before {args.before}" if args.before else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": cpu_model(),
         "allocator": os.environ.get(MARKER, "as inherited"),
@@ -182,6 +220,11 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline", action="store_true", help="Time the baseline build too.")
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="Time also the kernel's source at this git revision, built like the best build.",
+    )
     parser.add_argument("--json", type=Path, help="Store the measurements here.")
     parser.add_argument(
         "--from-json", type=Path, help="Render stored measurements; measure nothing."
@@ -192,7 +235,9 @@ def main() -> None:
         out = json.loads(args.from_json.read_text())
     else:
         under_default_allocator()
-        out = measure(args)
+        with tempfile.TemporaryDirectory() as tmp:
+            args.tmp = Path(tmp)
+            out = measure(args)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(out, indent=1))
