@@ -7,9 +7,10 @@
 // inputs of consecutive outputs j are consecutive in memory, whatever the stride, padding or
 // dilation. A tile of NB filters x V vectors of outputs is kept in registers while all KH*KW
 // taps stream through it (NB*V fused multiply-adds per V loads and NB broadcasts), and every
-// output is written to memory once. Backward: dw and db from the same scratch (a tile of
-// 2 filters x 4 taps in registers over a whole image), dx as a correlation of the padded dy
-// with the filters (stride 1) or a scatter (stride > 1); db as dx copies dy. Partial sums of
+// output is written to memory once. Backward: dw from the same scratch (a tile of 2 or 4
+// filters x up to 6 taps in registers over a whole image), dx as a correlation of the padded dy
+// with the filters (stride 1: a tile of rows x vectors, each tap column's weights held in
+// registers while the dy rows stream past) or a scatter (stride > 1); db as dx copies dy. Partial sums of
 // dw and db are kept in float64 per image and per thread. Threads: OpenMP over (image, filter
 // block) or images.
 //

@@ -75,7 +75,8 @@ EDGES = [
         (9, 50, 2, 3, ",dilation=2x3,padding=1"),
         (10, 41, 3, 3, ",stride=3x2,dilation=2,padding=2x0"),
         (5, 33, 1, 13, ",padding=same,bias=0"),
-        # the AVX-512 build: 16 lanes, 8 filters a tile, dx tiles of 8 x 2 or 6 x 3 vectors
+        # the AVX-512 build: 16 lanes, 8 filters a forward tile, 4 a dw tile, dx tiles of 8 x 2
+        # vectors (heights and widths past them: bands of the rows left, tiles of the vectors left)
         (17, 16, 8, 3, ""),
         (19, 31, 11, 5, ""),
         (23, 47, 15, 7, ",padding=same"),
