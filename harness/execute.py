@@ -23,6 +23,7 @@ from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inp
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
 from . import allocators
+from .cases import one_blas_thread
 from .discovery import faults
 from .memory import available_bytes, refuse_if_too_big
 from .worker import WorkerFault, WorkerProcess, default_threads
@@ -116,10 +117,16 @@ class OracleStore:
             input_fingerprint({k: v for k, v in arrays.items() if k != "dy"})
         )
         sample = sample_images(problem, seed)
-        if sample is None:
-            reference = oracle.reference(problem, arrays, mode)
-        else:
-            reference = self._sampled_reference(problem, arrays, mode, sample)
+        # on one BLAS thread: the oracle runs in the parent just before a worker times the
+        # problem's first case, and OpenBLAS's threads keep spinning for about 0.1 s after a
+        # call on its pool, on the cores that case's first blocks need (`perf` of a run's
+        # parent: half its samples in `blas_thread_server` as torch's first case began)
+        with one_blas_thread():
+            if sample is None:
+                reference = oracle.reference(problem, arrays, mode)
+            else:
+                reference = self._sampled_reference(problem, arrays, mode, sample)
+        if sample is not None:
             np.save(target / "sample_images.npy", sample, allow_pickle=False)
         del arrays
         for name, a in reference.items():
