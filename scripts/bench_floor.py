@@ -90,14 +90,16 @@ def contenders(
 
 def run_benchmark(
     malloc: str, budget: float, results: Path, first: Path | None, main: Path | None = None,
-    tag: str = "",
+    tag: str = "", interleave: bool = False,
 ) -> list[Path]:  # fmt: skip
     """The allocator's runs: every framework strategy and the native kernel on MAIN, forward
     and train (after the first allocator: every strategy whose name was some backend's fastest
     there on some problem and mode, so the runs fit a session), then BIG forward for each
     backend's fastest on
     PICK_FROM (every backend's strategy of that name; train needs about 19 GiB; a case takes
-    1 to 2 minutes, so 3 samples a case)."""
+    1 to 2 minutes, so 3 samples a case). With ``interleave``: the main run only, each
+    problem's candidates timed together (`sharedconv run --interleave`); the big problem's
+    outputs (3 GB a strategy) are too many to hold every candidate's at once."""
     common = ["--backends", BACKENDS, "--malloc", malloc, "--budget", str(budget)]
     shapes = [arg for shape in MAIN for arg in ("--shape", shape)]
     picked = (
@@ -107,8 +109,11 @@ def run_benchmark(
     )
     if main is None:  # else: this allocator's main run was made before (--main-from)
         main = sharedconv_run(
-            f"floor-{malloc}{tag}", results, [*shapes, "--mode", "both", *common, *picked]
-        )
+            f"floor-{malloc}{tag}", results,
+            [*shapes, "--mode", "both", *common, *picked, *(["--interleave"] if interleave else [])],
+        )  # fmt: skip
+    if interleave:
+        return [main]
     names = contenders(main, 1, PICK_FROM, ("forward",))
     big = sharedconv_run(
         f"floor-{malloc}-big{tag}", results,
@@ -352,14 +357,20 @@ def main() -> None:
         "--tag", default="",
         help="Appended to the runs' ids (floor-<allocator>[-big]-<tag>): another machine's runs beside the stored ones.",
     )  # fmt: skip
+    parser.add_argument(
+        "--interleave", action="store_true",
+        help="Time each main problem's candidates together (sharedconv run --interleave): a slow spell of the machine hits them alike. No big-problem run.",
+    )  # fmt: skip
     parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
     parser.add_argument(
         "--keep", action="store_true",
         help=f"With --run FOLDER: store its data in {RAW.relative_to(ROOT)}/",
     )  # fmt: skip
     args = parser.parse_args()
-    command = "python scripts/bench_floor.py" + (
-        f" --budget {args.budget}" if args.budget != 0.2 else ""
+    command = (
+        "python scripts/bench_floor.py"
+        + (f" --budget {args.budget}" if args.budget != 0.2 else "")
+        + (" --interleave" if args.interleave else "")
     )
     tmp = None
     if args.run:
@@ -375,7 +386,7 @@ def main() -> None:
             main = unpack(args.main_from) if args.main_from and not folders else None
             runs = run_benchmark(
                 malloc.strip(), args.budget, tmp, folders[0] if folders else first, main,
-                f"-{args.tag}" if args.tag else "",
+                f"-{args.tag}" if args.tag else "", args.interleave,
             )  # fmt: skip
             for folder in runs:
                 keep(folder)
