@@ -183,7 +183,8 @@ def execute_interleaved(
     try:
         for (problem, _mode, malloc), cases in groups.items():
             records: list[dict[str, Any]] = []
-            held: dict[str, tuple[WorkerProcess, int, int]] = {}  # worker, calls, warm-up calls
+            # worker, calls, warm-up calls, the worker's process id when it took the call
+            held: dict[str, tuple[WorkerProcess, int, int, int | None]] = {}
             for key, decided, meta in cases:
                 record = {**base_record(key, plan.threads), **meta}
                 records.append(record)
@@ -205,7 +206,9 @@ def execute_interleaved(
                         int(record["timing"]["block_size"]),
                         math.ceil(TURN_SECONDS / stats["median"]),
                     )
-                    held[key.ident()] = (worker, calls, int(stats["median"] < WARM_BELOW_SECONDS))
+                    warm = int(stats["median"] < WARM_BELOW_SECONDS)
+                    held[key.ident()] = (worker, calls, warm, worker.pid)
+            held = still_held(held, records)
             if held:
                 _time_group(plan, records, held, budget * len(held) * 4 / 5)
             for w in {id(h[0]): h[0] for h in held.values()}.values():
@@ -221,10 +224,33 @@ def execute_interleaved(
         store.close()
 
 
+def still_held(
+    held: dict[str, tuple[Any, int, int, int | None]], records: list[dict[str, Any]]
+) -> dict[str, tuple[Any, int, int, int | None]]:
+    """The held candidates whose worker still runs the process that took their call. A later
+    case that timed out or crashed restarts its framework's worker, and the calls the one
+    before held are gone: a turn asked of them failed with a KeyError, which stopped the
+    interleaved timing of every candidate of the problem (the floor benchmark's 64- and
+    128-channel train steps, 2026-11-29). Those candidates keep their calibration's timing and
+    say why; the others take their turns."""
+    by_case = {r["case"]: r for r in records}
+    kept = {}
+    for case, entry in held.items():
+        worker, pid = entry[0], entry[3]
+        if worker.alive() and worker.pid == pid:
+            kept[case] = entry
+        else:
+            by_case[case].setdefault("timing", {})["interleaved_error"] = (
+                "not interleaved: its worker was restarted after a later case's fault, and the "
+                "prepared call went with the process before"
+            )
+    return kept
+
+
 def _time_group(
     plan: Any,
     records: list[dict[str, Any]],
-    held: dict[str, tuple[Any, int, int]],
+    held: dict[str, tuple[Any, int, int, int | None]],
     budget: float,
 ) -> None:
     from .worker import WorkerFault
@@ -232,7 +258,7 @@ def _time_group(
     dropped: dict[str, str] = {}
 
     def turn(case: str) -> float:
-        worker, calls, warm = held[case]
+        worker, calls, warm, _ = held[case]
         answer = worker.call({"op": "turn", "id": case, "calls": calls, "warm": warm}, plan.timeout)
         if answer.get("op") != "turn":
             raise RuntimeError(answer.get("reason") or f"unexpected answer {answer.get('op')!r}")
@@ -249,7 +275,7 @@ def _time_group(
             break
         except (WorkerFault, RuntimeError) as e:
             # one worker failed a turn: its candidates leave, the others start their cycles again
-            bad = {c for c in names if not held[c][0].alive()}
+            bad = {c for c in names if not held[c][0].alive() or held[c][0].pid != held[c][3]}
             bad = bad or set(names)
             for c in bad:
                 dropped[c] = f"interleaved timing stopped: {e}"

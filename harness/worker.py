@@ -173,6 +173,12 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id while it runs: a restarted worker has another, and none of
+        what the one before held (prepared calls kept for interleaved turns)."""
+        return self._proc.pid if self.alive() else None
+
     def close(self) -> None:
         proc, self._proc = self._proc, None
         self._greeting, self._start_fault = False, None

@@ -190,3 +190,26 @@ def test_run_interleave_times_a_problems_candidates_together_across_frameworks(t
         cli, [*args[:-3], "--run-id", "j", "--interleave", "--rounds", "2"]
     )
     assert refused.exit_code == 2 and "choose one" in refused.output
+
+
+class _Worker:
+    def __init__(self, pid: int | None):
+        self.pid = pid
+
+    def alive(self) -> bool:
+        return self.pid is not None
+
+
+def test_candidates_of_a_restarted_worker_leave_and_the_others_stay():
+    """A later case's timeout restarted JAX's worker: the calls its process before held are
+    gone, so those candidates are left out with the reason, not every candidate of the problem
+    (a turn asked of them failed with a KeyError that stopped them all)."""
+    torch, jax = _Worker(11), _Worker(20)
+    held = {"torch/fold": (torch, 4, 1, 11), "jax/lax_map": (jax, 2, 1, 12)}
+    records = [{"case": "torch/fold"}, {"case": "jax/lax_map"}]
+    kept = interleave.still_held(held, records)
+    assert list(kept) == ["torch/fold"]
+    assert "restarted" in records[1]["timing"]["interleaved_error"]
+    assert "timing" not in records[0]
+    dead = {"jax/lax_map": (_Worker(None), 2, 1, 12)}
+    assert interleave.still_held(dead, [{"case": "jax/lax_map"}]) == {}
