@@ -155,12 +155,14 @@ def ms(seconds: float) -> str:
 def table_key(meta: dict[str, Any]) -> tuple[str, str, str]:
     """The table a run goes in: its allocator, its machine and its day. One model name ("AMD
     EPYC") covers VMs with and without AVX-512, so the machine is its CPU with its vector ISA
-    (recorded since the evening of 2026-11-28)."""
+    (recorded since the evening of 2026-11-28). An interleaved run (`sharedconv run
+    --interleave`) has a table of its own beside the sequential run of its day."""
     machine = meta.get("machine", {})
     where = (machine.get("cpu_model") or "?") + (
         f", {machine['vector_isa']}" if machine.get("vector_isa") else ", ISA not recorded"
     )
-    return ",".join(meta.get("malloc", [])), where, meta.get("started", "")[:10]
+    day = meta.get("started", "")[:10] + (", interleaved" if meta.get("interleave") else "")
+    return ",".join(meta.get("malloc", [])), where, day
 
 
 def best_rooflines(runs: list[Any]) -> dict[tuple[str, str, str], Any]:
