@@ -21,9 +21,9 @@ SOURCE_SHA = hashlib.sha256(Path(SOURCE[0]).read_bytes()).hexdigest()[:16]
 # gnu++17, not c++17: ISO mode turns off the fusion of a*b+c into one FMA instruction
 # -Wno-psabi: the baseline build passes no vectors between functions (all are inlined)
 # -fno-wrapv: Python's own compile flags, which setuptools puts first, carry -fwrapv (signed
-# overflow wraps), which keeps the compiler from simplifying the kernel's index arithmetic: the
-# same forward source built without it ran 1-5% faster, paired (scripts/bench_native_builds.py
-# --before, 2026-11-29)
+# overflow wraps), which can keep the compiler from simplifying index arithmetic: the same
+# forward source built without it was faster in a short paired run
+# (scripts/bench_native_builds.py --before, 2026-11-29; docs/performance.md, lesson 10)
 FLAGS = [
     "-O3",
     "-std=gnu++17",
