@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sharedconv.backends.problem import parse_problem
 from sharedconv.harness.execute import Plan, execute
+from sharedconv.harness.interleave import execute_interleaved
 
 PROBLEM = parse_problem("B=2,C=3,H=10,N=2,K=3")
 
@@ -120,3 +121,27 @@ def test_workers_start_together_before_any_case_and_a_failed_start_is_its_cases_
     events, records = _events(monkeypatch, plan)
     assert [e[0] for e in events[:4]] == ["start", "record", "start", "record"]
     assert [r["status"] for r in records] == ["pass", "pass"]
+
+
+def test_a_timeout_during_interleaving_drops_only_its_worker_s_candidates(test_plugins):
+    """The hang restarts the faulty plugin's worker: its `ok` call, held for the turns, is gone
+    with the process before. The other framework's candidate is still timed in turns (before
+    the fix, the failed turn stopped every candidate of the problem)."""
+    records = []
+    plan = Plan(
+        backends=["numpy", "faulty"],
+        problems=[PROBLEM],
+        modes=["forward"],
+        strategies=["oracle32", "ok", "hang"],
+        threads=1,
+        timeout=8.0,
+        interleave=True,
+        timing={"budget": 0.2},
+    )
+    execute_interleaved(plan, records.append)
+    got = {r["strategy"]: r for r in records}
+    assert got["hang"]["status"] == "timeout"
+    assert got["oracle32"]["timing"]["stopped_by"] == "interleaved"
+    assert "paired" in got["oracle32"]
+    assert "restarted" in got["ok"]["timing"]["interleaved_error"]
+    assert got["ok"]["status"] == "pass" and got["ok"]["timing"]["stats"]["median"] > 0
