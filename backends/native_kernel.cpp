@@ -360,7 +360,7 @@ void dw_filters(const Geometry& g, const T* s, const T* dy_img, double* dwacc, i
 }
 
 // dw's filters per tile: with AVX-512's 32 registers 4 (4 x 5 accumulators for K = 5: a loaded
-// vector of x feeds 4 multiply-adds, not 2; 15-23% faster than 2 on one thread in
+// vector of x feeds 4 multiply-adds, not 2; 16-24% faster than 2 on one thread in
 // scripts/native_parts.py's problems once the partial vectors left the tile's loop, see
 // dw_tail; 5 was no faster), with 16 registers 2 (3 or 4 leave the registers).
 #if defined(__AVX512F__)
