@@ -11,13 +11,17 @@ google-benchmark's random interleaving.
 fake clock and injected drift); :func:`execute_interleaved` runs it over worker processes: every
 framework's worker of a problem stays alive with its candidates prepared (verified, memory
 measured, calibrated), and the parent asks one worker at a time for one timed turn, so the
-workers never share the cores.
+workers never share the cores. "One at a time" includes after the turn: OpenMP runtimes
+(libgomp: PyTorch's, the native kernel's) keep their threads spinning for several milliseconds
+after a parallel region, so the parent waits (:func:`settle`) until the process whose turn
+ended has no thread on a CPU before it starts the next turn.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +41,62 @@ TURN_SECONDS = 0.02
 WARM_BELOW_SECONDS = 0.05
 MIN_CYCLES = 5
 MAX_CYCLES = 400
+# After a turn, the parent polls the worker's threads until none is running in QUIET_POLLS
+# polls in a row. Without it, a turn right after another OpenMP process's turn ran 18-33%
+# slower than after any other (C=16 forward, 6 frameworks; docs/harness-benchmark.md): that
+# process's idle threads still spun on one of the two cores. A process never quiet within
+# SETTLE_LIMIT_S in GIVE_UP_AFTER turns (a runtime that spins for good) is no longer waited for,
+# and its candidates' records say so.
+SETTLE_POLL_S = 0.0005
+QUIET_POLLS = 2
+SETTLE_LIMIT_S = 0.25
+GIVE_UP_AFTER = 3
+
+
+def running_threads(pid: int) -> int | None:
+    """How many of process ``pid``'s threads are running or runnable now (state R in Linux
+    ``/proc/PID/task/*/stat``); None where that cannot be read (another OS, a process gone)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    n = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # a thread that ended while the list was read
+        # the state follows the command name, which may itself hold ") "
+        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R":
+            n += 1
+    return n
+
+
+def settle(
+    pid: int | None,
+    running: Callable[[int], int | None] = running_threads,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+    limit_s: float = SETTLE_LIMIT_S,
+) -> tuple[float, bool | None]:
+    """Wait until process ``pid`` has had no running thread in QUIET_POLLS polls in a row, at
+    most ``limit_s``. Returns the seconds waited and whether it went quiet (None: its threads
+    cannot be read here, and nothing was waited for)."""
+    if pid is None:
+        return 0.0, None
+    start = clock()
+    quiet = 0
+    while True:
+        n = running(pid)
+        if n is None:
+            return clock() - start, None
+        quiet = quiet + 1 if n == 0 else 0
+        if quiet >= QUIET_POLLS:
+            return clock() - start, True
+        if clock() - start >= limit_s:
+            return clock() - start, False
+        sleep(SETTLE_POLL_S)
 
 
 def log_ratio_half_width(a: Sequence[float], b: Sequence[float]) -> float:
@@ -123,10 +183,11 @@ def paired_between(a: CaseRecord, b: CaseRecord) -> tuple[float, float, float] |
 
 def group_records(
     records: Iterable[dict[str, Any]], times: dict[str, list[float]], turn_calls: dict[str, int],
-    group: str, seed: int,
+    group: str, seed: int, settled: dict[str, dict[str, Any]] | None = None,
 ) -> None:  # fmt: skip
     """Replace each timed record's samples by its interleaved turns and store its ratio to the
-    group's fastest candidate (``record["paired"]``)."""
+    group's fastest candidate (``record["paired"]``); ``settled``: per case, the parent's wait
+    for its process to go quiet after its turns (:class:`Settler`)."""
     by_case = {r["case"]: r for r in records}
     best, ratios = paired_summary(times, seed) if times else ("", {})
     for case, values in times.items():
@@ -146,8 +207,51 @@ def group_records(
             stopped_by="interleaved",
             interleaved={"group": group, "cycles": len(values), "candidates": len(times)},
         )
+        if settled and case in settled:
+            timing["interleaved"]["settle"] = settled[case]
         r["paired"] = {"baseline": by_case[best]["backend"] + "/" + by_case[best]["strategy"],
                        **ratios[case]}  # fmt: skip
+
+
+class Settler:
+    """The parent's wait after each turn (:func:`settle`), kept per case for its record, with
+    the give-up rule per process."""
+
+    def __init__(self, settle_fn: Callable[[int | None], tuple[float, bool | None]] = settle):
+        self.settle_fn = settle_fn
+        self.waits: dict[str, list[float]] = {}
+        self.not_quiet: dict[str, int] = {}
+        self.unquiet_turns: dict[int, int] = {}
+        self.total_s = 0.0
+
+    def given_up(self, pid: int | None) -> bool:
+        return pid is not None and self.unquiet_turns.get(pid, 0) >= GIVE_UP_AFTER
+
+    def after(self, case: str, pid: int | None) -> None:
+        """Wait for ``case``'s process (``pid``) to go quiet after its turn."""
+        if pid is None or self.given_up(pid):
+            return
+        waited, quiet = self.settle_fn(pid)
+        self.total_s += waited
+        if quiet is None:
+            return
+        self.waits.setdefault(case, []).append(waited)
+        if not quiet:
+            self.not_quiet[case] = self.not_quiet.get(case, 0) + 1
+            self.unquiet_turns[pid] = self.unquiet_turns.get(pid, 0) + 1
+
+    def summary(self, pids: dict[str, int | None]) -> dict[str, dict[str, Any]]:
+        """Per case: the median and longest wait after its turns, the turns after which its
+        process was not quiet within the limit, and whether the parent stopped waiting."""
+        out = {}
+        for case, waits in self.waits.items():
+            out[case] = {
+                "median_s": float(np.median(waits)),
+                "max_s": max(waits),
+                "not_quiet": self.not_quiet.get(case, 0),
+                "gave_up": self.given_up(pids.get(case)),
+            }
+        return out
 
 
 def execute_interleaved(
@@ -256,21 +360,30 @@ def _time_group(
     from .worker import WorkerFault
 
     dropped: dict[str, str] = {}
+    settler = Settler()
+    pids = {case: entry[3] for case, entry in held.items()}
 
     def turn(case: str) -> float:
-        worker, calls, warm, _ = held[case]
+        worker, calls, warm, pid = held[case]
         answer = worker.call({"op": "turn", "id": case, "calls": calls, "warm": warm}, plan.timeout)
         if answer.get("op") != "turn":
             raise RuntimeError(answer.get("reason") or f"unexpected answer {answer.get('op')!r}")
+        settler.after(case, pid)
         return float(answer["seconds"]) / calls
 
+    def sampling_clock() -> float:
+        # the budget is for turns: the waits between them do not spend it
+        return time.perf_counter() - settler.total_s
+
+    for pid in set(pids.values()):
+        settle(pid)  # the calibrations' last process may still spin
     names = list(held)
     times: dict[str, list[float]] = {}
     while names:
         try:
             times = interleave(
                 names, turn, budget, precision=float((plan.timing or {}).get("precision", 0.02)),
-                seed=plan.seed,
+                clock=sampling_clock, seed=plan.seed,
             )  # fmt: skip
             break
         except (WorkerFault, RuntimeError) as e:
@@ -281,7 +394,9 @@ def _time_group(
                 dropped[c] = f"interleaved timing stopped: {e}"
             names = [c for c in names if c not in bad]
     group = f"{records[0]['problem']}/{records[0]['mode']}/{records[0]['malloc']}"
-    group_records(records, times, {c: held[c][1] for c in times}, group, plan.seed)
+    group_records(
+        records, times, {c: held[c][1] for c in times}, group, plan.seed, settler.summary(pids)
+    )
     by_case = {r["case"]: r for r in records}
     for case, why in dropped.items():
         by_case[case].setdefault("timing", {})["interleaved_error"] = why

@@ -182,6 +182,9 @@ def test_run_interleave_times_a_problems_candidates_together_across_frameworks(t
         for r in timed:
             assert r["timing"]["stopped_by"] == "interleaved"
             assert r["paired"]["low"] <= r["paired"]["ratio"] <= r["paired"]["high"]
+            # the parent waited for each turn's process to go quiet, and says how long
+            settle = r["timing"]["interleaved"]["settle"]
+            assert 0 <= settle["median_s"] <= settle["max_s"] <= interleave.SETTLE_LIMIT_S + 0.01
             assert r["memory"]["peak_bytes"] or r["memory"]["unknown_reason"]
             if f"{r['backend']}/{r['strategy']}" in baseline:
                 assert r["paired"]["ratio"] == pytest.approx(1.0)
@@ -213,3 +216,99 @@ def test_candidates_of_a_restarted_worker_leave_and_the_others_stay():
     assert "timing" not in records[0]
     dead = {"jax/lax_map": (_Worker(None), 2, 1, 12)}
     assert interleave.still_held(dead, [{"case": "jax/lax_map"}]) == {}
+
+
+class FakeThreads:
+    """A process whose threads run for the first ``busy`` polls (an OpenMP pool spinning after
+    its turn), on a fake clock that each poll's sleep advances."""
+
+    def __init__(self, busy: int | None):
+        self.busy, self.polls, self.now = busy, 0, 0.0
+
+    def running(self, pid: int) -> int | None:
+        self.polls += 1
+        if self.busy is None:
+            return None
+        return 2 if self.polls <= self.busy else 0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _settle(threads: FakeThreads, pid: int | None = 7):
+    return interleave.settle(
+        pid, running=threads.running, clock=lambda: threads.now, sleep=threads.sleep
+    )
+
+
+def test_the_next_turn_waits_until_the_last_turn_s_process_stops_spinning():
+    threads = FakeThreads(busy=16)  # 8 ms of polls at 0.5 ms: libgomp after a parallel region
+    waited, quiet = _settle(threads)
+    assert quiet is True
+    # it saw QUIET_POLLS quiet polls in a row after the last busy one, and no more
+    assert threads.polls == 16 + interleave.QUIET_POLLS
+    assert waited == pytest.approx((16 + interleave.QUIET_POLLS - 1) * interleave.SETTLE_POLL_S)
+
+
+def test_a_process_that_never_goes_quiet_is_waited_for_at_most_the_limit():
+    threads = FakeThreads(busy=10**9)
+    waited, quiet = _settle(threads)
+    assert quiet is False
+    assert interleave.SETTLE_LIMIT_S <= waited < interleave.SETTLE_LIMIT_S + 0.01
+    # unreadable threads (another OS, a process gone) or no process: no wait at all
+    assert _settle(FakeThreads(busy=None)) == (0.0, None)
+    assert _settle(FakeThreads(busy=5), pid=None) == (0.0, None)
+
+
+def test_the_parent_stops_waiting_for_a_process_that_spins_for_good():
+    """GIVE_UP_AFTER turns not quiet within the limit, and that process's later turns cost no
+    wait; the record says so. Another process's waits are kept per case."""
+    calls = []
+
+    def fake_settle(pid):
+        calls.append(pid)
+        return (interleave.SETTLE_LIMIT_S, False) if pid == 1 else (0.008, True)
+
+    settler = interleave.Settler(fake_settle)
+    for _ in range(interleave.GIVE_UP_AFTER + 4):
+        settler.after("xla/spinner", 1)
+        settler.after("torch/fold", 2)
+    assert calls.count(1) == interleave.GIVE_UP_AFTER
+    assert calls.count(2) == interleave.GIVE_UP_AFTER + 4
+    summary = settler.summary({"xla/spinner": 1, "torch/fold": 2})
+    assert summary["xla/spinner"]["gave_up"] is True
+    assert summary["xla/spinner"]["not_quiet"] == interleave.GIVE_UP_AFTER
+    assert summary["torch/fold"] == {
+        "median_s": 0.008, "max_s": 0.008, "not_quiet": 0, "gave_up": False
+    }  # fmt: skip
+    assert settler.total_s == pytest.approx(
+        interleave.GIVE_UP_AFTER * interleave.SETTLE_LIMIT_S
+        + (interleave.GIVE_UP_AFTER + 4) * 0.008
+    )
+
+
+def test_running_threads_tells_a_spinning_process_from_a_sleeping_one():
+    import subprocess
+    import sys
+    import time
+
+    if interleave.running_threads(1) is None:
+        pytest.skip("needs Linux /proc")
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 30: pass"
+    procs = {
+        "spinning": subprocess.Popen([sys.executable, "-c", spin]),
+        "sleeping": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]),
+    }
+    try:
+        time.sleep(0.5)  # both past the interpreter's start
+        seen = {k: [interleave.running_threads(p.pid) for _ in range(20)] for k, p in procs.items()}
+        assert max(seen["spinning"]) >= 1, seen
+        assert seen["sleeping"] == [0] * 20, seen
+        assert interleave.settle(procs["sleeping"].pid)[1] is True
+        waited, quiet = interleave.settle(procs["spinning"].pid, limit_s=0.05)
+        assert quiet is False and waited >= 0.05
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
+    assert interleave.running_threads(procs["spinning"].pid) is None  # gone
