@@ -47,6 +47,8 @@ MAX_CYCLES = 400
 # process's idle threads still spun on one of the two cores. A process never quiet within
 # SETTLE_LIMIT_S in GIVE_UP_AFTER turns (a runtime that spins for good) is no longer waited for,
 # and its candidates' records say so.
+# SHAREDCONV_SETTLE=0 turns the wait off (scripts/bench_settle.py measures what it changes).
+SETTLE_ENV = "SHAREDCONV_SETTLE"
 SETTLE_POLL_S = 0.0005
 QUIET_POLLS = 2
 SETTLE_LIMIT_S = 0.25
@@ -360,8 +362,11 @@ def _time_group(
     from .worker import WorkerFault
 
     dropped: dict[str, str] = {}
-    settler = Settler()
+    waiting = os.environ.get(SETTLE_ENV, "1") != "0"
+    settler = Settler() if waiting else Settler(lambda pid: (0.0, None))
     pids = {case: entry[3] for case, entry in held.items()}
+    previous: dict[str, list[str | None]] = {case: [] for case in held}
+    last: list[str | None] = [None]
 
     def turn(case: str) -> float:
         worker, calls, warm, pid = held[case]
@@ -369,17 +374,22 @@ def _time_group(
         if answer.get("op") != "turn":
             raise RuntimeError(answer.get("reason") or f"unexpected answer {answer.get('op')!r}")
         settler.after(case, pid)
+        previous[case].append(last[0])
+        last[0] = case
         return float(answer["seconds"]) / calls
 
     def sampling_clock() -> float:
         # the budget is for turns: the waits between them do not spend it
         return time.perf_counter() - settler.total_s
 
-    for pid in set(pids.values()):
+    for pid in set(pids.values()) if waiting else ():
         settle(pid)  # the calibrations' last process may still spin
     names = list(held)
     times: dict[str, list[float]] = {}
     while names:
+        for case in names:  # a schedule started again: its turns so far are not kept
+            previous[case].clear()
+        last[0] = None
         try:
             times = interleave(
                 names, turn, budget, precision=float((plan.timing or {}).get("precision", 0.02)),
@@ -398,5 +408,13 @@ def _time_group(
         records, times, {c: held[c][1] for c in times}, group, plan.seed, settler.summary(pids)
     )
     by_case = {r["case"]: r for r in records}
+    name = {c: f"{by_case[c]['backend']}/{by_case[c]['strategy']}" for c in held}
+    for case in times:
+        # which candidate's turn came just before each of this one's (None: the first turn)
+        by_case[case]["timing"]["interleaved"]["after"] = [
+            None if p is None else name[p] for p in previous[case]
+        ]
+        if not waiting:
+            by_case[case]["timing"]["interleaved"]["settle"] = "off"
     for case, why in dropped.items():
         by_case[case].setdefault("timing", {})["interleaved_error"] = why

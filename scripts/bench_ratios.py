@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_section import write_between  # noqa: E402
 
 SHAPE = "B=4,C=16,H=64,W=64,N=16,K=5"
 PAIRS = [  # (a, b): the ratio reported is time(b) / time(a)
@@ -41,15 +44,23 @@ PAIRS = [  # (a, b): the ratio reported is time(b) / time(a)
 BEGIN, END = "<!-- ratio-repeatability -->", "<!-- /ratio-repeatability -->"
 
 
-def one_run(root: Path, run_id: str, budget: float, interleave: bool) -> dict[str, dict]:
+def one_run(
+    root: Path, run_id: str, budget: float, interleave: bool,
+    backends: str = "torch,tensorflow,jax", strategies: str = "fold,conv3d,shift_add",
+    shape: str = SHAPE, env: dict[str, str] | None = None,
+) -> dict[str, dict]:  # fmt: skip
+    """One ``sharedconv run`` of its own (a child process): its timed records by
+    backend/strategy."""
     cmd = [
-        sys.executable, "-m", "sharedconv.harness.cli", "run", "-b", "torch,tensorflow,jax",
-        "-s", "fold,conv3d,shift_add", "--shape", SHAPE, "--mode", "forward",
+        sys.executable, "-m", "sharedconv.harness.cli", "run", "-b", backends,
+        "-s", strategies, "--shape", shape, "--mode", "forward",
         "--budget", str(budget), "--results", str(root), "--run-id", run_id,
     ]  # fmt: skip
     if interleave:
         cmd.append("--interleave")
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    subprocess.run(
+        cmd, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     records = {}
     for line in (root / run_id / "cases.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -169,13 +180,7 @@ def main() -> None:
     if not args.out:
         print(text)
         return
-    page = Path(args.out).read_text()
-    if BEGIN in page:
-        head, rest = page.split(BEGIN, 1)
-        page = head + text + rest.split(END, 1)[1]
-    else:
-        page = page.rstrip("\n") + "\n\n" + text + "\n"
-    Path(args.out).write_text(page)
+    write_between(Path(args.out), BEGIN, END, text)
 
 
 if __name__ == "__main__":

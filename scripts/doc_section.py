@@ -15,3 +15,15 @@ def write_section(page: Path, mark: str, text: str) -> None:
     head, _, rest = doc.partition(mark)
     _, _, tail = rest.partition(mark)
     page.write_text(head + text + tail)
+
+
+def write_between(page: Path, begin: str, end: str, text: str) -> None:
+    """Replace ``begin`` ... ``end`` of ``page`` with ``text`` (which carries both marks), or
+    append ``text`` where the page has no such section yet."""
+    doc = page.read_text()
+    if begin in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + text + rest.split(end, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    page.write_text(doc)

@@ -185,6 +185,11 @@ def test_run_interleave_times_a_problems_candidates_together_across_frameworks(t
             # the parent waited for each turn's process to go quiet, and says how long
             settle = r["timing"]["interleaved"]["settle"]
             assert 0 <= settle["median_s"] <= settle["max_s"] <= interleave.SETTLE_LIMIT_S + 0.01
+            # and which turn came before each of its own
+            after = r["timing"]["interleaved"]["after"]
+            assert len(after) == len(r["timing"]["block_times"])
+            assert set(after) - {None} <= {f"{t['backend']}/{t['strategy']}" for t in timed}
+            assert f"{r['backend']}/{r['strategy']}" not in after[:1]
             assert r["memory"]["peak_bytes"] or r["memory"]["unknown_reason"]
             if f"{r['backend']}/{r['strategy']}" in baseline:
                 assert r["paired"]["ratio"] == pytest.approx(1.0)
