@@ -89,13 +89,13 @@ def flipped(values: list[float]) -> bool:
     return min(values) < 1 < max(values)
 
 
-def section(results: dict[str, list[dict]], args: argparse.Namespace, machine: str) -> str:
+def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str) -> str:
     lines = [
         BEGIN,
         "## Ratio repeatability: sequential against interleaved",
         "",
         f"Written by `python scripts/bench_ratios.py --runs {args.runs} --budget {args.budget:g}` on "
-        f"{machine}, {time.strftime('%Y-%m-%d %H:%M')}. Problem `{SHAPE}`, forward, 2 threads, the "
+        f"{when}. Problem `{SHAPE}`, forward, 2 threads, the "
         "default allocator; each run is its own `sharedconv run -b torch,tensorflow,jax -s "
         f"fold,conv3d,shift_add --budget {args.budget:g}` (interleaved: with `--interleave`), the two "
         "methods alternating run by run. A pair's ratio is time(b) / time(a): interleaved, the "
@@ -163,8 +163,16 @@ def main() -> None:
     from sharedconv.harness.machine import machine_info
 
     results: dict[str, list[dict]] = {"sequential": [], "interleaved": []}
+    info = machine_info()
+    when = f"{info.get('cpu_model')}, {info.get('usable_cores')} cores, {time.strftime('%Y-%m-%d %H:%M')}"
     if args.from_json:
-        results = json.loads(Path(args.from_json).read_text())
+        saved = json.loads(Path(args.from_json).read_text())
+        if "results" in saved:  # else: the records alone, as the first versions wrote them
+            when, args.runs, args.budget = saved["when"], saved["runs"], saved["budget"]
+            saved = saved["results"]
+        else:
+            when = "(the date and machine are not in the file)"
+        results = saved
     with tempfile.TemporaryDirectory(prefix="sharedconv-ratios-") as tmp:
         for k in range(0 if args.from_json else args.runs):
             for method in ("sequential", "interleaved"):
@@ -174,9 +182,9 @@ def main() -> None:
                 print(f"{method} run {k + 1}: {len(run)} timed cases, {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr)  # fmt: skip
     if args.json and not args.from_json:
-        Path(args.json).write_text(json.dumps(results))
-    info = machine_info()
-    text = section(results, args, f"{info.get('cpu_model')}, {info.get('usable_cores')} cores")
+        saved = {"when": when, "runs": args.runs, "budget": args.budget, "results": results}
+        Path(args.json).write_text(json.dumps(saved))
+    text = section(results, args, when)
     if not args.out:
         print(text)
         return

@@ -69,15 +69,15 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
         BEGIN,
         "## Waiting for the last turn's process to go quiet",
         "",
-        f"Written by `python scripts/bench_settle.py --runs {args.runs} --budget {args.budget}` "
+        f"Written by `python scripts/bench_settle.py --runs {args.runs} --budget {args.budget:g}` "
         f"on {when}. Problem `{SHAPE}`, forward, 2 threads: `sharedconv run -b {BACKENDS} -s "
-        f"{STRATEGIES} --budget {args.budget} --interleave`, {args.runs} runs with the parent's "
+        f"{STRATEGIES} --budget {args.budget:g} --interleave`, {args.runs} runs with the parent's "
         "wait after each turn off (`SHAREDCONV_SETTLE=0`) and as many with it on, alternating. "
         "Processes whose threads were still running after their turns (the wait's median over "
         f"2 ms): {', '.join(sorted(spinning)) or 'none'}. \"After a spin\": a case's turns that "
         "came right after another of those processes' turns, over its other turns (medians of "
         "per-call times, one run; 1.00 = no effect). \"95% CI\": the width of the case's paired "
-        "interval against the fastest, relative.",
+        "interval against the fastest candidate, relative (\"fastest\": it was the baseline).",
         "",
         "| case | wait | after a spin, run by run | 95% CI width, run by run | wait after its turns (median) |",
         "| --- | --- | --- | --- | ---: |",
@@ -92,7 +92,9 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
                 e = neighbour_effect(r, spinning)
                 effects.append("-" if e is None else f"{e[0]:.3f} (n={e[1]})")
                 p = r.get("paired") or {}
-                if p.get("ratio"):
+                if p.get("baseline") == case:
+                    widths.append("fastest")
+                elif p.get("ratio"):
                     widths.append(f"{(p['high'] - p['low']) / p['ratio']:.1%}")
                 settle = r["timing"]["interleaved"].get("settle")
                 if isinstance(settle, dict):
@@ -119,6 +121,7 @@ def main() -> None:
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         results, when = saved["results"], saved["when"]
+        args.runs, args.budget = saved.get("runs", args.runs), saved.get("budget", args.budget)
     else:
         info = machine_info()
         when = f"{info.get('cpu_model')}, {info.get('usable_cores')} cores, {time.strftime('%Y-%m-%d %H:%M')}"
@@ -135,7 +138,8 @@ def main() -> None:
                     print(f"wait {mode}, run {k + 1}: {len(run)} timed cases, "
                           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
         if args.json:
-            Path(args.json).write_text(json.dumps({"when": when, "results": results}))
+            saved = {"when": when, "runs": args.runs, "budget": args.budget, "results": results}
+            Path(args.json).write_text(json.dumps(saved))
     text = section(results, args, when)
     if not args.out:
         print(text)
