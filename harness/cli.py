@@ -180,7 +180,9 @@ def options_given(ctx: click.Context, keep: tuple[str, ...]) -> list[str]:
     help="Measure every case this many times, each in a fresh worker, round after round over "
     "the whole run. The case's median is the median of the rounds' medians (one vote per worker "
     "process); a case whose round medians differ by more than 10% is flagged noisy. On a shared "
-    "machine one worker process can run much slower than the next, which a single round cannot show.",
+    "machine one worker process can run much slower than the next, which a single round cannot show. "
+    "With --interleave: each round times every problem's candidates together in fresh workers, "
+    "and a ratio is the geometric mean of the rounds' paired ratios, its 95% interval over the rounds.",
 )
 @click.option(
     "--interleave",
@@ -257,10 +259,6 @@ def run_cmd(
         if executor is None:  # a cluster run goes on on its cluster
             executor = Executor.from_meta(writer.meta.get("executor"))
     else:
-        if interleave and rounds > 1:
-            raise click.UsageError(
-                "--interleave and --rounds are two answers to the same noise; choose one"
-            )
         if interleave and isolate:
             raise click.UsageError(
                 "--interleave keeps each framework's worker alive with all its candidates, "

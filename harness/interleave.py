@@ -170,10 +170,26 @@ def paired_summary(
 
 
 def paired_between(a: CaseRecord, b: CaseRecord) -> tuple[float, float, float] | None:
-    """b's time over a's, paired by cycle, when both were timed in the same interleaved group;
-    None otherwise (then only their medians, measured apart, can be compared)."""
+    """b's time over a's, paired by cycle, when both were timed in the same interleaved group
+    (or, measured in rounds, in the same group of each of at least two rounds:
+    :func:`over_rounds`); None otherwise (then only their medians, measured apart, can be
+    compared)."""
     ta, tb = a.timing, b.timing
-    if ta is None or tb is None or not ta.interleaved or not tb.interleaved:
+    if ta is None or tb is None:
+        return None
+    if ta.rounds and tb.rounds:
+        by_group = {t.interleaved.get("group"): t for t in tb.rounds if t.interleaved}
+        per_round = [
+            _paired_timings(t, by_group[t.interleaved.get("group")])
+            for t in ta.rounds
+            if t.interleaved and t.interleaved.get("group") in by_group
+        ]
+        return over_rounds([p for p in per_round if p is not None])
+    return _paired_timings(ta, tb)
+
+
+def _paired_timings(ta: Any, tb: Any) -> tuple[float, float, float] | None:
+    if not ta.interleaved or not tb.interleaved:
         return None
     if ta.interleaved.get("group") != tb.interleaved.get("group"):
         return None
@@ -181,6 +197,24 @@ def paired_between(a: CaseRecord, b: CaseRecord) -> tuple[float, float, float] |
     if len(sa) != len(sb) or len(sa) < 3 or min(sa + sb) <= 0:
         return None
     return paired_ratio(sb, sa)
+
+
+def over_rounds(
+    per_round: Sequence[tuple[float, float, float]],
+) -> tuple[float, float, float] | None:
+    """One ratio from each round's paired ratio: their geometric mean, and a 95% t-interval
+    over the rounds' log-ratios. Each round's workers are fresh processes, and on this machine
+    one process can run a framework 20-40% slower for its whole life (docs/harness-benchmark.md);
+    pairing within a round cannot cancel that, so the rounds are the units and the interval
+    is over them (wide with few rounds, and honestly so). None with fewer than two rounds."""
+    if len(per_round) < 2:
+        return None
+    from scipy import stats as st
+
+    logs = np.log([r[0] for r in per_round])
+    mean = float(logs.mean())
+    half = float(st.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs)))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def group_records(
@@ -261,6 +295,9 @@ def execute_interleaved(
     on_record: Callable[[dict[str, Any]], None],
     skip: Iterable[str] = (),
     on_worker: Callable[[str, dict[str, Any]], None] | None = None,
+    oracle_store: Any = None,
+    round_index: int | None = None,
+    on_group: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> None:
     """Run ``plan`` problem by problem, timing each problem's candidates interleaved.
 
@@ -271,12 +308,16 @@ def execute_interleaved(
     is done (``--resume`` redoes an unfinished problem's cases). A worker that dies during
     the turns loses its candidates' interleaved timing, not their records: they keep the
     calibration's timing and say why.
+
+    ``round_index`` (``--rounds``): the round this is, named in each group (the rounds' turns are
+    paired within a round, never across); ``on_group`` is called with a problem's records after
+    each has gone to ``on_record``; ``oracle_store`` is kept open for the caller's next round.
     """
     from .execute import OracleStore, base_record, hello_once, past_deadline, plan_cases, run_case
     from .worker import WorkerFault, WorkerProcess
 
     done = set(skip)
-    store = OracleStore()
+    store = oracle_store or OracleStore()
     workers: dict[tuple[str, str], WorkerProcess] = {}
     seen: set[tuple[str, str]] = set()
     groups: dict[tuple[Any, str, str], list[tuple[Any, dict | None, dict]]] = {}
@@ -316,18 +357,21 @@ def execute_interleaved(
                     held[key.ident()] = (worker, calls, warm, worker.pid)
             held = still_held(held, records)
             if held:
-                _time_group(plan, records, held, budget * len(held) * 4 / 5)
+                _time_group(plan, records, held, budget * len(held) * 4 / 5, round_index)
             for w in {id(h[0]): h[0] for h in held.values()}.values():
                 with contextlib.suppress(WorkerFault):
                     w.call({"op": "release"}, plan.timeout)
             for record in records:
                 record.pop("held", None)
                 on_record(record)
+            if on_group is not None:
+                on_group(records)
             store.drop(problem)
     finally:
         for w in workers.values():
             w.close()
-        store.close()
+        if oracle_store is None:
+            store.close()
 
 
 def still_held(
@@ -358,6 +402,7 @@ def _time_group(
     records: list[dict[str, Any]],
     held: dict[str, tuple[Any, int, int, int | None]],
     budget: float,
+    round_index: int | None = None,
 ) -> None:
     from .worker import WorkerFault
 
@@ -404,6 +449,8 @@ def _time_group(
                 dropped[c] = f"interleaved timing stopped: {e}"
             names = [c for c in names if c not in bad]
     group = f"{records[0]['problem']}/{records[0]['mode']}/{records[0]['malloc']}"
+    if round_index is not None:
+        group += f"/round {round_index}"
     group_records(
         records, times, {c: held[c][1] for c in times}, group, plan.seed, settler.summary(pids)
     )
@@ -418,3 +465,33 @@ def _time_group(
             by_case[case]["timing"]["interleaved"]["settle"] = "off"
     for case, why in dropped.items():
         by_case[case].setdefault("timing", {})["interleaved_error"] = why
+
+
+def merge_interleaved_rounds(cases: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Merged records of cases timed interleaved in rounds (``--interleave --rounds N``), each
+    given as its rounds' records: :func:`~.runner.merge_rounds` per case, then, per problem
+    (problem, mode, allocator), every timed case's ratio to one baseline, the case with the
+    smallest median of round medians, combined over the rounds (:func:`over_rounds`)."""
+    from .runner import merge_rounds
+
+    merged = [merge_rounds(rounds) for rounds in cases]
+    problems: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for m in merged:
+        m.pop("paired", None)  # the first round's, against that round's fastest
+        if m.get("status") == "pass" and (m.get("timing") or {}).get("rounds"):
+            problems.setdefault((m["problem"], m["mode"], m.get("malloc")), []).append(m)
+    for group in problems.values():
+        records = {id(m): CaseRecord.from_dict(m) for m in group}
+        base = min(group, key=lambda m: m["timing"]["stats"]["median"])
+        for m in group:
+            if m is base:
+                ratio = (1.0, 1.0, 1.0)
+            else:
+                ratio = paired_between(records[id(base)], records[id(m)])
+            if ratio is not None:
+                m["paired"] = {
+                    "baseline": f"{base['backend']}/{base['strategy']}",
+                    "ratio": ratio[0], "low": ratio[1], "high": ratio[2],
+                    "rounds": len(m["timing"]["rounds"]),
+                }  # fmt: skip
+    return merged

@@ -167,6 +167,8 @@ def ranking_tables(
             ),
             caption_justify="left",
         )
+        # timed interleaved: each row's ratio to the problem's fastest, paired, with its interval
+        paired = any(row.record.paired is not None for row in rows)
         for col, justify in (
             ("#", "right"),
             ("backend/strategy", "left"),
@@ -179,6 +181,7 @@ def ranking_tables(
             ("faults/call", "right"),
             ("GFLOP/s", "right"),
             ("% roofline", "right"),
+            *([("x fastest, paired (95% CI)", "right")] if paired else []),
         ):
             t.add_column(col, justify=justify)
         for i, row in enumerate(rows[:limit] if limit else rows, 1):
@@ -198,6 +201,7 @@ def ranking_tables(
                 ),
                 cells["GFLOP/s"],
                 cells["% roofline"],
+                *([cells.get("x fastest, paired (95% CI)", "")] if paired else []),
             )
         failed_here = [r for r in group if r.failed]
         if failed_here:

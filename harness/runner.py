@@ -156,7 +156,7 @@ def run_plan(
                 selector=executor.nodes,
                 known_machines=writer.meta.get("machines"),
             )
-        elif plan.interleave:
+        elif plan.interleave and plan.rounds <= 1:
             from .interleave import execute_interleaved
 
             execute_interleaved(plan, record, skip=done or set(), on_worker=hello)
@@ -191,35 +191,63 @@ def _run_rounds(
     measurements come from separate worker processes spread over the run. Each round's record
     goes to ``rounds.jsonl`` as it finishes (a kill loses at most the case in flight); the
     merged record goes to ``cases.jsonl`` after the case's last round, or at once when a round
-    ends without a timing (skipped, mismatch, crash: there is nothing to repeat)."""
+    ends without a timing (skipped, mismatch, crash: there is nothing to repeat).
+
+    With ``plan.interleave`` each round times each problem's candidates together in fresh
+    workers (:func:`.interleave.execute_interleaved`), and a problem's cases are merged together
+    after its last round (:func:`.interleave.merge_interleaved_rounds`: their paired ratios to
+    one baseline, over the rounds)."""
+    from .interleave import execute_interleaved, merge_interleaved_rounds
+
     log = RoundLog(writer.folder / "rounds.jsonl")
     partial: dict[str, list[dict[str, Any]]] = {}
     for r in log.read():
         if r["case"] not in done:
             partial.setdefault(r["case"], []).append(r)
+    finished = []
     for case, rounds in list(partial.items()):
         # a kill between a case's last round and its merged record: merge it now
         last = max(rounds, key=lambda r: r["round"])
         if len(rounds) >= plan.rounds or last.get("status") != "pass" or not last.get("timing"):
-            record(merge_rounds(rounds))
-            done.add(case)
-            partial.pop(case)
+            finished.append(partial.pop(case))
+    for merged in (
+        merge_interleaved_rounds(finished) if plan.interleave else map(merge_rounds, finished)
+    ):
+        record(merged)
+        done.add(merged["case"])
     oracles = oracle_store or OracleStore()  # one oracle per problem for all rounds
     try:
         for k in range(plan.rounds):
             skip = done | {case for case, rs in partial.items() if len(rs) > k}
+            last_round = k == plan.rounds - 1
 
-            def on_round(r: dict[str, Any], k: int = k) -> None:
+            def on_round(r: dict[str, Any], k: int = k, last_round: bool = last_round) -> None:
                 r = {**r, "round": k}
                 log.append(r)
                 rounds = partial.setdefault(r["case"], [])
                 rounds.append(r)
-                if r.get("status") != "pass" or not r.get("timing") or k == plan.rounds - 1:
+                if r.get("status") != "pass" or not r.get("timing") or last_round:
+                    if plan.interleave and last_round and r.get("timing"):
+                        return  # merged with its problem's other cases (on_group)
                     record(merge_rounds(rounds))
                     done.add(r["case"])
                     partial.pop(r["case"])
 
-            execute(plan, on_round, skip=skip, oracle_store=oracles, on_worker=hello)
+            def on_group(records: list[dict[str, Any]], last_round: bool = last_round) -> None:
+                if not last_round:
+                    return
+                cases = [partial.pop(r["case"]) for r in records if r["case"] in partial]
+                for merged in merge_interleaved_rounds(cases):
+                    record(merged)
+                    done.add(merged["case"])
+
+            if plan.interleave:
+                execute_interleaved(
+                    plan, on_round, skip=skip, on_worker=hello, oracle_store=oracles,
+                    round_index=k, on_group=on_group,
+                )  # fmt: skip
+            else:
+                execute(plan, on_round, skip=skip, oracle_store=oracles, on_worker=hello)
     finally:
         if oracle_store is None:
             oracles.close()

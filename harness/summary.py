@@ -262,6 +262,12 @@ def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
         from .interleave import paired_between
 
         paired = paired_between(best.record, rows[1].record)
+        timing = best.record.timing
+        how = (
+            f"timed interleaved, in {len(timing.rounds)} rounds"
+            if timing is not None and timing.rounds
+            else "timed interleaved"
+        )
         if paired is None:
             text += (
                 f", {rows[1].median / best.median:.2f}x faster than the runner-up {rows[1].label}"
@@ -269,12 +275,12 @@ def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
         elif paired[1] <= 1.0 <= paired[2]:
             text += (
                 f"; indistinguishable from the runner-up {rows[1].label} here (ratio {paired[0]:.3f}, "
-                f"95% CI {paired[1]:.3f}-{paired[2]:.3f}, timed interleaved)"
+                f"95% CI {paired[1]:.3f}-{paired[2]:.3f}, {how})"
             )
         else:
             text += (
                 f", {paired[0]:.2f}x faster than the runner-up {rows[1].label} (95% CI "
-                f"{paired[1]:.2f}-{paired[2]:.2f}, timed interleaved)"
+                f"{paired[1]:.2f}-{paired[2]:.2f}, {how})"
             )
     if best.peak_bytes is not None:
         text += f", peak {format_bytes(best.peak_bytes)}"

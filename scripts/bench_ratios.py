@@ -1,6 +1,6 @@
 """Ratio repeatability: the same pairs of strategies in separate runs, sequential and interleaved.
 
-    python scripts/bench_ratios.py [--runs 3] [--budget 1] [--out docs/harness-benchmark.md]
+    python scripts/bench_ratios.py [--runs 3] [--budget 1] [--rounds-of 3] [--out docs/harness-benchmark.md]
 
 Users act on which strategy is faster and by how much, so this measures how much that answer
 moves between separate runs. Six pairs (three within a framework, three across frameworks),
@@ -8,7 +8,10 @@ timed in ``--runs`` separate ``sharedconv run`` invocations of each method, alte
 (sequential, interleaved, sequential, ...) so both meet the same hours of the machine:
 
 - *sequential*: today's default, one case after another, each with its own budget;
-- *interleaved*: ``--interleave``, the same budget per case, spent in cycles over all cases.
+- *interleaved*: ``--interleave``, the same budget per case, spent in cycles over all cases;
+- *interleaved, 3 rounds* (``--rounds-of 3``): ``--interleave --rounds 3`` with a third of the
+  budget, so the same sampling time per case, spent in three sets of fresh worker processes;
+  a pair's ratio is the geometric mean of the rounds' paired ratios.
 
 For each pair and method: the ratio in each run, its spread over the runs (max/min - 1; goal:
 at most 3% interleaved) and whether the faster side flipped between runs (goal: never, for
@@ -45,7 +48,7 @@ BEGIN, END = "<!-- ratio-repeatability -->", "<!-- /ratio-repeatability -->"
 
 
 def one_run(
-    root: Path, run_id: str, budget: float, interleave: bool,
+    root: Path, run_id: str, budget: float, extra: list[str],
     backends: str = "torch,tensorflow,jax", strategies: str = "fold,conv3d,shift_add",
     shape: str = SHAPE, env: dict[str, str] | None = None,
 ) -> dict[str, dict]:  # fmt: skip
@@ -54,10 +57,8 @@ def one_run(
     cmd = [
         sys.executable, "-m", "sharedconv.harness.cli", "run", "-b", backends,
         "-s", strategies, "--shape", shape, "--mode", "forward",
-        "--budget", str(budget), "--results", str(root), "--run-id", run_id,
+        "--budget", str(budget), "--results", str(root), "--run-id", run_id, *extra,
     ]  # fmt: skip
-    if interleave:
-        cmd.append("--interleave")
     subprocess.run(
         cmd, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
@@ -94,20 +95,29 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
         BEGIN,
         "## Ratio repeatability: sequential against interleaved",
         "",
-        f"Written by `python scripts/bench_ratios.py --runs {args.runs} --budget {args.budget:g}` on "
-        f"{when}. Problem `{SHAPE}`, forward, 2 threads, the "
+        f"Written by `python scripts/bench_ratios.py --runs {args.runs} --budget {args.budget:g} "
+        f"--rounds-of {args.rounds_of}` on {when}. Problem `{SHAPE}`, forward, 2 threads, the "
         "default allocator; each run is its own `sharedconv run -b torch,tensorflow,jax -s "
-        f"fold,conv3d,shift_add --budget {args.budget:g}` (interleaved: with `--interleave`), the two "
-        "methods alternating run by run. A pair's ratio is time(b) / time(a): interleaved, the "
-        "median of its per-cycle ratios (paired); sequential, the ratio of the two medians.",
+        f"fold,conv3d,shift_add --budget {args.budget:g}` (interleaved: with `--interleave`"
+        + (
+            f"; in {args.rounds_of} rounds: `--interleave --rounds {args.rounds_of} --budget "
+            f"{args.budget / args.rounds_of:.3g}`, the same sampling time in {args.rounds_of} "
+            "sets of fresh workers"
+            if args.rounds_of > 1
+            else ""
+        )
+        + "), the methods alternating run by run. A pair's ratio is time(b) / time(a): "
+        "interleaved, the median of its per-cycle ratios (paired); in rounds, the geometric mean "
+        "of the rounds' paired ratios; sequential, the ratio of the two medians.",
         "",
         "| a | b | method | ratio in each run | spread (max/min - 1) | flip between runs |",
         "| --- | --- | --- | --- | ---: | --- |",
     ]
-    verdict: dict[str, list[bool]] = {"sequential": [], "interleaved": []}
-    flips: dict[str, int] = {"sequential": 0, "interleaved": 0}
+    methods = list(results)
+    verdict: dict[str, list[bool]] = {m: [] for m in methods}
+    flips: dict[str, int] = {m: 0 for m in methods}
     for a, b in PAIRS:
-        for method in ("sequential", "interleaved"):
+        for method in methods:
             ratios = [pair_ratio(run, a, b) for run in results[method]]
             if any(r is None for r in ratios):
                 lines.append(f"| {a} | {b} | {method} | not timed in every run | | |")
@@ -123,10 +133,11 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
             )
     lines += [
         "",
-        f"**Goal (spread at most 3%): met by {sum(verdict['interleaved'])} of "
-        f"{len(verdict['interleaved'])} pairs interleaved, {sum(verdict['sequential'])} of "
-        f"{len(verdict['sequential'])} sequential. Ranking flips between runs (pairs outside "
-        f"0.95-1.05): {flips['interleaved']} interleaved, {flips['sequential']} sequential.**",
+        "**Goal (spread at most 3%): met by "
+        + ", ".join(f"{sum(verdict[m])} of {len(verdict[m])} pairs {m}" for m in reversed(methods))
+        + ". Ranking flips between runs (pairs outside 0.95-1.05): "
+        + ", ".join(f"{flips[m]} {m}" for m in reversed(methods))
+        + ".**",
         "",
         "The machine's drift in the same runs: each case's absolute median, run by run.",
         "",
@@ -134,7 +145,7 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
         "| --- | --- | --- | ---: |",
     ]
     for label in sorted({k for run in results["sequential"] for k in run}):
-        for method in ("sequential", "interleaved"):
+        for method in methods:
             medians = [
                 run[label]["timing"]["stats"]["median"] * 1e3
                 for run in results[method]
@@ -152,6 +163,10 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--rounds-of", type=int, default=3,
+        help="also time every run interleaved in this many rounds, each with budget/N (1: not)",
+    )  # fmt: skip
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--out", help="Markdown file whose ratio section is replaced")
     parser.add_argument("--json", help="also write the raw records here")
@@ -162,27 +177,35 @@ def main() -> None:
     args = parser.parse_args()
     from sharedconv.harness.machine import machine_info
 
-    results: dict[str, list[dict]] = {"sequential": [], "interleaved": []}
+    methods = {"sequential": ([], args.budget), "interleaved": (["--interleave"], args.budget)}
+    if args.rounds_of > 1:
+        methods[f"interleaved, {args.rounds_of} rounds"] = (
+            ["--interleave", "--rounds", str(args.rounds_of)],
+            args.budget / args.rounds_of,
+        )
+    results: dict[str, list[dict]] = {m: [] for m in methods}
     info = machine_info()
     when = f"{info.get('cpu_model')}, {info.get('usable_cores')} cores, {time.strftime('%Y-%m-%d %H:%M')}"
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         if "results" in saved:  # else: the records alone, as the first versions wrote them
             when, args.runs, args.budget = saved["when"], saved["runs"], saved["budget"]
+            args.rounds_of = saved.get("rounds_of", 1)
             saved = saved["results"]
         else:
-            when = "(the date and machine are not in the file)"
+            when, args.rounds_of = "(the date and machine are not in the file)", 1
         results = saved
     with tempfile.TemporaryDirectory(prefix="sharedconv-ratios-") as tmp:
         for k in range(0 if args.from_json else args.runs):
-            for method in ("sequential", "interleaved"):
+            for method, (extra, budget) in methods.items():
                 t0 = time.perf_counter()
-                run = one_run(Path(tmp), f"{method}-{k}", args.budget, method == "interleaved")
+                run = one_run(Path(tmp), f"run-{len(results[method])}-{method}", budget, extra)
                 results[method].append(run)
                 print(f"{method} run {k + 1}: {len(run)} timed cases, {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr)  # fmt: skip
     if args.json and not args.from_json:
-        saved = {"when": when, "runs": args.runs, "budget": args.budget, "results": results}
+        saved = {"when": when, "runs": args.runs, "budget": args.budget, "rounds_of": args.rounds_of,
+                 "results": results}  # fmt: skip
         Path(args.json).write_text(json.dumps(saved))
     text = section(results, args, when)
     if not args.out:

@@ -131,7 +131,7 @@ def main() -> None:
                 for mode in ("off", "on"):
                     t0 = time.perf_counter()
                     run = one_run(
-                        Path(tmp), f"{mode}-{k}", args.budget, True, BACKENDS, STRATEGIES, SHAPE,
+                        Path(tmp), f"{mode}-{k}", args.budget, ["--interleave"], BACKENDS, STRATEGIES, SHAPE,
                         {SETTLE_ENV: "0" if mode == "off" else "1"},
                     )  # fmt: skip
                     results[mode].append(run)
