@@ -59,9 +59,9 @@ def one_run(
         "-s", strategies, "--shape", shape, "--mode", "forward",
         "--budget", str(budget), "--results", str(root), "--run-id", run_id, *extra,
     ]  # fmt: skip
-    subprocess.run(
-        cmd, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if done.returncode not in (0, 1):  # 1: some case failed, which the records say
+        raise SystemExit(f"{' '.join(cmd)} exited with {done.returncode}:\n{done.stderr[-2000:]}")
     records = {}
     for line in (root / run_id / "cases.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -80,6 +80,37 @@ def pair_ratio(records: dict[str, dict], a: str, b: str) -> float | None:
     if paired is not None:
         return paired[0]
     return records[b]["timing"]["stats"]["median"] / records[a]["timing"]["stats"]["median"]
+
+
+def pair_interval(records: dict[str, dict], a: str, b: str) -> tuple[float, float, float] | None:
+    """The pair's paired ratio and 95% interval in one run (None: not timed interleaved)."""
+    from sharedconv.harness.interleave import paired_between
+    from sharedconv.harness.records import CaseRecord
+
+    if a not in records or b not in records:
+        return None
+    return paired_between(CaseRecord.from_dict(records[a]), CaseRecord.from_dict(records[b]))
+
+
+def interval_honesty(runs: list[dict[str, dict]]) -> tuple[int, int, float] | None:
+    """How often a run's 95% interval for a pair holds another run's estimate of it (an honest
+    interval for what a separate run would find: about 95%), and the intervals' median width
+    (high/low - 1). None without intervals."""
+    inside = total = 0
+    widths = []
+    for a, b in PAIRS:
+        found = [pair_interval(run, a, b) for run in runs]
+        if any(f is None for f in found):
+            continue
+        for i, (_, low, high) in enumerate(found):
+            widths.append(high / low - 1)
+            for j, other in enumerate(found):
+                if i != j:
+                    total += 1
+                    inside += low <= other[0] <= high
+    if not widths:
+        return None
+    return inside, total, sorted(widths)[len(widths) // 2]
 
 
 def spread(values: list[float]) -> float:
@@ -138,6 +169,18 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
         + ". Ranking flips between runs (pairs outside 0.95-1.05): "
         + ", ".join(f"{flips[m]} {m}" for m in reversed(methods))
         + ".**",
+        "",
+        "How far a run's own 95% intervals can be trusted for another run: how often a run's "
+        "interval for a pair holds another run's estimate of that pair (all ordered pairs of "
+        "runs), and the intervals' median width (high/low - 1).",
+        "",
+        "| method | another run's estimate inside the interval | median width |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {m} | {h[0]} of {h[1]} ({h[0] / h[1]:.0%}) | {h[2]:.1%} |"
+            for m in methods
+            if (h := interval_honesty(results[m])) is not None
+        ),
         "",
         "The machine's drift in the same runs: each case's absolute median, run by run.",
         "",
@@ -199,7 +242,8 @@ def main() -> None:
         for k in range(0 if args.from_json else args.runs):
             for method, (extra, budget) in methods.items():
                 t0 = time.perf_counter()
-                run = one_run(Path(tmp), f"run-{len(results[method])}-{method}", budget, extra)
+                slug = method.replace(",", "").replace(" ", "-")
+                run = one_run(Path(tmp), f"run-{len(results[method])}-{slug}", budget, extra)
                 results[method].append(run)
                 print(f"{method} run {k + 1}: {len(run)} timed cases, {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr)  # fmt: skip
