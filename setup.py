@@ -10,6 +10,7 @@ install without a C++ compiler succeeds, and the `native` backend then says how 
 
 import hashlib
 import platform
+import runpy
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -18,21 +19,8 @@ SOURCE = ["backends/native_kernel.cpp"]
 # the library records the hash of the source it was built from: a checkout whose source is
 # newer than its build is told to rebuild, not measured with the old kernel
 SOURCE_SHA = hashlib.sha256(Path(SOURCE[0]).read_bytes()).hexdigest()[:16]
-# gnu++17, not c++17: ISO mode turns off the fusion of a*b+c into one FMA instruction
-# -Wno-psabi: the baseline build passes no vectors between functions (all are inlined)
-# -fno-wrapv: Python's own compile flags, which setuptools puts first, carry -fwrapv (signed
-# overflow wraps), which can keep the compiler from simplifying index arithmetic: the same
-# forward source built without it was faster in a short paired run
-# (scripts/bench_native_builds.py --before, 2026-11-29; docs/performance.md, lesson 10)
-FLAGS = [
-    "-O3",
-    "-std=gnu++17",
-    "-ffp-contract=fast",
-    "-fopenmp",
-    "-fPIC",
-    "-Wno-psabi",
-    "-fno-wrapv",
-]
+# the flags, shared with the scripts that build the kernel outside the install
+FLAGS = runpy.run_path("backends/native_flags.py")
 
 
 def native_extensions() -> list[Extension]:
@@ -40,19 +28,18 @@ def native_extensions() -> list[Extension]:
         return Extension(
             f"sharedconv.backends.{name}",
             SOURCE,
-            extra_compile_args=FLAGS + extra,
+            extra_compile_args=FLAGS["COMMON"] + FLAGS["LIBRARY"] + extra,
             extra_link_args=["-fopenmp"],
             define_macros=[("SC_SOURCE_SHA", f'"{SOURCE_SHA}"')],
             language="c++",
             optional=True,
         )
 
-    extensions = [build("_native_baseline", [])]
+    isa = FLAGS["ISA"]
+    extensions = [build("_native_baseline", isa["baseline"])]
     if platform.machine().lower() in ("x86_64", "amd64"):
-        avx2 = ["-mavx2", "-mfma", "-mf16c"]
-        extensions.append(build("_native_avx2", avx2))
-        avx512 = ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"]
-        extensions.append(build("_native_avx512", avx2 + avx512))
+        extensions.append(build("_native_avx2", isa["avx2"]))
+        extensions.append(build("_native_avx512", isa["avx512"]))
     return extensions
 
 

@@ -37,8 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_layers import alternating_blocks  # noqa: E402
 from doc_section import write_section  # noqa: E402
-from native_parts import BUILDS as FLAGS_OF  # noqa: E402
-from native_parts import FLAGS, ROOT  # noqa: E402
+from native_parts import ROOT  # noqa: E402
+from sharedconv.backends import native_flags  # noqa: E402
 
 PROBLEMS = ["B=10,C=3,H=200,W=200,N=20,K=5"] + [
     f"B=4,C={c},H=64,W=64,N=16,K=5" for c in (1, 2, 4, 8, 16, 32, 64, 128)
@@ -76,7 +76,7 @@ def build_before(rev: str, build: str, tmp: Path):
     source.write_text(text.stdout)
     sha = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     library = tmp / "before.so"
-    flags = [*FLAGS, *FLAGS_OF[build], "-fPIC", "-shared", "-Wno-psabi"]
+    flags = [*native_flags.COMMON, *native_flags.LIBRARY, *native_flags.ISA[build], "-shared"]
     subprocess.run(
         ["g++", *flags, f'-DSC_SOURCE_SHA="{sha}"', str(source), "-o", str(library)], check=True
     )

@@ -4,8 +4,8 @@
 
 For each problem (stride 1, no padding, float32; default: the seed's first problem and the
 channels suite's largest) and each x86-64 build this CPU runs (AVX2+FMA; AVX-512 where the CPU
-has it), with the flags of that build in setup.py: compiles scripts/native_parts.cpp, times
-the forward and the parts of the backward (dw; dx with db) on one thread, and prints them
+has it), with the flags of that build (backends/native_flags.py, as setup.py): compiles
+scripts/native_parts.cpp, times the forward and the parts of the backward (dw; dx with db) on one thread, and prints them
 beside one thread's float32 2048^3 matmul (NumPy's BLAS, as the roofline's peak); then forward
 and backward on two threads, beside two threads' matmul.
 """
@@ -18,10 +18,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sharedconv.backends import native_flags
+
 ROOT = Path(__file__).resolve().parent.parent
-FLAGS = ["-O3", "-std=gnu++17", "-ffp-contract=fast", "-fopenmp"]
-AVX2 = ["-mavx2", "-mfma", "-mf16c"]
-BUILDS = {"avx2": AVX2, "avx512": AVX2 + ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"]}
+# the installed builds' flags (backends/native_flags.py, which setup.py reads); an executable
+# needs none of the library's
+FLAGS = native_flags.COMMON
+BUILDS = {name: native_flags.ISA[name] for name in ("avx2", "avx512")}
 PROBLEMS = [["10", "3", "200", "200", "20", "5"], ["4", "128", "64", "64", "16", "5"]]
 MATMUL = (
     "import time, numpy as np; a = np.random.rand(2048, 2048).astype(np.float32); a @ a; "
