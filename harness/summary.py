@@ -287,13 +287,7 @@ def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
     else:
         why = (memory_unknown_reason(best.record) or "").split(":")[0]
         text += f", peak memory unknown ({why})"
-    opts = [
-        f"option {k} ({SEED_OPTIONS[k]}) {v:.1f}x slower"
-        for k, v in sorted(best.vs_option.items())
-        if v > 0
-    ]
-    if opts:
-        text += "; vs the seed's options: " + ", ".join(opts)
+    # what is said of the recommended strategy's own time, before the other options
     warning = best.faults.warning() if best.faults else None
     if warning:
         text += f" ({warning})"
@@ -302,6 +296,17 @@ def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
         text += f" (noisy: the medians of its {len(timing.round_medians)} rounds differ by {timing.round_spread:.0%})"
     elif best.noisy:
         text += " (noisy: IQR over 10% of the median)"
+    own = best.record.seed_option
+    if own in SEED_OPTIONS:
+        text += f"; it is the seed's option {own} ({SEED_OPTIONS[own]})"
+    opts = [
+        f"option {k} ({SEED_OPTIONS[k]}) {v:.1f}x slower"
+        for k, v in sorted(best.vs_option.items())
+        if v > 0 and k != own
+    ]
+    if opts:
+        text += "; vs the seed's " + ("other options: " if own in SEED_OPTIONS else "options: ")
+        text += ", ".join(opts)
     return text + "."
 
 

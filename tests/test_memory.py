@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -219,3 +220,27 @@ def test_keras_on_jax_has_xla_s_plan_beside_the_rss():
         assert "XLA's memory plan" in plan_reading["method"], r["memory"]
         floor = output_bytes(parse_problem(r["problem"]), r["mode"])
         assert not plan_reading.get("rejected") and plan_reading["peak_bytes"] >= floor
+
+
+def test_the_recommendation_says_the_winner_is_a_seed_option_and_puts_its_own_noise_first():
+    """Not "option 1 (Conv3D (1,K,K)) 1.0x slower" of the strategy that is option 1, and a
+    noisy note next to the winner's time, not after the other options' ratios."""
+    best = _row("conv3d", 1.0, 2**20)
+    best = dataclasses.replace(
+        best,
+        record=dataclasses.replace(best.record, seed_option=1),
+        noisy=True,
+        vs_option={1: 1.0, 2: 2.5},
+    )
+    text = recommendation([best, _row("fold", 1.2, 2**20)])
+    assert "option 1 (Conv3D (1,K,K)) 1.0x slower" not in text
+    assert "it is the seed's option 1 (Conv3D (1,K,K))" in text
+    assert (
+        "vs the seed's other options: option 2 (TimeDistributed / map over C) 2.5x slower" in text
+    )
+    assert text.index("(noisy") < text.index("seed's option 1")
+    # a winner that is none of them: every option named, as before
+    plain = dataclasses.replace(_row("shift_add", 1.0, 2**20), vs_option={1: 3.0})
+    assert "vs the seed's options: option 1 (Conv3D (1,K,K)) 3.0x slower." in recommendation(
+        [plain, _row("fold", 1.2, 2**20)]
+    )
