@@ -42,9 +42,10 @@ WARM_BELOW_SECONDS = 0.05
 MIN_CYCLES = 5
 MAX_CYCLES = 400
 # After a turn, the parent polls the worker's threads until none is running in QUIET_POLLS
-# polls in a row. Without it, a turn right after another OpenMP process's turn ran 18-33%
-# slower than after any other (C=16 forward, 6 frameworks; docs/harness-benchmark.md): that
-# process's idle threads still spun on one of the two cores. A process never quiet within
+# polls in a row. Without it, a candidate's turns right after another OpenMP process's turn ran
+# up to 1.59 times slower than its other turns (C=16 forward, 6 frameworks:
+# scripts/bench_settle.py, docs/harness-benchmark.md): that process's idle threads still spun
+# on one of the two cores. A process never quiet within
 # SETTLE_LIMIT_S in GIVE_UP_AFTER turns (a runtime that spins for good) is no longer waited for,
 # and its candidates' records say so.
 # SHAREDCONV_SETTLE=0 turns the wait off (scripts/bench_settle.py measures what it changes).

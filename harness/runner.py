@@ -229,7 +229,10 @@ def _run_rounds(
                 if r.get("status") != "pass" or not r.get("timing") or last_round:
                     if plan.interleave and last_round and r.get("timing"):
                         return  # merged with its problem's other cases (on_group)
-                    record(merge_rounds(rounds))
+                    merged = merge_rounds(rounds)
+                    if plan.interleave:  # round 0's ratio, to round 0's fastest: not an answer
+                        merged.pop("paired", None)
+                    record(merged)
                     done.add(r["case"])
                     partial.pop(r["case"])
 
