@@ -71,12 +71,9 @@ def one_run(
 
 
 def pair_ratio(records: dict[str, dict], a: str, b: str) -> float | None:
-    from sharedconv.harness.interleave import paired_between
-    from sharedconv.harness.records import CaseRecord
-
     if a not in records or b not in records:
         return None
-    paired = paired_between(CaseRecord.from_dict(records[a]), CaseRecord.from_dict(records[b]))
+    paired = pair_interval(records, a, b)
     if paired is not None:
         return paired[0]
     return records[b]["timing"]["stats"]["median"] / records[a]["timing"]["stats"]["median"]
@@ -203,6 +200,30 @@ def section(results: dict[str, list[dict]], args: argparse.Namespace, when: str)
     return "\n".join(lines)
 
 
+def this_machine_now() -> str:
+    """The machine and the minute, as the sections name them."""
+    from sharedconv.harness.machine import machine_info
+
+    info = machine_info()
+    return f"{info.get('cpu_model')}, {info.get('usable_cores')} cores, {time.strftime('%Y-%m-%d %H:%M')}"
+
+
+def keep_and_write(
+    args: argparse.Namespace, results: dict, when: str, text: str, marks: tuple[str, str],
+    **settings: object,
+) -> None:  # fmt: skip
+    """--json: the records with their date and the settings that made them (not for
+    --from-json); --out: the section between ``marks``, else printed."""
+    if args.json and not args.from_json:
+        saved = {"when": when, "runs": args.runs, "budget": args.budget, **settings,
+                 "results": results}  # fmt: skip
+        Path(args.json).write_text(json.dumps(saved))
+    if args.out:
+        write_between(Path(args.out), *marks, text)
+    else:
+        print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -218,8 +239,6 @@ def main() -> None:
         help="no runs: the section from records a --json saved (same --runs, --budget)",
     )
     args = parser.parse_args()
-    from sharedconv.harness.machine import machine_info
-
     methods = {"sequential": ([], args.budget), "interleaved": (["--interleave"], args.budget)}
     if args.rounds_of > 1:
         methods[f"interleaved, {args.rounds_of} rounds"] = (
@@ -227,8 +246,7 @@ def main() -> None:
             args.budget / args.rounds_of,
         )
     results: dict[str, list[dict]] = {m: [] for m in methods}
-    info = machine_info()
-    when = f"{info.get('cpu_model')}, {info.get('usable_cores')} cores, {time.strftime('%Y-%m-%d %H:%M')}"
+    when = this_machine_now()
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         if "results" in saved:  # else: the records alone, as the first versions wrote them
@@ -247,15 +265,8 @@ def main() -> None:
                 results[method].append(run)
                 print(f"{method} run {k + 1}: {len(run)} timed cases, {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr)  # fmt: skip
-    if args.json and not args.from_json:
-        saved = {"when": when, "runs": args.runs, "budget": args.budget, "rounds_of": args.rounds_of,
-                 "results": results}  # fmt: skip
-        Path(args.json).write_text(json.dumps(saved))
     text = section(results, args, when)
-    if not args.out:
-        print(text)
-        return
-    write_between(Path(args.out), BEGIN, END, text)
+    keep_and_write(args, results, when, text, (BEGIN, END), rounds_of=args.rounds_of)
 
 
 if __name__ == "__main__":

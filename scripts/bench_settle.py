@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ratios import ROOT, one_run  # noqa: E402
-from doc_section import write_between  # noqa: E402
+from bench_ratios import ROOT, keep_and_write, one_run, this_machine_now  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -116,15 +115,13 @@ def main() -> None:
     parser.add_argument("--from-json", help="no runs: the section from a --json's records")
     args = parser.parse_args()
     from sharedconv.harness.interleave import SETTLE_ENV
-    from sharedconv.harness.machine import machine_info
 
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         results, when = saved["results"], saved["when"]
         args.runs, args.budget = saved.get("runs", args.runs), saved.get("budget", args.budget)
     else:
-        info = machine_info()
-        when = f"{info.get('cpu_model')}, {info.get('usable_cores')} cores, {time.strftime('%Y-%m-%d %H:%M')}"
+        when = this_machine_now()
         results = {"off": [], "on": []}
         with tempfile.TemporaryDirectory(prefix="sharedconv-settle-") as tmp:
             for k in range(args.runs):
@@ -137,14 +134,7 @@ def main() -> None:
                     results[mode].append(run)
                     print(f"wait {mode}, run {k + 1}: {len(run)} timed cases, "
                           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
-        if args.json:
-            saved = {"when": when, "runs": args.runs, "budget": args.budget, "results": results}
-            Path(args.json).write_text(json.dumps(saved))
-    text = section(results, args, when)
-    if not args.out:
-        print(text)
-        return
-    write_between(Path(args.out), BEGIN, END, text)
+    keep_and_write(args, results, when, section(results, args, when), (BEGIN, END))
 
 
 if __name__ == "__main__":
