@@ -364,6 +364,25 @@ def test_rounds_of_interleaving_give_one_ratio_over_the_rounds_processes():
     assert torch["rounds"] == 3 and len(torch["timing"]["rounds"]) == 3
 
 
+def test_the_baseline_over_rounds_is_the_fastest_paired_not_by_median_alone():
+    """Round medians: torch/fold 1, 2, 10 ms, torch/conv3d 1.5, 1.9, 12 ms. conv3d has the
+    smaller median of round medians (1.9 against 2), but fold is faster paired (the rounds'
+    ratios 1.5, 0.95, 1.2: geometric mean 1.20): the baseline is fold, and no ratio is below
+    1 (it was 0.84 for fold against conv3d)."""
+    fold_ms, conv_ms = (1.0, 2.0, 10.0), (1.5, 1.9, 12.0)
+    cases = [
+        [_round("torch/fold", k, [fold_ms[k] * 1e-3] * 7) for k in range(3)],
+        [_round("torch/conv3d", k, [conv_ms[k] * 1e-3] * 7) for k in range(3)],
+    ]
+    merged = {m["strategy"]: m for m in interleave.merge_interleaved_rounds(cases)}
+    assert (
+        merged["conv3d"]["timing"]["stats"]["median"] < merged["fold"]["timing"]["stats"]["median"]
+    )
+    assert merged["fold"]["paired"]["baseline"] == "torch/fold"
+    assert merged["fold"]["paired"]["ratio"] == 1.0
+    assert merged["conv3d"]["paired"]["ratio"] == pytest.approx((1.5 * 0.95 * 1.2) ** (1 / 3))
+
+
 def test_over_rounds_needs_two_rounds_and_pairs_only_within_a_round():
     assert interleave.over_rounds([(1.2, 1.1, 1.3)]) is None
     ratio, low, high = interleave.over_rounds([(1.2, 1.1, 1.3), (1.2, 1.19, 1.21)])
