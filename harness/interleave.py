@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .records import CaseRecord
-from .stats import paired_ratio, summarize
+from .stats import geometric_mean_ci, paired_ratio, summarize
 
 # A turn: one timed block of calls of one candidate. Long enough that the parent's request
 # (~0.1 ms) is far outside it and the timer's own cost is small, short enough that a cycle
@@ -71,8 +71,8 @@ def running_threads(pid: int) -> int | None:
         except OSError:
             continue  # a thread that ended while the list was read
         # the state follows the command name, which may itself hold ") "
-        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R":
-            n += 1
+        state = stat.rindex(b")") + 2
+        n += stat[state : state + 1] == b"R"
     return n
 
 
@@ -207,15 +207,8 @@ def over_rounds(
     over the rounds' log-ratios. Each round's workers are fresh processes, and on this machine
     one process can run a framework 20-40% slower for its whole life (docs/harness-benchmark.md);
     pairing within a round cannot cancel that, so the rounds are the units and the interval
-    is over them (wide with few rounds, and honestly so). None with fewer than two rounds."""
-    if len(per_round) < 2:
-        return None
-    from scipy import stats as st
-
-    logs = np.log([r[0] for r in per_round])
-    mean = float(logs.mean())
-    half = float(st.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs)))
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+    is over them (:func:`.stats.geometric_mean_ci`). None with fewer than two rounds."""
+    return geometric_mean_ci([r[0] for r in per_round])
 
 
 def group_records(

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.stats import binom, bootstrap, mannwhitneyu
+from scipy.stats import t as t_dist
 
 NOISY_IQR_FRACTION = 0.10
 
@@ -134,3 +135,18 @@ def paired_ratio(
         rng=np.random.default_rng(seed),
     ).confidence_interval
     return estimate, float(np.exp(ci.low)), float(np.exp(ci.high))
+
+
+def geometric_mean_ci(
+    ratios: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float, float] | None:
+    """The geometric mean of independent ratios (one per unit: a round's worker processes) with
+    a t-interval over their logs: wide with few units, and honestly so. Returns (mean, low,
+    high), or None with fewer than two."""
+    if len(ratios) < 2:
+        return None
+    logs = np.log(np.asarray(ratios, dtype=float))
+    mean = float(logs.mean())
+    half = float(t_dist.ppf(0.5 + confidence / 2, len(logs) - 1) * logs.std(ddof=1))
+    half /= math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from doc_section import write_between  # noqa: E402
+from doc_section import write_section  # noqa: E402
 
 SHAPE = "B=4,C=16,H=64,W=64,N=16,K=5"
 PAIRS = [  # (a, b): the ratio reported is time(b) / time(a)
@@ -219,7 +219,7 @@ def keep_and_write(
                  "results": results}  # fmt: skip
         Path(args.json).write_text(json.dumps(saved))
     if args.out:
-        write_between(Path(args.out), *marks, text)
+        write_section(Path(args.out), marks[0], text, marks[1])
     else:
         print(text)
 

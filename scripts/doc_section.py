@@ -6,24 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_section(page: Path, mark: str, text: str) -> None:
-    """Replace what stands between the two ``mark`` lines of ``page`` with ``text`` (which
-    carries the marks itself)."""
+def write_section(page: Path, mark: str, text: str, end: str | None = None) -> None:
+    """Replace what stands between the ``mark`` line and the next ``end`` line of ``page``
+    (``end``: a second ``mark`` unless given) with ``text``, which carries the marks itself."""
+    end = end or mark
     doc = page.read_text()
-    if doc.count(mark) < 2:
-        raise SystemExit(f"{page} has no section {mark}: put two lines {mark} where it goes")
-    head, _, rest = doc.partition(mark)
-    _, _, tail = rest.partition(mark)
-    page.write_text(head + text + tail)
-
-
-def write_between(page: Path, begin: str, end: str, text: str) -> None:
-    """Replace ``begin`` ... ``end`` of ``page`` with ``text`` (which carries both marks), or
-    append ``text`` where the page has no such section yet."""
-    doc = page.read_text()
-    if begin in doc:
-        head, rest = doc.split(begin, 1)
-        doc = head + text + rest.split(end, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    page.write_text(doc)
+    head, found, rest = doc.partition(mark)
+    if not found or end not in rest:
+        raise SystemExit(
+            f"{page} has no section {mark}: put the lines {mark} and {end} where it goes"
+        )
+    page.write_text(head + text + rest.partition(end)[2])
