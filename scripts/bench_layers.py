@@ -652,8 +652,10 @@ comparison on one BLAS thread: see the notes below the table); it
 probes each agreeing one with up to three calls, drops those over 3x the best so far (probing
 the cheap ones again after all the others, so a cold first call or a slow spell of the machine
 does not drop a winner), times the rest with the harness's steady-state timer within about a
-second in all, times the ones within 25% of the best again in three interleaved rounds, and
-keeps the fastest. Python's garbage collector is paused while it tunes. The Keras layer's
+second in all, and times the ones within 25% of the best again paired: blocks of about 10 ms
+of each in turn, a new random order every cycle, for at most half the budget (at least 6
+cycles); it keeps the one with the smallest median per-cycle ratio to the best of the first
+pass, so a slow spell that lasts a cycle slows both sides of every ratio. Python's garbage collector is paused while it tunes. The Keras layer's
 candidates take its kernel `(KH, KW, 1, N)` and make the filters inside their own call, as the
 layer does, so a compiler that lays the filters out for the strategy does so when tuned too.
 

@@ -261,17 +261,18 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert os.fspath(_core.cache_dir()).endswith("sharedconv")
 
 
-def test_a_run_off_between_close_candidates_overrules_a_noisy_first_pass():
+def test_a_paired_run_off_overrules_a_noisy_first_pass_and_a_slow_spell():
     cands = candidates(fold=conv, a=lambda x, w, b: conv(x, w, b), b=lambda x, w, b: conv(x, w, b))
-    # the first pass (one measurement each) says a; three interleaved rounds say b
-    sequences = {
-        "fold": [5e-3] * 4,
-        "a": [1.0e-3, 1.3e-3, 1.3e-3, 1.3e-3],
-        "b": [1.1e-3, 1.0e-3, 1.0e-3, 1.0e-3],
-    }
+    # the first pass (one median each) says a; in truth b is 5% faster. The run-off's cycles
+    # run through slow spells: each cycle its own factor, 1x to 3x, for both candidates (drift
+    # lasting a cycle), and in every third cycle a spell of 3x more that hits only b's turn
+    first_pass = {"fold": 5e-3, "a": 1.0e-3, "b": 1.2e-3}
+    truth = {"a": 1.05e-3, "b": 1.0e-3}
     prepare, _, by_fn = timed_runner({})
     by_fn.update({id(c.fn): name for name, c in cands.items()})
     current = {}
+    blocks = []
+    spells = np.random.default_rng(3).uniform(1.0, 3.0, size=1000)
 
     def tracking_prepare(fn, mode):
         call = prepare(fn, mode)
@@ -284,15 +285,36 @@ def test_a_run_off_between_close_candidates_overrules_a_noisy_first_pass():
 
     def measure(call, sync, budget):
         call()
-        return sequences[current["name"]].pop(0)
+        return first_pass[current["name"]]
+
+    def per_call(cycle, name):
+        return truth[name] * spells[cycle] * (3.0 if name == "b" and cycle % 3 == 0 else 1.0)
+
+    def block(call, sync, n):
+        call()
+        cycle = len(blocks) // 2  # two contenders a cycle
+        blocks.append((cycle, current["name"], n))
+        return n * per_call(cycle, current["name"])
 
     runner = Runner(tracking_prepare, RUNNER.sync, RUNNER.to_numpy)
-    choice = _core.autotune(key(), PROBLEM, cands, runner, 1.0, measure=measure)
+    choice = _core.autotune(key(), PROBLEM, cands, runner, 1.0, measure=measure, block=block)
     assert choice.strategy == "b"
-    times = {t.strategy: t.median_s for t in choice.trials}
-    assert times["a"] == pytest.approx(1.3e-3) and times["b"] == pytest.approx(1.0e-3)
-    assert times["fold"] == 5e-3  # not close: no run-off
-    assert "run-off" in next(t for t in choice.trials if t.strategy == "b").note
+    trials = {t.strategy: t for t in choice.trials}
+    assert trials["a"].paired == pytest.approx([1.05, 1.05, 1.05])
+    assert trials["b"].paired is None and "the pick" in trials["b"].note
+    assert "1.050x the pick" in trials["a"].note
+    # the times shown are on the pick's clock: their order is the paired order
+    assert trials["a"].median_s == pytest.approx(1.05 * trials["b"].median_s)
+    assert trials["fold"].median_s == 5e-3 and trials["fold"].paired is None  # not close
+    # each block holds about RUN_OFF_BLOCK_S of calls (sized by the first pass), and every
+    # cycle ran both contenders
+    assert {(name, n) for _, name, n in blocks} == {("a", 10), ("b", 8)}
+    cycles = [c for c, _, _ in blocks]
+    assert len(blocks) % 2 == 0 and all(cycles.count(c) == 2 for c in set(cycles))
+    assert len(set(cycles)) >= _core.RUN_OFF_MIN_CYCLES
+    # the medians of the same blocks, unpaired, would have picked a
+    unpaired = {n: np.median([per_call(c, m) for c, m, _ in blocks if m == n]) for n in truth}
+    assert unpaired["a"] < unpaired["b"]
 
 
 def test_the_cache_command_shows_and_clears_decisions(tmp_path, monkeypatch):

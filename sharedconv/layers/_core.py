@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import random
 import statistics
 import tempfile
 import time
@@ -65,7 +64,9 @@ PRUNE_FACTOR = (
 )
 CACHE_SCHEMA = 1
 CLOSE = 1.25  # candidates within this factor of the best after the first pass go to a run-off
-RUN_OFF_ROUNDS = 3
+RUN_OFF_BLOCK_S = 0.01  # a run-off block: about this many seconds of one candidate's calls
+RUN_OFF_MIN_CYCLES = 6
+RUN_OFF_PRECISION = 0.01  # the run-off stops early once every ratio is known this closely
 UNROLL_LIMIT = (
     32  # channels above which a compiled framework's "unrolled" strategies are not autotuned
 )
@@ -189,6 +190,10 @@ class Trial:
     first_call_s: float | None = None
     verified: bool = False
     note: str = ""  # why it was refused or pruned
+    paired: list[float] | None = None  # after a run-off: its time over the pick's, 95% interval
+
+
+TRIAL_FIELDS = frozenset(Trial.__dataclass_fields__)
 
 
 @dataclass
@@ -222,7 +227,11 @@ class Choice:
             source=str(data["source"]),
             key=Key(**data["key"]),
             reason=str(data.get("reason", "")),
-            trials=[Trial(**t) for t in data.get("trials", [])],
+            # fields a later version added are left out, not a damaged entry
+            trials=[
+                Trial(**{k: v for k, v in t.items() if k in TRIAL_FIELDS})
+                for t in data.get("trials", [])
+            ],
             tuning_s=data.get("tuning_s"),
             created=str(data.get("created", "")),
         )
@@ -551,14 +560,23 @@ def _run_off(
     trials: list[Trial],
     calls: dict[str, Callable[[], Any]],
     runner: Runner,
-    measure: Callable,
+    block: Callable[[Callable[[], Any], Callable[[Any], None], int], float],
     budget: float,
     best: tuple[float, str],
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[float, str]:
-    """The candidates within ``CLOSE`` of the best are timed again in ``RUN_OFF_ROUNDS``
-    interleaved rounds, each in a new order: a slow spell during one candidate's turn in the
-    first pass then no longer decides. A contender's time is the median of its first-pass
-    median and its round medians."""
+    """The candidates within ``CLOSE`` of the best are timed again, paired: blocks of about
+    ``RUN_OFF_BLOCK_S`` of each in turn, a new random order every cycle
+    (:func:`harness.interleave.interleave`, the harness's own schedule), for at most half the
+    budget (at least ``RUN_OFF_MIN_CYCLES`` cycles). Each is ranked by the median over cycles of
+    its time over the first pass's best in the same cycle (``harness.stats.paired_ratio``), so
+    a slow spell that lasts a cycle hits both sides of every ratio and decides nothing; medians
+    taken seconds apart, as the first pass's are, differ by more than the candidates here do
+    (docs/layers.md). A contender's ``median_s`` becomes the best's run-off median times that
+    ratio, its ``paired`` the ratio to the pick with its 95% interval."""
+    from ..harness.interleave import interleave
+    from ..harness.stats import paired_ratio
+
     contenders = [
         t
         for t in trials
@@ -566,21 +584,34 @@ def _run_off(
     ]
     if len(contenders) < 2:
         return best
-    share = budget / (2 * RUN_OFF_ROUNDS * len(contenders))
-    samples = {t.strategy: [t.median_s] for t in contenders}
-    order = [t.strategy for t in contenders]
-    rng = random.Random(len(order))
-    for _ in range(RUN_OFF_ROUNDS):
-        rng.shuffle(order)
-        for name in order:
-            samples[name].append(measure(calls[name], runner.sync, share))
+    sizes = {t.strategy: max(1, round(RUN_OFF_BLOCK_S / max(t.median_s, 1e-9))) for t in contenders}
+    times = interleave(
+        [t.strategy for t in contenders],
+        lambda name: block(calls[name], runner.sync, sizes[name]) / sizes[name],
+        budget / 2,
+        precision=RUN_OFF_PRECISION,
+        clock=clock,
+        seed=len(contenders),
+        min_cycles=RUN_OFF_MIN_CYCLES,
+    )
+    pivot = best[1]
+    to_pivot = {name: paired_ratio(times[name], times[pivot])[0] for name in times}
+    winner = min(to_pivot, key=lambda name: (to_pivot[name], name != pivot))
+    pivot_median = statistics.median(times[pivot])
+    cycles = len(times[pivot])
     for t in contenders:
-        t.median_s = statistics.median(samples[t.strategy])
+        t.median_s = pivot_median * to_pivot[t.strategy]
+        if t.strategy == winner:
+            t.note = _join(t.note, f"paired run-off over {cycles} cycles: the pick")
+            continue
+        ratio, low, high = paired_ratio(times[t.strategy], times[winner])
+        t.paired = [ratio, low, high]
         t.note = _join(
-            t.note, f"run-off: median of {len(samples[t.strategy])} interleaved measurements"
+            t.note,
+            f"paired run-off over {cycles} cycles: {ratio:.3f}x the pick "
+            f"(95% CI {low:.3f}-{high:.3f})",
         )
-    winner = min(contenders, key=lambda t: t.median_s)
-    return (winner.median_s, winner.strategy)
+    return (pivot_median * to_pivot[winner], winner)
 
 
 def autotune(*args: Any, **kwargs: Any) -> Choice:
@@ -605,13 +636,15 @@ def _autotune(
     measure: Callable[[Callable[[], Any], Callable[[Any], None], float], float] = harness_median,
     clock: Callable[[], float] = time.perf_counter,
     tf32: bool = False,
+    block: Callable[[Callable[[], Any], Callable[[Any], None], int], float] | None = None,
 ) -> Choice:
     """Verify every candidate against the reference, time the verified ones, keep the fastest.
 
     The reference is ``fold`` (the framework's own convolution, verified against the float64
     oracle in every sharedconv run); a candidate agrees when each output is within twice the
-    harness's bound for the dtype (both sides carry rounding). ``measure`` is the timer, a
-    parameter so the selection rules can be tested with fake times.
+    harness's bound for the dtype (both sides carry rounding). ``measure`` is the timer and
+    ``block`` the run-off's (seconds for a given number of calls; default the harness's
+    ``timed_block``), parameters so the selection rules can be tested with fake times.
     """
     from ..harness.cases import one_blas_thread
 
@@ -704,7 +737,13 @@ def _autotune(
         if trial.median_s < best[0]:
             best = (trial.median_s, trial.strategy)
     if best is not None:
-        best = _run_off(trials, timed_calls, runner, measure, budget, best)
+        if block is None:
+            from ..harness.timing import timed_block
+
+            def block(call: Callable[[], Any], sync: Callable[[Any], None], n: int) -> float:
+                return timed_block(call, sync, n, clock)
+
+        best = _run_off(trials, timed_calls, runner, block, budget, best, clock)
     if best is None:
         raise LayerError(
             "no strategy could compute this call: "
