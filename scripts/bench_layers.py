@@ -64,6 +64,26 @@ WARM_BELOW_S = 0.05  # a block of a call shorter than this starts with one untim
 # --------------------------------------------------------------------------- child
 
 
+def harness_median(call, sync, budget: float) -> float:
+    """The median seconds per call from the harness's own steady-state timer (a round's
+    measurement of one layer)."""
+    from sharedconv.harness.timing import steady_state
+
+    record = steady_state(
+        call,
+        sync,
+        {
+            "budget": budget,
+            "warmup": min(0.05, budget / 4),
+            "warmup_calls": 1,
+            "min_samples": 3,
+            "max_samples": 50,
+            "precision": 0.03,
+        },
+    )
+    return float(record["stats"]["median"])
+
+
 def child(
     framework: str, device: str, shapes: list[str], modes: list[str], rounds: int, budget: float
 ) -> None:
@@ -71,8 +91,6 @@ def child(
         os.environ["KERAS_BACKEND"] = framework.removeprefix("keras-")
     os.environ["SHAREDCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-layers-")
     from sharedconv.backends.problem import make_inputs, parse_problem
-
-    from sharedconv.layers._core import harness_median
 
     maker = {"torch": TorchCalls, "jax": JaxCalls}.get(framework, KerasCalls)(device)
     rows = []
@@ -651,11 +669,10 @@ refuses any that disagrees with `fold` by more than twice the harness's bound fo
 comparison on one BLAS thread: see the notes below the table); it
 probes each agreeing one with up to three calls, drops those over 3x the best so far (probing
 the cheap ones again after all the others, so a cold first call or a slow spell of the machine
-does not drop a winner), times the rest with the harness's steady-state timer within about a
-second in all, and times the ones within 25% of the best again paired: blocks of about 10 ms
-of each in turn, a new random order every cycle, for at most half the budget (at least 6
-cycles); it keeps the one with the smallest median per-cycle ratio to the best of the first
-pass, so a slow spell that lasts a cycle slows both sides of every ratio. Python's garbage collector is paused while it tunes. The Keras layer's
+does not drop a winner), and times the rest together, paired: blocks of about 10 ms of each in
+turn with the harness's timer, a new random order every cycle, for about a second (at least 6
+cycles); it keeps the one with the smallest median per-cycle ratio to the best probe's, so a
+slow spell that lasts a cycle slows both sides of every ratio. Python's garbage collector is paused while it tunes. The Keras layer's
 candidates take its kernel `(KH, KW, 1, N)` and make the filters inside their own call, as the
 layer does, so a compiler that lays the filters out for the strategy does so when tuned too.
 

@@ -63,10 +63,9 @@ PRUNE_FACTOR = (
     3.0  # a candidate whose warm call is this much slower than the best is not timed further
 )
 CACHE_SCHEMA = 1
-CLOSE = 1.25  # candidates within this factor of the best after the first pass go to a run-off
-RUN_OFF_BLOCK_S = 0.01  # a run-off block: about this many seconds of one candidate's calls
-RUN_OFF_MIN_CYCLES = 6
-RUN_OFF_PRECISION = 0.01  # the run-off stops early once every ratio is known this closely
+PAIRED_BLOCK_S = 0.01  # a block of the paired timing: about this many seconds of calls
+PAIRED_MIN_CYCLES = 6
+PAIRED_PRECISION = 0.01  # the paired timing stops early once every ratio is known this closely
 UNROLL_LIMIT = (
     32  # channels above which a compiled framework's "unrolled" strategies are not autotuned
 )
@@ -190,7 +189,7 @@ class Trial:
     first_call_s: float | None = None
     verified: bool = False
     note: str = ""  # why it was refused or pruned
-    paired: list[float] | None = None  # after a run-off: its time over the pick's, 95% interval
+    paired: list[float] | None = None  # timed paired: its time over the pick's, 95% interval
 
 
 TRIAL_FIELDS = frozenset(Trial.__dataclass_fields__)
@@ -490,25 +489,6 @@ class Runner:
     compiled_ahead: bool = False
 
 
-def harness_median(call: Callable[[], Any], sync: Callable[[Any], None], budget: float) -> float:
-    """The median seconds per call from the harness's own steady-state timer."""
-    from ..harness.timing import steady_state
-
-    record = steady_state(
-        call,
-        sync,
-        {
-            "budget": budget,
-            "warmup": min(0.05, budget / 4),
-            "warmup_calls": 1,
-            "min_samples": 3,
-            "max_samples": 50,
-            "precision": 0.03,
-        },
-    )
-    return float(record["stats"]["median"])
-
-
 def _names(problem: ConvProblem, mode: str) -> tuple[str, ...]:
     if mode != "train":
         return ("y",)
@@ -556,7 +536,7 @@ def _probe(call: Callable[[], Any], runner: Runner, clock: Callable[[], float]) 
     return warm
 
 
-def _run_off(
+def _paired_timing(
     trials: list[Trial],
     calls: dict[str, Callable[[], Any]],
     runner: Runner,
@@ -565,51 +545,60 @@ def _run_off(
     best: tuple[float, str],
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[float, str]:
-    """The candidates within ``CLOSE`` of the best are timed again, paired: blocks of about
-    ``RUN_OFF_BLOCK_S`` of each in turn, a new random order every cycle
-    (:func:`harness.interleave.interleave`, the harness's own schedule), for at most half the
-    budget (at least ``RUN_OFF_MIN_CYCLES`` cycles). Each is ranked by the median over cycles of
-    its time over the first pass's best in the same cycle (``harness.stats.paired_ratio``), so
-    a slow spell that lasts a cycle hits both sides of every ratio and decides nothing; medians
-    taken seconds apart, as the first pass's are, differ by more than the candidates here do
-    (docs/layers.md). A contender's ``median_s`` becomes the best's run-off median times that
-    ratio, its ``paired`` the ratio to the pick with its 95% interval."""
+    """The probed candidates within ``PRUNE_FACTOR`` of the best (``calls``) timed together,
+    paired: blocks of about ``PAIRED_BLOCK_S`` of each in turn, a new random order every cycle
+    (:func:`harness.interleave.interleave`, the harness's own schedule), for about ``budget``
+    seconds (at least ``PAIRED_MIN_CYCLES`` cycles). Each is ranked by the median over cycles
+    of its time over the best probe's candidate in the same cycle (``harness.stats.paired_ratio``),
+    so a slow spell that lasts a cycle slows both sides of every ratio and decides nothing.
+
+    Before, each candidate had a median of its own, taken seconds apart from the others', and
+    only those within 25% of the best went on to rounds: in docs/layers.md's benchmark such
+    medians put a strategy 1.29x and 1.75x behind one it beat by 14% and 6% when paired, so it
+    never reached the rounds. A candidate's ``median_s`` becomes the reference candidate's
+    median in these cycles times its ratio, its ``paired`` the ratio to the pick with its 95%
+    interval."""
     from ..harness.interleave import interleave
     from ..harness.stats import paired_ratio
 
-    contenders = [
-        t
-        for t in trials
-        if t.strategy in calls and t.median_s is not None and t.median_s <= CLOSE * best[0]
-    ]
-    if len(contenders) < 2:
+    timed = []
+    for t in trials:
+        if t.strategy not in calls or t.median_s is None:
+            continue
+        if t.median_s > PRUNE_FACTOR * best[0]:  # probed before a faster one came
+            t.note = _join(
+                t.note, f"best warm call over {PRUNE_FACTOR:g}x the best call: not timed further"
+            )
+            continue
+        timed.append(t)
+    if len(timed) < 2:
+        for t in timed:
+            t.note = _join(t.note, "the only candidate within reach: not timed further")
         return best
-    sizes = {t.strategy: max(1, round(RUN_OFF_BLOCK_S / max(t.median_s, 1e-9))) for t in contenders}
+    sizes = {t.strategy: max(1, round(PAIRED_BLOCK_S / max(t.median_s, 1e-9))) for t in timed}
     times = interleave(
-        [t.strategy for t in contenders],
+        [t.strategy for t in timed],
         lambda name: block(calls[name], runner.sync, sizes[name]) / sizes[name],
-        budget / 2,
-        precision=RUN_OFF_PRECISION,
+        budget,
+        precision=PAIRED_PRECISION,
         clock=clock,
-        seed=len(contenders),
-        min_cycles=RUN_OFF_MIN_CYCLES,
+        seed=len(timed),
+        min_cycles=PAIRED_MIN_CYCLES,
     )
     pivot = best[1]
     to_pivot = {name: paired_ratio(times[name], times[pivot])[0] for name in times}
     winner = min(to_pivot, key=lambda name: (to_pivot[name], name != pivot))
     pivot_median = statistics.median(times[pivot])
     cycles = len(times[pivot])
-    for t in contenders:
+    for t in timed:
         t.median_s = pivot_median * to_pivot[t.strategy]
         if t.strategy == winner:
-            t.note = _join(t.note, f"paired run-off over {cycles} cycles: the pick")
+            t.note = _join(t.note, f"paired, {cycles} cycles: the pick")
             continue
         ratio, low, high = paired_ratio(times[t.strategy], times[winner])
         t.paired = [ratio, low, high]
         t.note = _join(
-            t.note,
-            f"paired run-off over {cycles} cycles: {ratio:.3f}x the pick "
-            f"(95% CI {low:.3f}-{high:.3f})",
+            t.note, f"paired, {cycles} cycles: {ratio:.3f}x the pick (95% CI {low:.3f}-{high:.3f})"
         )
     return (pivot_median * to_pivot[winner], winner)
 
@@ -633,7 +622,6 @@ def _autotune(
     candidates: dict[str, Candidate],
     runner: Runner,
     budget: float,
-    measure: Callable[[Callable[[], Any], Callable[[Any], None], float], float] = harness_median,
     clock: Callable[[], float] = time.perf_counter,
     tf32: bool = False,
     block: Callable[[Callable[[], Any], Callable[[Any], None], int], float] | None = None,
@@ -642,9 +630,11 @@ def _autotune(
 
     The reference is ``fold`` (the framework's own convolution, verified against the float64
     oracle in every sharedconv run); a candidate agrees when each output is within twice the
-    harness's bound for the dtype (both sides carry rounding). ``measure`` is the timer and
-    ``block`` the run-off's (seconds for a given number of calls; default the harness's
-    ``timed_block``), parameters so the selection rules can be tested with fake times.
+    harness's bound for the dtype (both sides carry rounding). Each agreeing one is probed (the
+    fastest of a few calls); those within ``PRUNE_FACTOR`` of the best probe are timed together,
+    paired (:func:`_paired_timing`). ``block`` is the timer (seconds for a given number of
+    calls; default the harness's ``timed_block``), a parameter so the selection rules can be
+    tested with fake times.
     """
     from ..harness.cases import one_blas_thread
 
@@ -656,9 +646,8 @@ def _autotune(
     trials: list[Trial] = []
     timed_calls: dict[str, Callable[[], Any]] = {}
     deferred: list[tuple[Trial, Callable[[], Any]]] = []
-    best: tuple[float, str] | None = None
-    spent = 0.0  # steady-state timing so far (verification, compilation and probes not counted)
-    for i, name in enumerate(order):
+    best: tuple[float, str] | None = None  # the fastest probe so far
+    for name in order:
         trial = Trial(name)
         trials.append(trial)
         try:
@@ -697,45 +686,38 @@ def _autotune(
             # (XLA:CPU's grouped convolution backward takes seconds) is not called again
             trial.median_s = trial.first_call_s
             trial.note = _join(
-                trial.note, f"first call over {HOPELESS:g}x the best median: not timed further"
+                trial.note, f"first call over {HOPELESS:g}x the best call: not timed further"
             )
             continue
-        # the best of a few warm calls decides whether a full timing is worth its share
+        # the best of a few warm calls decides whether the candidate is timed
         warm = _probe(call, runner, clock)
+        trial.median_s = warm
         if best is not None and warm > PRUNE_FACTOR * best[0]:
-            trial.median_s = warm
             if warm <= HOPELESS * best[0] or warm < CHEAP_PROBE_S:
                 # perhaps a cold call, or a slow spell of the machine: probed again at the end
                 deferred.append((trial, call))
                 continue
             trial.note = _join(
-                trial.note, f"best warm call over {HOPELESS:g}x the best median: not timed further"
+                trial.note, f"best warm call over {HOPELESS:g}x the best call: not timed further"
             )
             continue
-        # the rest of the budget, shared by the candidates still to come; never less than a
-        # quarter of an even share, so a late contender is timed, not guessed
-        share = max((budget - spent) / (len(order) - i), budget / (4 * len(order)))
-        t0 = clock()
-        trial.median_s = measure(call, runner.sync, share)
-        spent += clock() - t0
         timed_calls[name] = call
-        if best is None or trial.median_s < best[0]:
-            best = (trial.median_s, name)
+        if best is None or warm < best[0]:
+            best = (warm, name)
     for trial, call in deferred:  # every candidate has run by now: cold costs are paid
         assert best is not None
         warm = _probe(call, runner, clock)
+        trial.median_s = warm
         if warm > PRUNE_FACTOR * best[0]:
-            trial.median_s = warm
             trial.note = _join(
                 trial.note,
-                f"best warm call over {PRUNE_FACTOR:g}x the best median, twice: not timed further",
+                f"best warm call over {PRUNE_FACTOR:g}x the best call, twice: not timed further",
             )
             continue
-        trial.median_s = measure(call, runner.sync, budget / (4 * len(order)))
-        trial.note = _join(trial.note, "slow at first, timed after the others")
+        trial.note = _join(trial.note, "slow at first, probed again after the others")
         timed_calls[trial.strategy] = call
-        if trial.median_s < best[0]:
-            best = (trial.median_s, trial.strategy)
+        if warm < best[0]:
+            best = (warm, trial.strategy)
     if best is not None:
         if block is None:
             from ..harness.timing import timed_block
@@ -743,7 +725,7 @@ def _autotune(
             def block(call: Callable[[], Any], sync: Callable[[Any], None], n: int) -> float:
                 return timed_block(call, sync, n, clock)
 
-        best = _run_off(trials, timed_calls, runner, block, budget, best, clock)
+        best = _paired_timing(trials, timed_calls, runner, block, budget, best, clock)
     if best is None:
         raise LayerError(
             "no strategy could compute this call: "
@@ -778,7 +760,7 @@ def choose(
     problem: ConvProblem,
     candidates: Callable[[], tuple[dict[str, Candidate], dict[str, str]]],
     runner: Callable[[], Runner],
-    measure: Callable | None = None,
+    block: Callable | None = None,
     tf32: bool = False,
     compiled: bool = False,
 ) -> tuple[Choice, Callable]:
@@ -834,7 +816,7 @@ def choose(
                 tried,
                 runner(),
                 tune_budget(selector.budget),
-                **({"measure": measure} if measure is not None else {}),
+                block=block,
                 tf32=tf32,
             )
             choice.trials += skipped
