@@ -1,11 +1,12 @@
 """Builds sharedconv's own CPU kernel (backends/native_kernel.cpp) at install time; everything
 else is declared in pyproject.toml.
 
-Builds of one source: a baseline one every CPU of the platform runs, and on x86-64 one with
-AVX2 and FMA and one with AVX-512 (F, VL, BW, DQ); `sharedconv.backends.native_backend` loads
-the best one this CPU can run. They are plain shared libraries loaded with ctypes (no Python
-headers). All are optional: an
-install without a C++ compiler succeeds, and the `native` backend then says how to build it.
+Builds of the kernel's one source: a baseline one every CPU of the platform runs, and on x86-64
+one with AVX2 and FMA and one with AVX-512 (F, VL, BW, DQ); `sharedconv.backends.native_backend`
+loads the best one this CPU can run. Beside them, harness/malloc_peak.c (tcmalloc's count of a
+call's peak heap bytes, for the memory measurement). They are plain shared libraries loaded
+with ctypes (no Python headers). All are optional: an install without a C++ compiler succeeds,
+and the `native` backend then says how to build it.
 """
 
 import hashlib
@@ -43,4 +44,16 @@ def native_extensions() -> list[Extension]:
     return extensions
 
 
-setup(ext_modules=native_extensions())
+def malloc_peak() -> Extension:
+    """harness/malloc_peak.c: tcmalloc's hooks counting a call's peak heap bytes (the memory
+    measurement's allocator method under tcmalloc); optional like the kernel."""
+    return Extension(
+        "sharedconv.harness._malloc_peak",
+        ["harness/malloc_peak.c"],
+        extra_compile_args=["-O2"],
+        libraries=["dl"],
+        optional=True,
+    )
+
+
+setup(ext_modules=[*native_extensions(), malloc_peak()])

@@ -59,9 +59,10 @@ def _this_cpu_flags() -> frozenset[str]:
         return frozenset()
 
 
-def _library_file(stem: str) -> Path | None:
+def library_file(stem: str, folder: Path = HERE) -> Path | None:
+    """The compiled library ``stem`` in ``folder`` (an extension setup.py built), if there."""
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = HERE / f"{stem}{suffix}"
+        path = folder / f"{stem}{suffix}"
         if path.exists():
             return path
     return None
@@ -129,7 +130,7 @@ def load_library() -> ctypes.CDLL:
     """The best build of the kernel this CPU runs (``open_library``'s checks)."""
     stems = _candidates()
     for stem in stems:
-        path = _library_file(stem)
+        path = library_file(stem)
         if path is not None:
             return open_library(path)
     raise NativeLibraryError(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import resource
 from collections.abc import Callable
@@ -351,21 +352,60 @@ class Trimmer:
             how.append("malloc_trim")
         return ", ".join(how) or None
 
-    def thread_peak(self, call: Callable[[], Any]) -> int | None:
-        """Under jemalloc (5.3+): the peak of bytes allocated less bytes freed by this thread
-        while ``call`` runs (``thread.peak``), size-class rounding included; None elsewhere.
-        Allocator accounting, not resident pages: independent of the RSS. It does not see what
-        the framework allocates in threads of its own."""
-        mallctl = self._mallctl
-        if mallctl is None:
+    def allocator_peak(self, call: Callable[[], Any]) -> tuple[int, str] | None:
+        """The allocator's own count of the bytes in use over ``call`` (allocated less freed,
+        size-class rounding included), and what it counts; None under glibc, which keeps no
+        such count. Allocator accounting, not resident pages: independent of the RSS.
+
+        - jemalloc (5.3+): ``thread.peak``, the calling thread's allocations only (not what a
+          framework allocates in threads of its own);
+        - tcmalloc: its new/delete hooks (``harness/malloc_peak.c``), every thread's.
+        """
+        if self._mallctl is not None:
+            mallctl = self._mallctl
+            if mallctl(b"thread.peak.reset", None, None, None, 0) != 0:
+                return None  # a jemalloc before 5.3
+            call()
+            value, size = ctypes.c_uint64(0), ctypes.c_size_t(8)
+            if mallctl(b"thread.peak.read", ctypes.byref(value), ctypes.byref(size), None, 0):
+                return None
+            return int(value.value), JEMALLOC_PEAK
+        hooks = _hook_counter() if self.kind == "tcmalloc" else None
+        if hooks is None or not hooks.sc_peak_begin():
             return None
-        if mallctl(b"thread.peak.reset", None, None, None, 0) != 0:
-            return None  # a jemalloc before 5.3
-        call()
-        value, size = ctypes.c_uint64(0), ctypes.c_size_t(8)
-        if mallctl(b"thread.peak.read", ctypes.byref(value), ctypes.byref(size), None, 0) != 0:
-            return None
-        return int(value.value)
+        try:
+            call()
+        finally:
+            peak = int(hooks.sc_peak_end())
+        return peak, TCMALLOC_PEAK
+
+
+JEMALLOC_PEAK = (
+    "jemalloc's peak of bytes allocated (less freed) by the calling thread over one warm call "
+    "(thread.peak; size-class rounding included, the framework's own threads not seen)"
+)
+TCMALLOC_PEAK = (
+    "tcmalloc's peak of bytes allocated (less freed) by every thread over one warm call, "
+    "counted by its new/delete hooks (allocated sizes; memory a framework serves from a pool "
+    "of its own not seen)"
+)
+
+
+@functools.cache
+def _hook_counter() -> ctypes.CDLL | None:
+    """``harness/malloc_peak.c`` as built by setup.py, when it was and the allocator of this
+    process offers the hooks it counts with."""
+    from ..backends.native_backend import library_file
+
+    path = library_file("_malloc_peak", Path(__file__).resolve().parent)
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        return None
+    lib.sc_peak_end.restype = ctypes.c_longlong
+    return lib if lib.sc_peak_available() else None
 
 
 # ---- words for people ------------------------------------------------------------------

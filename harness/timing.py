@@ -237,21 +237,16 @@ def _trimmer() -> Trimmer:
 
 
 def allocator_peak(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict[str, Any] | None:
-    """The allocator's own accounting of one warm call (jemalloc's ``thread.peak``: bytes
-    allocated less bytes freed by the calling thread), or None under another allocator."""
+    """The allocator's own accounting of one warm call (``Trimmer.allocator_peak``: jemalloc's
+    ``thread.peak``, tcmalloc's hooks), or None under glibc."""
 
     def run() -> None:
         sync(call())
 
-    peak = _trimmer().thread_peak(run)
-    if peak is None:
+    got = _trimmer().allocator_peak(run)
+    if got is None:
         return None
-    return {
-        "peak_bytes": peak,
-        "method": "jemalloc's peak of bytes allocated (less freed) by the calling thread over "
-        "one warm call (thread.peak; size-class rounding included, the framework's own threads "
-        "not seen)",
-    }
+    return {"peak_bytes": got[0], "method": got[1]}
 
 
 def first_call_memory(
@@ -298,8 +293,8 @@ def measure_peak(
       framework allocates outside the pool is in the RSS), then each alone;
     - on the CPU otherwise: the RSS (it sees every allocator of the process), then the
       framework's accounting (XLA's plan);
-    - on the CPU, last: the allocator's own accounting of the calling thread (under jemalloc):
-      independent of the RSS, blind to the framework's own threads.
+    - on the CPU, last: the allocator's own accounting (jemalloc: of the calling thread, blind
+      to the framework's own threads; tcmalloc: of every thread), independent of the RSS.
 
     ``first_call`` (the cold probe) is kept beside them for the cross-check and never chosen:
     it includes compilation.

@@ -111,7 +111,7 @@ def measure(args) -> dict:
         names.append("baseline")
     libs = {}
     for name in names:
-        path = nb._library_file(nb.BUILDS[name])
+        path = nb.library_file(nb.BUILDS[name])
         if path is None:
             sys.exit(f"the {name} build is missing: {nb.BUILD_HINT}")
         libs[name] = nb.open_library(path)

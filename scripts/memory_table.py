@@ -25,8 +25,16 @@ SOURCES = (
     ("rss", "RSS, warm call"),
     ("framework", "framework's own"),
     ("first_call", "RSS, first call"),
-    ("allocator", "jemalloc, calling thread"),
+    ("allocator", "allocator's own"),
 )
+
+
+def allocator_own(memory: dict) -> str:
+    """Whose count the allocator method is, from its method text (harness.allocators)."""
+    text = next((m["method"] for m in memory.get("methods", []) if m["source"] == "allocator"), "")
+    if text.startswith("tcmalloc"):
+        return "tcmalloc's own (every thread)"
+    return "jemalloc's own (calling thread)"
 
 
 def cell(method: dict | None) -> str:
@@ -115,9 +123,7 @@ def agreement(
             )
             found = []  # (methods compared, ratio)
             if "rss" in ok and "allocator" in ok:
-                found.append(
-                    ("jemalloc's own (calling thread) / warm RSS", ok["allocator"] / ok["rss"])
-                )
+                found.append((f"{allocator_own(memory)} / warm RSS", ok["allocator"] / ok["rss"]))
             if "rss" in ok and "framework" in ok:
                 found.append(("framework's own / warm RSS", ok["framework"] / ok["rss"]))
             if "framework" in ok and "first_call" in ok:

@@ -187,3 +187,37 @@ def test_memory_of_one_call_sees_a_small_block_jemallocs_thread_cache_held():
     peak, method = out.stdout.strip().splitlines()
     assert "thread cache flushed" in method
     assert int(peak) >= 2 * 24 * 1024, out.stdout
+
+
+def test_tcmalloc_s_hooks_count_a_call_s_small_blocks_in_every_thread():
+    """tcmalloc serves freed small blocks from size-class lists it never hands back, so a warm
+    call's RSS does not grow (10 train steps of the smoke suite read unknown memory under
+    tcmalloc); its new/delete hooks (harness/malloc_peak.c) count them, in every thread."""
+    import subprocess
+    import sys
+
+    tcmalloc = allocators.get("tcmalloc")
+    if tcmalloc.available():
+        pytest.skip("needs tcmalloc installed")
+    code = (
+        "import threading\n"
+        "import numpy as np\n"
+        "from sharedconv.harness.timing import allocator_peak\n"
+        "def call():\n"
+        "    a = np.ones(6144, dtype=np.float32)  # 24 KiB, written\n"
+        "    got = []\n"
+        "    t = threading.Thread(target=lambda: got.append(np.ones(2**18, np.float32)))\n"
+        "    t.start(); t.join()  # 1 MiB allocated by another thread\n"
+        "    return a, got[0]\n"
+        "for _ in range(50): call()\n"
+        "r = allocator_peak(call, lambda _: None)\n"
+        "print(r['peak_bytes']); print(r['method'])\n"
+    )
+    env = tcmalloc.environment(dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak, method = out.stdout.strip().splitlines()
+    assert method.startswith("tcmalloc's peak") and "every thread" in method
+    assert 24 * 1024 + 2**20 <= int(peak) < 4 * 2**20, out.stdout

@@ -34,7 +34,7 @@ def _builds() -> list:
     for name, stem in nb.BUILDS.items():
         if stem not in nb._candidates() and name != "baseline":
             continue  # this CPU cannot run it
-        path = nb._library_file(stem)
+        path = nb.library_file(stem)
         found.append(
             pytest.param(
                 path, id=name, marks=[] if path else [pytest.mark.skip(reason=f"{stem} not built")]
@@ -117,7 +117,7 @@ def test_a_build_from_another_source_is_refused(tmp_path):
     other.write_text(nb.SOURCE.read_text() + "\n// edited\n")
     with pytest.raises(nb.NativeLibraryError, match="rebuild it"):
         nb.open_library(
-            nb._library_file(nb._candidates()[0]) or nb._library_file("_native_baseline"),
+            nb.library_file(nb._candidates()[0]) or nb.library_file("_native_baseline"),
             source=other,
         )
 
