@@ -359,7 +359,9 @@ class Trimmer:
 
         - jemalloc (5.3+): ``thread.peak``, the calling thread's allocations only (not what a
           framework allocates in threads of its own);
-        - tcmalloc: its new/delete hooks (``harness/malloc_peak.c``), every thread's.
+        - tcmalloc: its new/delete hooks (``harness/malloc_peak.c``), every thread's, and only
+          blocks allocated during ``call`` (one freed then that was held before does not lower
+          the count).
         """
         if self._mallctl is not None:
             mallctl = self._mallctl
@@ -377,7 +379,7 @@ class Trimmer:
             call()
         finally:
             peak = int(hooks.sc_peak_end())
-        return peak, TCMALLOC_PEAK
+        return (peak, TCMALLOC_PEAK) if peak >= 0 else None  # -1: more blocks than it holds
 
 
 JEMALLOC_PEAK = (
@@ -385,9 +387,9 @@ JEMALLOC_PEAK = (
     "(thread.peak; size-class rounding included, the framework's own threads not seen)"
 )
 TCMALLOC_PEAK = (
-    "tcmalloc's peak of bytes allocated (less freed) by every thread over one warm call, "
-    "counted by its new/delete hooks (allocated sizes; memory a framework serves from a pool "
-    "of its own not seen)"
+    "tcmalloc's peak of bytes in blocks allocated during one warm call and not yet freed, by "
+    "every thread, counted by its new/delete hooks (allocated sizes; memory a framework serves "
+    "from a pool of its own not seen)"
 )
 
 

@@ -290,7 +290,9 @@ def measure_peak(
     - on the CPU, for a framework whose statistics describe a pool of its own
       (``adds_to_rss``: TensorFlow with oneDNN): the pool's statistics plus the warm call's RSS,
       disjoint parts of one call (the pool's blocks were resident before the call; what the
-      framework allocates outside the pool is in the RSS), then each alone;
+      framework allocates outside the pool is in the RSS); under tcmalloc, whose resident lists
+      hide small blocks from the RSS, next the pool's statistics plus tcmalloc's count (the
+      blocks outside the pool, every thread's); then each alone;
     - on the CPU otherwise: the RSS (it sees every allocator of the process), then the
       framework's accounting (XLA's plan);
     - on the CPU, last: the allocator's own accounting (jemalloc: of the calling thread, blind
@@ -309,13 +311,32 @@ def measure_peak(
     if device != "cpu":
         candidates = [framework]
     elif framework is not None and framework.get("adds_to_rss") and rss is not None:
+        pool = framework.get("peak_bytes") or 0
         combined = {
             "source": "framework+rss",
-            "peak_bytes": (framework.get("peak_bytes") or 0) + (rss.get("peak_bytes") or 0),
+            "peak_bytes": pool + (rss.get("peak_bytes") or 0),
             "method": "the framework pool's statistics plus the RSS over a warm call (the pool's "
             "blocks, and what the framework allocates outside the pool)",
         }
         candidates = [combined, rss, framework, heap]
+        if (
+            heap is not None
+            and heap.get("peak_bytes") is not None
+            and heap["method"].startswith("tcmalloc")
+        ):
+            # tcmalloc serves the small blocks outside the pool from lists it keeps resident, so
+            # the RSS misses them; its hooks count every thread's (jemalloc's count is the
+            # calling thread's alone, and TensorFlow runs its ops in threads of its own)
+            candidates.insert(
+                1,
+                {
+                    "source": "framework+allocator",
+                    "peak_bytes": pool + heap["peak_bytes"],
+                    "method": "the framework pool's statistics plus tcmalloc's count of the blocks "
+                    "allocated over a warm call (the pool's blocks, and what the framework "
+                    "allocates outside the pool)",
+                },
+            )
     else:
         candidates = [rss, framework, heap]
     found = [m for m in candidates if m is not None]

@@ -198,6 +198,26 @@ def test_a_pool_and_the_rss_add_up_for_a_pooled_framework(monkeypatch):
     assert [m["source"] for m in got["methods"]] == ["framework+rss", "rss", "framework"]
 
 
+def test_under_tcmalloc_a_pool_adds_up_with_the_allocator_s_count(monkeypatch):
+    # TensorFlow's small blocks come from tcmalloc's resident lists: the warm RSS reads 0, and
+    # the pool plus tcmalloc's count of every thread's blocks is the call's peak
+    from sharedconv.harness.allocators import JEMALLOC_PEAK, TCMALLOC_PEAK
+
+    monkeypatch.setattr(timing, "measure_memory", _rss(0))
+    heap = {"peak_bytes": 1500, "method": TCMALLOC_PEAK}
+    monkeypatch.setattr(timing, "allocator_peak", lambda call, sync: heap)
+    got = timing.measure_peak(_Pool(3000), lambda: None, "cpu", floor=4000)
+    assert got["peak_bytes"] == 4500 and "tcmalloc's count" in got["method"]
+    sources = [m["source"] for m in got["methods"]]
+    assert sources == ["framework+rss", "framework+allocator", "rss", "framework", "allocator"]
+    # jemalloc's count is the calling thread's alone (TensorFlow's ops run in its own threads):
+    # never added to the pool's
+    heap = {"peak_bytes": 1500, "method": JEMALLOC_PEAK}
+    got = timing.measure_peak(_Pool(3000), lambda: None, "cpu", floor=4000)
+    assert got["peak_bytes"] is None
+    assert "framework+allocator" not in [m["source"] for m in got["methods"]]
+
+
 def test_keras_on_jax_has_xla_s_plan_beside_the_rss():
     """Keras on JAX runs a compiled executable: XLA's plan of it is a second method, as for JAX."""
     pytest.importorskip("keras")
