@@ -102,6 +102,8 @@ def test_the_native_kernel_ships_built_in_the_wheel(wheel_env):
     # source tree: verify runs it through a worker against the oracle
     libs = list((wheel_env["site"] / "sharedconv" / "backends").glob("_native_*.so"))
     assert libs, "no kernel library in the wheel"
+    # and tcmalloc's counter of a call's bytes (the memory measurement under tcmalloc)
+    assert list((wheel_env["site"] / "sharedconv" / "harness").glob("_malloc_peak*.so"))
     shape = "B=1,C=2,H=9,W=30,N=5,K=3"
     ran = _run(wheel_env, "verify", "-b", "native", "--shape", shape)
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
