@@ -158,51 +158,58 @@ def test_a_cases_faults_do_not_depend_on_what_ran_before_it_under_the_default():
     assert _faults_of_small_case([], "system") >= FAULTS_FLAG_PER_CALL
 
 
-def test_memory_of_one_call_sees_a_small_block_jemallocs_thread_cache_held():
-    """jemalloc keeps freed blocks up to 32 KiB in a per-thread cache that a call reuses
-    without touching new pages; the measurement flushes it first (numba's 24 KiB dx was
-    invisible before)."""
+def _one_call_under(name: str, measure: str, body: str) -> tuple[int, str]:
+    """``measure`` (a function of harness.timing) of one warm call under the allocator
+    ``name``, in a fresh Python process: the peak it read and its method."""
     import subprocess
     import sys
 
-    jemalloc = allocators.get("jemalloc")
-    if jemalloc.available():
-        pytest.skip("needs jemalloc installed")
+    allocator = allocators.get(name)
+    if allocator.available():
+        pytest.skip(f"needs {name} installed")
     code = (
+        "import threading\n"
         "import numpy as np\n"
-        "from sharedconv.harness.timing import measure_memory\n"
-        "def call():\n"
-        "    a = np.ones(6144, dtype=np.float32)  # 24 KiB, written\n"
-        "    b = np.ones(6144, dtype=np.float32)\n"
-        "    return a, b\n"
+        f"from sharedconv.harness.timing import {measure} as measure\n"
+        f"{body}"
         "for _ in range(50): call()\n"
-        "r = measure_memory(call, lambda _: None)\n"
+        "r = measure(call, lambda _: None)\n"
         "print(r['peak_bytes']); print(r['method'])\n"
     )
-    env = jemalloc.environment(dict(os.environ))
+    env = allocator.environment(dict(os.environ))
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr[-2000:]
     peak, method = out.stdout.strip().splitlines()
+    return int(peak), method
+
+
+def test_memory_of_one_call_sees_a_small_block_jemallocs_thread_cache_held():
+    """jemalloc keeps freed blocks up to 32 KiB in a per-thread cache that a call reuses
+    without touching new pages; the measurement flushes it first (numba's 24 KiB dx was
+    invisible before)."""
+    peak, method = _one_call_under(
+        "jemalloc",
+        "measure_memory",
+        "def call():\n"
+        "    a = np.ones(6144, dtype=np.float32)  # 24 KiB, written\n"
+        "    b = np.ones(6144, dtype=np.float32)\n"
+        "    return a, b\n",
+    )
     assert "thread cache flushed" in method
-    assert int(peak) >= 2 * 24 * 1024, out.stdout
+    assert peak >= 2 * 24 * 1024, peak
 
 
 def test_tcmalloc_s_hooks_count_a_call_s_small_blocks_in_every_thread():
     """tcmalloc serves freed small blocks from size-class lists it never hands back, so a warm
     call's RSS does not grow (10 train steps of the smoke suite read unknown memory under
-    tcmalloc); its new/delete hooks (harness/malloc_peak.c) count them, in every thread."""
-    import subprocess
-    import sys
-
-    tcmalloc = allocators.get("tcmalloc")
-    if tcmalloc.available():
-        pytest.skip("needs tcmalloc installed")
-    code = (
-        "import threading\n"
-        "import numpy as np\n"
-        "from sharedconv.harness.timing import allocator_peak\n"
+    tcmalloc); its new/delete hooks (harness/malloc_peak.c) count them, in every thread; a
+    block the process held before the call and freed in it does not lower the count, and an
+    address reused thousands of times in one call does not overflow it."""
+    peak, method = _one_call_under(
+        "tcmalloc",
+        "allocator_peak",
         "held = [np.ones(2**20, np.float32) for _ in range(60)]\n"
         "def call():\n"
         "    held.pop()  # 4 MiB held before the call, freed in it: not the call's\n"
@@ -212,16 +219,7 @@ def test_tcmalloc_s_hooks_count_a_call_s_small_blocks_in_every_thread():
         "    got = []\n"
         "    t = threading.Thread(target=lambda: got.append(np.ones(2**18, np.float32)))\n"
         "    t.start(); t.join()  # 1 MiB allocated by another thread\n"
-        "    return a, got[0]\n"
-        "for _ in range(50): call()\n"
-        "r = allocator_peak(call, lambda _: None)\n"
-        "print(r['peak_bytes']); print(r['method'])\n"
+        "    return a, got[0]\n",
     )
-    env = tcmalloc.environment(dict(os.environ))
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    peak, method = out.stdout.strip().splitlines()
     assert method.startswith("tcmalloc's peak") and "every thread" in method
-    assert 24 * 1024 + 2**20 <= int(peak) < 4 * 2**20, out.stdout
+    assert 24 * 1024 + 2**20 <= peak < 4 * 2**20, peak
