@@ -352,10 +352,11 @@ class Trimmer:
             how.append("malloc_trim")
         return ", ".join(how) or None
 
-    def allocator_peak(self, call: Callable[[], Any]) -> tuple[int, str] | None:
+    def allocator_peak(self, call: Callable[[], Any]) -> tuple[int, str, bool] | None:
         """The allocator's own count of the bytes in use over ``call`` (allocated less freed,
-        size-class rounding included), and what it counts; None under glibc, which keeps no
-        such count. Allocator accounting, not resident pages: independent of the RSS.
+        size-class rounding included), what it counts, and whether it counts every thread's
+        allocations; None under glibc, which keeps no such count. Allocator accounting, not
+        resident pages: independent of the RSS.
 
         - jemalloc (5.3+): ``thread.peak``, the calling thread's allocations only (not what a
           framework allocates in threads of its own);
@@ -371,7 +372,7 @@ class Trimmer:
             value, size = ctypes.c_uint64(0), ctypes.c_size_t(8)
             if mallctl(b"thread.peak.read", ctypes.byref(value), ctypes.byref(size), None, 0):
                 return None
-            return int(value.value), JEMALLOC_PEAK
+            return int(value.value), JEMALLOC_PEAK, False
         hooks = _hook_counter() if self.kind == "tcmalloc" else None
         if hooks is None or not hooks.sc_peak_begin():
             return None
@@ -379,7 +380,7 @@ class Trimmer:
             call()
         finally:
             peak = int(hooks.sc_peak_end())
-        return (peak, TCMALLOC_PEAK) if peak >= 0 else None  # -1: more blocks than it holds
+        return (peak, TCMALLOC_PEAK, True) if peak >= 0 else None  # -1: more than it holds
 
 
 JEMALLOC_PEAK = (

@@ -112,6 +112,15 @@ def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
     return float(result.statistic), float(result.pvalue)
 
 
+def _paired_logs(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+    return np.log(np.asarray(a, dtype=float)) - np.log(np.asarray(b, dtype=float))
+
+
+def paired_estimate(a: Sequence[float], b: Sequence[float]) -> float:
+    """:func:`paired_ratio`'s estimate alone (no bootstrap): to rank many candidates cheaply."""
+    return float(np.exp(np.median(_paired_logs(a, b))))
+
+
 def paired_ratio(
     a: Sequence[float], b: Sequence[float], confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -122,8 +131,8 @@ def paired_ratio(
     spell began or ended inside is an outlier, not a vote); the interval a percentile bootstrap
     of that median over cycles (``scipy.stats.bootstrap``). Returns (ratio, low, high).
     """
-    logs = np.log(np.asarray(a, dtype=float)) - np.log(np.asarray(b, dtype=float))
-    estimate = float(np.exp(np.median(logs)))
+    logs = _paired_logs(a, b)
+    estimate = paired_estimate(a, b)
     if len(logs) < 3 or np.ptp(logs) == 0:
         return estimate, estimate, estimate
     ci = bootstrap(

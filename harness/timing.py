@@ -238,7 +238,8 @@ def _trimmer() -> Trimmer:
 
 def allocator_peak(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict[str, Any] | None:
     """The allocator's own accounting of one warm call (``Trimmer.allocator_peak``: jemalloc's
-    ``thread.peak``, tcmalloc's hooks), or None under glibc."""
+    ``thread.peak``, tcmalloc's hooks), or None under glibc. ``all_threads``: whether it counts
+    what every thread allocates (tcmalloc) or the calling thread's alone (jemalloc)."""
 
     def run() -> None:
         sync(call())
@@ -246,7 +247,7 @@ def allocator_peak(call: Callable[[], Any], sync: Callable[[Any], None]) -> dict
     got = _trimmer().allocator_peak(run)
     if got is None:
         return None
-    return {"peak_bytes": got[0], "method": got[1]}
+    return {"peak_bytes": got[0], "method": got[1], "all_threads": got[2]}
 
 
 def first_call_memory(
@@ -290,9 +291,9 @@ def measure_peak(
     - on the CPU, for a framework whose statistics describe a pool of its own
       (``adds_to_rss``: TensorFlow with oneDNN): the pool's statistics plus the warm call's RSS,
       disjoint parts of one call (the pool's blocks were resident before the call; what the
-      framework allocates outside the pool is in the RSS); under tcmalloc, whose resident lists
-      hide small blocks from the RSS, next the pool's statistics plus tcmalloc's count (the
-      blocks outside the pool, every thread's); then each alone;
+      framework allocates outside the pool is in the RSS); next, where the allocator counts every
+      thread's blocks (tcmalloc, whose resident lists hide small blocks from the RSS), the pool's
+      statistics plus that count; then each alone;
     - on the CPU otherwise: the RSS (it sees every allocator of the process), then the
       framework's accounting (XLA's plan);
     - on the CPU, last: the allocator's own accounting (jemalloc: of the calling thread, blind
@@ -319,22 +320,18 @@ def measure_peak(
             "blocks, and what the framework allocates outside the pool)",
         }
         candidates = [combined, rss, framework, heap]
-        if (
-            heap is not None
-            and heap.get("peak_bytes") is not None
-            and heap["method"].startswith("tcmalloc")
-        ):
-            # tcmalloc serves the small blocks outside the pool from lists it keeps resident, so
-            # the RSS misses them; its hooks count every thread's (jemalloc's count is the
-            # calling thread's alone, and TensorFlow runs its ops in threads of its own)
+        if heap is not None and heap.get("peak_bytes") is not None and heap.get("all_threads"):
+            # an allocator that keeps freed small blocks resident (tcmalloc) hides them from the
+            # RSS; a count of every thread's blocks sees them (a calling thread's count alone,
+            # jemalloc's, would miss TensorFlow's ops: they run in threads of its own)
             candidates.insert(
                 1,
                 {
                     "source": "framework+allocator",
                     "peak_bytes": pool + heap["peak_bytes"],
-                    "method": "the framework pool's statistics plus tcmalloc's count of the blocks "
-                    "allocated over a warm call (the pool's blocks, and what the framework "
-                    "allocates outside the pool)",
+                    "method": "the framework pool's statistics plus the allocator's count of every "
+                    "thread's blocks allocated over a warm call (the pool's blocks, and what the "
+                    "framework allocates outside the pool)",
                 },
             )
     else:

@@ -672,9 +672,10 @@ the cheap ones again after all the others, so a cold first call or a slow spell 
 does not drop a winner), and times the rest together, paired: blocks of about 10 ms of each in
 turn with the harness's timer, a new random order every cycle, for about a second (at least 6
 cycles); it keeps the one with the smallest median per-cycle ratio to the best probe's, so a
-slow spell that lasts a cycle slows both sides of every ratio. Python's garbage collector is paused while it tunes. The Keras layer's
-candidates take its kernel `(KH, KW, 1, N)` and make the filters inside their own call, as the
-layer does, so a compiler that lays the filters out for the strategy does so when tuned too.
+slow spell that lasts a cycle slows both sides of every ratio. Python's garbage collector is
+paused while it tunes. The Keras layer's candidates take its kernel `(KH, KW, 1, N)` and make
+the filters inside their own call, as the layer does, so a compiler that lays the filters out
+for the strategy does so when tuned too.
 
 Limits, measured: the first call with a new shape compiles (JAX, TensorFlow) and verifies
 every candidate, so tuning takes seconds to tens of seconds on 2 cores, and longer where one

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_floor import unpack  # noqa: E402
 from sharedconv.harness.store import read_run  # noqa: E402
 
 SLOW = 1.2  # a calibration this much slower than its case's turns counts as slow
@@ -32,8 +33,6 @@ def ratios(folder: Path) -> list[float | None]:
     wrote them (None between problems and for a case without turns)."""
     out: list[float | None] = []
     group = None
-    from bench_floor import unpack
-
     for case in read_run(unpack(folder)).cases:
         timing = case.to_dict().get("timing") or {}
         turns = timing.get("interleaved")

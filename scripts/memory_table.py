@@ -29,12 +29,14 @@ SOURCES = (
 )
 
 
-def allocator_own(memory: dict) -> str:
-    """Whose count the allocator method is, from its method text (harness.allocators)."""
-    text = next((m["method"] for m in memory.get("methods", []) if m["source"] == "allocator"), "")
-    if text.startswith("tcmalloc"):
-        return "tcmalloc's own (every thread)"
-    return "jemalloc's own (calling thread)"
+def allocator_own(memory: dict, malloc: str | None) -> str:
+    """Whose count the allocator method is: the allocator's, of every thread or of the calling
+    one (records from before ``all_threads`` was stored: tcmalloc's hooks counted every thread,
+    jemalloc's ``thread.peak`` the calling one)."""
+    method = next((m for m in memory.get("methods", []) if m["source"] == "allocator"), {})
+    every = method.get("all_threads", malloc == "tcmalloc")
+    scope = "every thread" if every else "calling thread"
+    return f"{malloc or 'jemalloc'}'s own ({scope})"
 
 
 def cell(method: dict | None) -> str:
@@ -123,7 +125,8 @@ def agreement(
             )
             found = []  # (methods compared, ratio)
             if "rss" in ok and "allocator" in ok:
-                found.append((f"{allocator_own(memory)} / warm RSS", ok["allocator"] / ok["rss"]))
+                own = allocator_own(memory, case.malloc_name)
+                found.append((f"{own} / warm RSS", ok["allocator"] / ok["rss"]))
             if "rss" in ok and "framework" in ok:
                 found.append(("framework's own / warm RSS", ok["framework"] / ok["rss"]))
             if "framework" in ok and "first_call" in ok:

@@ -204,15 +204,15 @@ def test_under_tcmalloc_a_pool_adds_up_with_the_allocator_s_count(monkeypatch):
     from sharedconv.harness.allocators import JEMALLOC_PEAK, TCMALLOC_PEAK
 
     monkeypatch.setattr(timing, "measure_memory", _rss(0))
-    heap = {"peak_bytes": 1500, "method": TCMALLOC_PEAK}
+    heap = {"peak_bytes": 1500, "method": TCMALLOC_PEAK, "all_threads": True}
     monkeypatch.setattr(timing, "allocator_peak", lambda call, sync: heap)
     got = timing.measure_peak(_Pool(3000), lambda: None, "cpu", floor=4000)
-    assert got["peak_bytes"] == 4500 and "tcmalloc's count" in got["method"]
+    assert got["peak_bytes"] == 4500 and "count of every thread's blocks" in got["method"]
     sources = [m["source"] for m in got["methods"]]
     assert sources == ["framework+rss", "framework+allocator", "rss", "framework", "allocator"]
     # jemalloc's count is the calling thread's alone (TensorFlow's ops run in its own threads):
     # never added to the pool's
-    heap = {"peak_bytes": 1500, "method": JEMALLOC_PEAK}
+    heap = {"peak_bytes": 1500, "method": JEMALLOC_PEAK, "all_threads": False}
     got = timing.measure_peak(_Pool(3000), lambda: None, "cpu", floor=4000)
     assert got["peak_bytes"] is None
     assert "framework+allocator" not in [m["source"] for m in got["methods"]]
