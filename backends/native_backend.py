@@ -9,6 +9,10 @@ once (the source explains the tiling; docs/performance.md what it reaches and wh
 It is built at install time by ``setup.py`` into plain shared libraries (baseline and, on
 x86-64, AVX2+FMA and AVX-512) loaded here with ctypes; the arrays are NumPy arrays, so the strategy's
 inputs are the harness's own canonical arrays and its outputs need no conversion.
+
+Two strategies run the kernel: ``direct`` writes into ``np.empty`` arrays (the process's
+malloc, page faults and all under glibc's defaults), ``direct_pooled`` into arrays from a
+caching pool (``output_pool.py``), the way the frameworks' own allocators keep memory.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .contract import Backend, Strategy, StrategyTable
+from .output_pool import OutputPool, limit_from_env
 from .problem import ConvProblem
 
 ABI_VERSION = 1
@@ -147,6 +152,17 @@ def library_facts() -> dict[str, Any]:
     }
 
 
+@cache
+def output_pool() -> OutputPool:
+    """The process's pool for the kernel's outputs (``output_pool.OutputPool``; its limit from
+    ``SHAREDCONV_NATIVE_POOL_BYTES``, read at the first use)."""
+    return OutputPool()
+
+
+def _empty(shape: tuple[int, ...], dtype: type, pool: OutputPool | None) -> np.ndarray:
+    return np.empty(shape, dtype) if pool is None else pool.empty(shape, dtype)
+
+
 def geometry_values(problem: ConvProblem) -> tuple[int, ...]:
     """B, C, H, W, N, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo: what the kernel is told."""
     (pt, _), (pl, _) = problem.pads
@@ -196,14 +212,16 @@ def forward(
     threads: int,
     out: np.ndarray | None = None,
     lib: ctypes.CDLL | None = None,
+    pool: OutputPool | None = None,
 ) -> np.ndarray:
-    """y of ``problem`` from C-contiguous arrays of the problem's dtype (checked)."""
+    """y of ``problem`` from C-contiguous arrays of the problem's dtype (checked), written to
+    ``out``, else to an array from ``pool``, else to a fresh ``np.empty``."""
     suffix, dtype = _DTYPES[problem.dtype]
     _check(x, problem.x_shape, dtype, "x")
     _check(w, problem.w_shape, dtype, "w")
     if b is not None:
         _check(b, (problem.N,), dtype, "b")
-    y = np.empty(problem.y_shape, dtype) if out is None else out
+    y = _empty(problem.y_shape, dtype, pool) if out is None else out
     _check(y, problem.y_shape, dtype, "y")
     geom = geometry(problem)
     getattr(lib or load_library(), f"sc_forward_{suffix}")(
@@ -225,15 +243,17 @@ def backward(
     bias: bool,
     threads: int,
     lib: ctypes.CDLL | None = None,
+    pool: OutputPool | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """(dx, dw) or (dx, dw, db) of ``problem`` for the upstream gradient ``dy``."""
+    """(dx, dw) or (dx, dw, db) of ``problem`` for the upstream gradient ``dy`` (in arrays from
+    ``pool``, else fresh ones)."""
     suffix, dtype = _DTYPES[problem.dtype]
     _check(x, problem.x_shape, dtype, "x")
     _check(w, problem.w_shape, dtype, "w")
     _check(dy, problem.y_shape, dtype, "dy")
-    dx = np.empty(problem.x_shape, dtype)
-    dw = np.empty(problem.w_shape, dtype)
-    db = np.empty((problem.N,), dtype) if bias else None
+    dx = _empty(problem.x_shape, dtype, pool)
+    dw = _empty(problem.w_shape, dtype, pool)
+    db = _empty((problem.N,), dtype, pool) if bias else None
     geom = geometry(problem)
     getattr(lib or load_library(), f"sc_backward_{suffix}")(
         geom.ctypes.data,
@@ -260,17 +280,20 @@ def _check(a: np.ndarray, shape: tuple[int, ...], dtype: type, name: str) -> Non
 TABLE = StrategyTable()
 
 
-@TABLE.strategy(
-    "direct",
-    "sharedconv's own kernel (C++, vectorised, OpenMP): all N filters from a tile of one "
-    "channel's padded rows in cache, outputs in registers, each output written once",
-    timed="np.empty of the outputs (the process's malloc), then one call of the compiled "
-    "kernel on the OpenMP threads: forward, and in train mode dx, dw, db from the given dy",
-    supports_fn=_refuse,
-    tags=("project-kernel",),
-)
-def direct(
-    problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, threads: int
+def _refuse_pooled(problem: ConvProblem, device: str, mode: str) -> str | None:
+    try:
+        limit_from_env()
+    except ValueError as exc:
+        return str(exc)
+    return _refuse(problem, device, mode)
+
+
+def _kernel_call(
+    problem: ConvProblem,
+    arrays: dict[str, np.ndarray],
+    mode: str,
+    threads: int,
+    pool: OutputPool | None,
 ) -> Callable[[], tuple[np.ndarray, ...]]:
     _, dtype = _DTYPES[problem.dtype]
     x = np.ascontiguousarray(arrays["x"], dtype=dtype)
@@ -279,12 +302,47 @@ def direct(
     dy = np.ascontiguousarray(arrays["dy"], dtype=dtype) if mode == "train" else None
 
     def call() -> tuple[np.ndarray, ...]:
-        y = forward(problem, x, w, b, threads)
+        y = forward(problem, x, w, b, threads, pool=pool)
         if dy is None:
             return (y,)
-        return (y, *backward(problem, x, w, dy, problem.bias, threads))
+        return (y, *backward(problem, x, w, dy, problem.bias, threads, pool=pool))
 
     return call
+
+
+KERNEL = (
+    "one call of the compiled kernel on the OpenMP threads: forward, and in train mode "
+    "dx, dw, db from the given dy"
+)
+
+
+@TABLE.strategy(
+    "direct",
+    "sharedconv's own kernel (C++, vectorised, OpenMP): all N filters from a tile of one "
+    "channel's padded rows in cache, outputs in registers, each output written once",
+    timed=f"np.empty of the outputs (the process's malloc), then {KERNEL}",
+    supports_fn=_refuse,
+    tags=("project-kernel",),
+)
+def direct(
+    problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, threads: int
+) -> Callable[[], tuple[np.ndarray, ...]]:
+    return _kernel_call(problem, arrays, mode, threads, None)
+
+
+@TABLE.strategy(
+    "direct_pooled",
+    "the same kernel as direct, its outputs from sharedconv's caching pool (as a framework's "
+    "caching allocator): memory the previous outputs freed is lent again, resident, instead of "
+    "fresh pages the OS zeroes on every call (glibc's malloc for large blocks)",
+    timed=f"the outputs lent by the native output pool (resident memory once warm), then {KERNEL}",
+    supports_fn=_refuse_pooled,
+    tags=("project-kernel",),
+)
+def direct_pooled(
+    problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, threads: int
+) -> Callable[[], tuple[np.ndarray, ...]]:
+    return _kernel_call(problem, arrays, mode, threads, output_pool())
 
 
 class NativeBackend(Backend):
@@ -323,3 +381,23 @@ class NativeBackend(Backend):
         mode: str,
     ) -> Callable[[], tuple[Any, ...]]:
         return TABLE.builder_of(strategy)(problem, arrays, mode, self.threads)
+
+    def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
+        """The output pool's books over one call, for a strategy that draws on it (``None``
+        for one that does not: the RSS sees its ``np.empty``)."""
+        pool = output_pool()
+        before = pool.reset_peak()
+        lends = pool.lends
+        out = call()
+        if pool.lends == lends:
+            return None
+        peak = pool.peak
+        del out
+        return {
+            "peak_bytes": max(0, peak - before),
+            "method": "the native output pool's books: the most bytes lent over one call and "
+            "not yet given back, minus those lent before (its buffers are resident before a warm "
+            "call, so the RSS does not see them)",
+            # what the call allocates outside the pool (NumPy's, OpenMP's) is in the RSS
+            "adds_to_rss": True,
+        }

@@ -52,10 +52,12 @@ CACHE_ENV = "SHAREDCONV_CACHE_DIR"
 BUDGET_ENV = "SHAREDCONV_TUNE_BUDGET"
 FALLBACK = "fold"
 REFERENCE = "fold"
-# a layer candidate that is not its framework's strategy: the native kernel, stored in runs
-# as the backend/strategy below
+# a layer candidate that is not its framework's strategy: the native kernel with its outputs
+# from the native output pool, stored in runs as the backend/strategy below; runs of the
+# same kernel with np.empty outputs (``direct``, the only one before the pool) answer too
 NATIVE = "native"
-NATIVE_RECORD = ("native", "direct")
+NATIVE_RECORD = ("native", "direct_pooled")
+NATIVE_RECORDS = (NATIVE_RECORD, ("native", "direct"))
 DEFAULT_BUDGET = 1.0  # seconds of timing per new shape, spread over the candidates
 HOPELESS = 10.0  # a candidate this much slower than the best at its probe is not probed again,
 CHEAP_PROBE_S = 0.25  # unless probing it again is this cheap
@@ -362,7 +364,7 @@ def from_results(
         for r in run.cases:
             name = (
                 NATIVE
-                if (r.backend, r.strategy) == NATIVE_RECORD
+                if (r.backend, r.strategy) in NATIVE_RECORDS
                 else r.strategy
                 if r.backend == key.framework
                 else None

@@ -110,11 +110,14 @@ def torch_runner(problem: ConvProblem, x: Any, w: Any, b: Any, out_layout: str) 
 def torch_native(problem: ConvProblem) -> Callable:
     """sharedconv's own kernel as ``f(x, w, b)`` on PyTorch CPU tensors (float32/float64),
     differentiable: the tensors' memory is handed to the kernel as NumPy arrays, no copy
-    (a non-contiguous input is made contiguous first), and its outputs come back the same way.
-    Threads: PyTorch's intra-op count."""
+    (a non-contiguous input is made contiguous first), and its outputs come back the same way,
+    in memory from the native output pool (resident, not fresh pages every step: the
+    ``direct_pooled`` strategy). Threads: PyTorch's intra-op count."""
     import torch
 
     from ..backends import native_backend as native
+
+    pool = native.output_pool()
 
     def arrays(*tensors: Any) -> list[Any]:
         return [None if t is None else t.detach().contiguous().numpy() for t in tensors]
@@ -125,13 +128,16 @@ def torch_native(problem: ConvProblem) -> Callable:
             xs, ws, bs = arrays(x, w, b)
             ctx.save_for_backward(x, w)
             ctx.bias = b is not None
-            return torch.from_numpy(native.forward(problem, xs, ws, bs, torch.get_num_threads()))
+            y = native.forward(problem, xs, ws, bs, torch.get_num_threads(), pool=pool)
+            return torch.from_numpy(y)
 
         @staticmethod
         def backward(ctx: Any, dy: Any) -> tuple[Any, ...]:
             x, w = ctx.saved_tensors
             xs, ws, dys = arrays(x, w, dy)
-            grads = native.backward(problem, xs, ws, dys, ctx.bias, torch.get_num_threads())
+            grads = native.backward(
+                problem, xs, ws, dys, ctx.bias, torch.get_num_threads(), pool=pool
+            )
             dx, dw, *db = (torch.from_numpy(g) for g in grads)
             return dx, dw, (db[0] if db else None)
 
@@ -148,13 +154,13 @@ def native_candidate(
     import dataclasses
 
     from ..backends.registry import load_backend
-    from ._core import NATIVE, Candidate
+    from ._core import NATIVE, NATIVE_RECORD, Candidate
 
-    backend = load_backend("native")
+    backend = load_backend(NATIVE_RECORD[0])
     missing = backend.available()
     if missing:
         return None, missing
-    strategy = backend.strategy("direct")
+    strategy = backend.strategy(NATIVE_RECORD[1])
     why = backend.supports(problem, strategy, device, mode)
     if why:
         return None, why

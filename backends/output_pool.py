@@ -1,0 +1,138 @@
+"""A caching pool for the native kernel's outputs: what a framework's caching allocator does
+(PyTorch's CUDA allocator, TensorFlow's BFC pool), for NumPy arrays.
+
+Why: under glibc's default ``malloc`` a block over its mmap threshold (at most 32 MiB) is a
+fresh mapping on every call, whose pages the Linux kernel faults in and zeroes before the
+kernel can write them. For the native kernel, whose every output byte is written once, that
+costs as much as the computation on output-bound shapes (docs/performance.md measures it:
+1.5x on the 128-channel forward). A pool hands the same resident memory back instead.
+
+How: every array it lends is a view of one of its buffers (arrays that own their memory),
+and NumPy collapses a view's ``base`` to the array that owns the memory, so anything that can still reach the memory
+(the array, any view of it, a ``memoryview``, a ``torch.from_numpy`` tensor) holds a
+reference to that buffer. A buffer is lent again only when the pool's own references are
+the only ones left: never while anything can read or write it. Reuse is by exact size
+(a training loop asks for the same shapes every step); free buffers over ``limit`` bytes
+are dropped, oldest first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+ENV_LIMIT = "SHAREDCONV_NATIVE_POOL_BYTES"
+DEFAULT_LIMIT = 2 << 30  # 2 GiB of free buffers kept at most
+ALIGN = 64  # a cache line: the kernel's vector stores never split one
+
+
+def limit_from_env(environ: dict[str, str] | None = None) -> int:
+    """The pool's limit on free bytes kept: ``SHAREDCONV_NATIVE_POOL_BYTES`` (0 keeps none,
+    so every output is fresh memory again), else ``DEFAULT_LIMIT``."""
+    text = (os.environ if environ is None else environ).get(ENV_LIMIT, "").strip()
+    if not text:
+        return DEFAULT_LIMIT
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise ValueError(
+            f"{ENV_LIMIT}={text!r} is not a number of bytes; set it to e.g. 1073741824 (1 GiB), "
+            "0 to keep no free buffers, or unset it for the default (2 GiB)"
+        ) from None
+    if value < 0:
+        raise ValueError(f"{ENV_LIMIT}={text!r} is negative; use 0 to keep no free buffers")
+    return value
+
+
+class OutputPool:
+    """Lends C-contiguous arrays backed by buffers it keeps for reuse (module docstring)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit_from_env() if limit is None else int(limit)
+        self._lock = threading.Lock()
+        self._lent: list[np.ndarray] = []  # buffers whose arrays may still be alive
+        self._free: OrderedDict[int, list[np.ndarray]] = OrderedDict()  # nbytes -> buffers
+        self.free_bytes = 0
+        self.in_use = 0  # bytes of lent buffers not yet seen returned
+        self.peak = 0  # the most ``in_use`` since the last ``reset_peak``
+        self.lends = 0
+        self.reuses = 0
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised C-contiguous array of ``shape`` and ``dtype`` (as ``np.empty``)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        with self._lock:
+            self._reclaim()
+            bucket = self._free.get(nbytes)
+            if bucket:
+                buffer = bucket.pop()
+                if not bucket:
+                    del self._free[nbytes]
+                self.free_bytes -= nbytes
+                self.reuses += 1
+            else:
+                buffer = np.empty(nbytes + ALIGN, np.uint8)
+            self._lent.append(buffer)
+            self.lends += 1
+            self.in_use += nbytes
+            self.peak = max(self.peak, self.in_use)
+        start = (-buffer.ctypes.data) % ALIGN
+        return buffer[start : start + nbytes].view(dtype).reshape(shape)
+
+    def _reclaim(self) -> None:
+        """Move every lent buffer nothing outside the pool references to the free lists."""
+        still: list[np.ndarray] = []
+        for buffer in self._lent:
+            # the references: this list's, the loop variable's, getrefcount's argument
+            if sys.getrefcount(buffer) > 3:
+                still.append(buffer)
+                continue
+            nbytes = _size(buffer)
+            self.in_use -= nbytes
+            if nbytes <= self.limit:
+                self._free.setdefault(nbytes, []).append(buffer)
+                self._free.move_to_end(nbytes)
+                self.free_bytes += nbytes
+        self._lent = still
+        while self.free_bytes > self.limit and self._free:
+            nbytes, bucket = next(iter(self._free.items()))
+            bucket.pop()
+            self.free_bytes -= nbytes
+            if not bucket:
+                del self._free[nbytes]
+
+    def reset_peak(self) -> int:
+        """Bring the books up to date and start a new peak; returns the bytes in use now."""
+        with self._lock:
+            self._reclaim()
+            self.peak = self.in_use
+            return self.in_use
+
+    def clear(self) -> None:
+        """Drop every free buffer (lent ones stay with their arrays)."""
+        with self._lock:
+            self._reclaim()
+            self._free.clear()
+            self.free_bytes = 0
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "in_use": self.in_use,
+                "peak": self.peak,
+                "free_bytes": self.free_bytes,
+                "limit": self.limit,
+                "lends": self.lends,
+                "reuses": self.reuses,
+            }
+
+
+def _size(buffer: np.ndarray) -> int:
+    """The bytes a buffer lends (it is ``ALIGN`` bytes longer, to start them on a boundary)."""
+    return buffer.size - ALIGN
