@@ -11,8 +11,9 @@ after another (one run with both would give each worker half the memory, and the
 
 - the floor: max(FLOPs / peak FLOP/s, fewest bytes / copy bandwidth), from the roofline the
   run measured on this machine at its start, and which of the two bounds it is;
-- the best framework strategy, and the native kernel (`native/direct`), each with its median
-  and its share of the floor (floor / median);
+- the best framework strategy, and the native kernel (the faster of its strategies: `direct`,
+  outputs from the process's malloc, and `direct_pooled`, from its caching pool), each with its
+  median and its share of the floor (floor / median);
 - which strategy is best, and whether the best verified one reaches 60% of the floor.
 
 Every number is a median of one case in one run; every strategy was checked against the
@@ -40,7 +41,7 @@ from doc_section import write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MARK = "<!-- floor-benchmark -->"
-OURS = ("native", "direct")
+OURS = "native"  # the backend of the project's kernel: its fastest strategy is "ours"
 BACKENDS = "torch,tensorflow,jax,keras-tensorflow,keras-jax,keras-torch,native"
 GOAL = 0.60
 RAW = ROOT / "docs" / "performance-bench"
@@ -85,7 +86,15 @@ def contenders(
             ranked[(r["backend"], r["problem"], r["mode"])].append(
                 (r["timing"]["stats"]["median"], r["strategy"])
             )
-    return sorted({name for times in ranked.values() for _, name in sorted(times)[:per_backend]})
+    names = {name for times in ranked.values() for _, name in sorted(times)[:per_backend]}
+    return sorted(names | set(native_strategies()))
+
+
+def native_strategies() -> list[str]:
+    """Every strategy of the project's kernel: each is timed in every run (the point of it)."""
+    from sharedconv.backends.registry import load_backend
+
+    return [s.name for s in load_backend(OURS).strategies]
 
 
 def run_benchmark(
@@ -203,8 +212,11 @@ def analyse(run: Any, roof: Any = None) -> dict[str, Any]:
             r["_median"] = r["timing"]["stats"]["median"]
             r["_share"] = roofline_fraction(typed[r["case"]], roof)
         timed.sort(key=lambda r: r["_median"])
-        ours = [r for r in records if (r["backend"], r["strategy"]) == OURS]
-        others = [r for r in timed if (r["backend"], r["strategy"]) != OURS]
+        # ours: the kernel's fastest timed strategy, else its first record (its status)
+        ours = [r for r in timed if r["backend"] == OURS] or [
+            r for r in records if r["backend"] == OURS
+        ]
+        others = [r for r in timed if r["backend"] != OURS]
         any_record = records[0]
         flops, nbytes = any_record["flops"], any_record["fewest_bytes"]
         by_flops, by_bytes = flops / roof.peak_flops, nbytes / roof.copy_bytes_per_s
@@ -247,7 +259,7 @@ def ours_cell(row: dict[str, Any]) -> str:
         return "not in the run"
     if r.get("status") != "pass" or not r.get("timed"):
         return f"{r.get('status')}: {r.get('reason', '')[:80]}"
-    return cell(r)
+    return f"{cell(r)} ({r['strategy']})"
 
 
 def render(results: list[dict[str, Any]], command: str) -> str:
@@ -292,7 +304,7 @@ def render(results: list[dict[str, Any]], command: str) -> str:
             lines.append(
                 f"- run `{meta['run_id']}`, {meta.get('started', '')[:16].replace('T', ' ')} UTC on {cpu}, "
                 f"{meta.get('threads')} threads, {timed} strategies timed"
-                + (f" (`native/direct`: its {native} build)" if native else "")
+                + (f" (the native kernel: its {native} build)" if native else "")
                 + "; the roofline it measured: "
                 f"{roof['peak_flops'] / 1e9:.1f} GFLOP/s, {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s; "
                 f"`{meta.get('command', '?')}`"
@@ -308,10 +320,10 @@ def render(results: list[dict[str, Any]], command: str) -> str:
             ),
             "",
             f"**The best verified strategy at {GOAL:.0%} of the floor or more: {len(reached)} of "
-            f"{len(ran)}** problem x mode pairs timed; **`native/direct` the fastest: "
+            f"{len(ran)}** problem x mode pairs timed; **the native kernel the fastest: "
             f"{len(ours_best)} of {len(ran)}**.",
             "",
-            "| problem | mode | floor (bound) | best framework strategy: median, share | native/direct: median, share | framework / native | best |",
+            "| problem | mode | floor (bound) | best framework strategy: median, share | native kernel: median, share (its strategy) | framework / native | best |",
             "|---|---|---:|---|---:|---:|---|",
         ]
         for r in rows:
