@@ -18,6 +18,7 @@ are dropped, oldest first.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -55,8 +56,9 @@ class OutputPool:
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit_from_env() if limit is None else int(limit)
         self._lock = threading.Lock()
-        self._lent: list[np.ndarray] = []  # buffers whose arrays may still be alive
-        self._free: OrderedDict[int, list[np.ndarray]] = OrderedDict()  # nbytes -> buffers
+        # (buffer, offset of its first ALIGN boundary): lent, their arrays may still be alive
+        self._lent: list[tuple[np.ndarray, int]] = []
+        self._free: OrderedDict[int, list[tuple[np.ndarray, int]]] = OrderedDict()  # by nbytes
         self.free_bytes = 0
         self.in_use = 0  # bytes of lent buffers not yet seen returned
         self.peak = 0  # the most ``in_use`` since the last ``reset_peak``
@@ -66,37 +68,41 @@ class OutputPool:
     def empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """An uninitialised C-contiguous array of ``shape`` and ``dtype`` (as ``np.empty``)."""
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         with self._lock:
-            self._reclaim()
+            if self._lent:
+                self._reclaim()
             bucket = self._free.get(nbytes)
             if bucket:
-                buffer = bucket.pop()
+                entry = bucket.pop()
                 if not bucket:
                     del self._free[nbytes]
                 self.free_bytes -= nbytes
                 self.reuses += 1
             else:
                 buffer = np.empty(nbytes + ALIGN, np.uint8)
-            self._lent.append(buffer)
+                entry = (buffer, (-buffer.ctypes.data) % ALIGN)
+                del buffer
+            self._lent.append(entry)
             self.lends += 1
             self.in_use += nbytes
-            self.peak = max(self.peak, self.in_use)
-        start = (-buffer.ctypes.data) % ALIGN
-        return buffer[start : start + nbytes].view(dtype).reshape(shape)
+            if self.in_use > self.peak:
+                self.peak = self.in_use
+        # one view of the buffer (its base: the buffer), starting on an ALIGN boundary
+        return np.ndarray(shape, dtype, entry[0], entry[1])
 
     def _reclaim(self) -> None:
         """Move every lent buffer nothing outside the pool references to the free lists."""
-        still: list[np.ndarray] = []
-        for buffer in self._lent:
-            # the references: this list's, the loop variable's, getrefcount's argument
-            if sys.getrefcount(buffer) > 3:
-                still.append(buffer)
+        still = []
+        for entry in self._lent:
+            # the buffer's references: its entry's, getrefcount's argument
+            if sys.getrefcount(entry[0]) > 2:
+                still.append(entry)
                 continue
-            nbytes = _size(buffer)
+            nbytes = _size(entry[0])
             self.in_use -= nbytes
             if nbytes <= self.limit:
-                self._free.setdefault(nbytes, []).append(buffer)
+                self._free.setdefault(nbytes, []).append(entry)
                 self._free.move_to_end(nbytes)
                 self.free_bytes += nbytes
         self._lent = still
