@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
-from collections import OrderedDict
+from sys import getrefcount
 from typing import Any
 
 import numpy as np
@@ -56,9 +55,12 @@ class OutputPool:
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit_from_env() if limit is None else int(limit)
         self._lock = threading.Lock()
-        # (buffer, offset of its first ALIGN boundary): lent, their arrays may still be alive
-        self._lent: list[tuple[np.ndarray, int]] = []
-        self._free: OrderedDict[int, list[tuple[np.ndarray, int]]] = OrderedDict()  # by nbytes
+        # entries [buffer, offset of its first ALIGN boundary, bytes it lends]; lent ones may
+        # still have arrays alive
+        self._lent: list[list[Any]] = []
+        # nbytes -> free entries; a size's list stays when empty (a loop takes and gives back
+        # the same sizes every step); the dict's order is the sizes' last use, oldest first
+        self._free: dict[int, list[list[Any]]] = {}
         self.free_bytes = 0
         self.in_use = 0  # bytes of lent buffers not yet seen returned
         self.peak = 0  # the most ``in_use`` since the last ``reset_peak``
@@ -67,7 +69,7 @@ class OutputPool:
 
     def empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """An uninitialised C-contiguous array of ``shape`` and ``dtype`` (as ``np.empty``)."""
-        dtype = np.dtype(dtype)
+        dtype = _DTYPES.get(dtype) or np.dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
         with self._lock:
             if self._lent:
@@ -75,13 +77,11 @@ class OutputPool:
             bucket = self._free.get(nbytes)
             if bucket:
                 entry = bucket.pop()
-                if not bucket:
-                    del self._free[nbytes]
                 self.free_bytes -= nbytes
                 self.reuses += 1
             else:
                 buffer = np.empty(nbytes + ALIGN, np.uint8)
-                entry = (buffer, (-buffer.ctypes.data) % ALIGN)
+                entry = [buffer, (-buffer.ctypes.data) % ALIGN, nbytes]
                 del buffer
             self._lent.append(entry)
             self.lends += 1
@@ -94,24 +94,24 @@ class OutputPool:
     def _reclaim(self) -> None:
         """Move every lent buffer nothing outside the pool references to the free lists."""
         still = []
+        free = self._free
         for entry in self._lent:
             # the buffer's references: its entry's, getrefcount's argument
-            if sys.getrefcount(entry[0]) > 2:
+            if getrefcount(entry[0]) > 2:
                 still.append(entry)
                 continue
-            nbytes = _size(entry[0])
+            nbytes = entry[2]
             self.in_use -= nbytes
             if nbytes <= self.limit:
-                self._free.setdefault(nbytes, []).append(entry)
-                self._free.move_to_end(nbytes)
+                bucket = free.pop(nbytes, None) or []
+                bucket.append(entry)
+                free[nbytes] = bucket  # re-inserted: now the most recently used size
                 self.free_bytes += nbytes
         self._lent = still
-        while self.free_bytes > self.limit and self._free:
-            nbytes, bucket = next(iter(self._free.items()))
-            bucket.pop()
+        while self.free_bytes > self.limit:
+            nbytes, bucket = next((n, b) for n, b in free.items() if b)
+            bucket.pop(0)
             self.free_bytes -= nbytes
-            if not bucket:
-                del self._free[nbytes]
 
     def reset_peak(self) -> int:
         """Bring the books up to date and start a new peak; returns the bytes in use now."""
@@ -139,6 +139,5 @@ class OutputPool:
             }
 
 
-def _size(buffer: np.ndarray) -> int:
-    """The bytes a buffer lends (it is ``ALIGN`` bytes longer, to start them on a boundary)."""
-    return buffer.size - ALIGN
+# the dtypes the kernel asks for, made once (np.dtype() costs a lend's tenth)
+_DTYPES: dict[Any, np.dtype] = {t: np.dtype(t) for t in (np.float32, np.float64)}
