@@ -264,3 +264,39 @@ def test_the_recommendation_says_the_winner_is_a_seed_option_and_puts_its_own_no
     assert "vs the seed's options: option 1 (Conv3D (1,K,K)) 3.0x slower." in recommendation(
         [plain, _row("fold", 1.2, 2**20)]
     )
+
+
+def test_the_native_pool_s_books_are_its_strategy_s_memory():
+    """``direct_pooled``'s outputs come from resident memory its pool kept: the warm RSS reads
+    about nothing, and the pool's books plus the RSS are the call's peak, its outputs; ``direct``
+    (np.empty) is read by the RSS, as before."""
+    from sharedconv.backends.registry import load_backend
+    from sharedconv.harness.execute import Plan, execute
+
+    missing = load_backend("native").available()
+    if missing:
+        pytest.skip(missing)
+    problem = parse_problem("B=2,C=8,H=64,W=64,N=16,K=3")
+    records = []
+    plan = Plan(
+        backends=["native"],
+        problems=[problem],
+        modes=["forward", "train"],
+        strategies=["direct", "direct_pooled"],
+        threads=2,
+        timing={"budget": 0.05, "precision": 0.5, "min_samples": 3},
+    )
+    execute(plan, records.append)
+    assert [r["status"] for r in records] == ["pass"] * 4, records
+    for r in records:
+        floor = output_bytes(problem, r["mode"])
+        memory = r["memory"]
+        assert floor <= memory["peak_bytes"] < 1.5 * floor, (r["strategy"], r["mode"], memory)
+        if r["strategy"] == "direct_pooled":
+            assert "pool's statistics plus the RSS" in memory["method"], memory
+            books = next(m for m in memory["methods"] if m["source"] == "framework")
+            assert books["peak_bytes"] == floor and "output pool" in books["method"]
+        else:
+            assert memory["method"] == next(
+                m["method"] for m in memory["methods"] if m["source"] == "rss"
+            )
