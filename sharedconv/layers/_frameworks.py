@@ -148,13 +148,22 @@ def torch_native(problem: ConvProblem) -> Callable:
 
 
 def native_candidate(
-    problem: ConvProblem, device: str, mode: str, build: Callable[[ConvProblem], Callable]
+    problem: ConvProblem,
+    device: str,
+    mode: str,
+    build: Callable[[ConvProblem], Callable],
+    layouts: tuple[str, str] = ("BCHW", "BCNHW"),
+    permute: Callable | None = None,
+    weights: Callable | None = None,
 ) -> tuple[Any, str | None]:
-    """The native kernel as a layer candidate ``(Candidate, None)``, or ``(None, why not)``."""
+    """The native kernel as a layer candidate ``(Candidate, None)``, or ``(None, why not)``.
+    The kernel takes BCHW and gives BCNHW (the PyTorch layer's layouts: nothing around it);
+    a layer with other ``layouts`` (Keras' channels_last) gives ``permute``, and one that
+    keeps another parameter than the ``(N, KH, KW)`` filters gives ``weights`` (``wrap``)."""
     import dataclasses
 
     from ..backends.registry import load_backend
-    from ._core import NATIVE, NATIVE_RECORD, Candidate
+    from ._core import NATIVE, NATIVE_RECORD, Candidate, wrap
 
     backend = load_backend(NATIVE_RECORD[0])
     missing = backend.available()
@@ -164,8 +173,10 @@ def native_candidate(
     why = backend.supports(problem, strategy, device, mode)
     if why:
         return None, why
-    # the layer's layouts are the kernel's (BCHW in, BCNHW out): no permutation around it
-    return Candidate(dataclasses.replace(strategy, name=NATIVE), build(problem)), None
+    fn = build(problem)
+    if permute is not None or weights is not None:
+        fn = wrap(fn, strategy, *layouts, permute or torch_permute, weights)
+    return Candidate(dataclasses.replace(strategy, name=NATIVE), fn), None
 
 
 # --------------------------------------------------------------------------- jax

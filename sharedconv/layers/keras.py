@@ -40,7 +40,10 @@ def strategies(backend: str | None = None) -> list[str]:
         from ..backends.jax_backend import STRATEGIES
     else:
         from ..backends.tensorflow_backend import STRATEGIES
-    return [s.name for s in STRATEGIES if not s.form]  # compiled/XLA variants compile their own
+    names = [s.name for s in STRATEGIES if not s.form]  # compiled/XLA variants compile their own
+    # on torch, sharedconv's own kernel takes the tensors without a copy (the CPU's; channels_last
+    # permutes around it, as it does around every strategy whose layouts differ from the layer's)
+    return names + [_core.NATIVE] if backend == "torch" else names
 
 
 @keras.saving.register_keras_serializable(package="sharedconv")
@@ -258,7 +261,7 @@ class SharedConv2D(keras.layers.Layer):
         in_layout, out_layout = self._layouts
 
         def candidates() -> tuple[dict, dict]:
-            return _core.candidates_for(
+            offered, refused = _core.candidates_for(
                 backend,
                 builders,
                 problem,
@@ -269,6 +272,21 @@ class SharedConv2D(keras.layers.Layer):
                 permute,
                 weights=self._filters,
             )
+            if framework == "torch":
+                native, why = _frameworks.native_candidate(
+                    problem,
+                    device,
+                    mode,
+                    _frameworks.torch_native,
+                    (in_layout, out_layout),
+                    permute,
+                    self._filters,
+                )
+                if native is not None:
+                    offered[_core.NATIVE] = native
+                else:
+                    refused[_core.NATIVE] = why
+            return offered, refused
 
         return _core.choose(
             self._selector, key, problem, candidates, runner, compiled=framework != "torch"
