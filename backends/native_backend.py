@@ -276,7 +276,7 @@ def _check(a: np.ndarray, shape: tuple[int, ...], dtype: type, name: str) -> Non
         )
 
 
-# The one strategy with its builder ``f(problem, arrays, mode, threads) -> call``.
+# The strategies with their builders ``f(problem, arrays, mode, threads) -> call``.
 TABLE = StrategyTable()
 
 
@@ -310,39 +310,46 @@ def _kernel_call(
     return call
 
 
+def _builder(pooled: bool) -> Callable[..., Callable[[], tuple[np.ndarray, ...]]]:
+    def build(
+        problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, threads: int
+    ) -> Callable[[], tuple[np.ndarray, ...]]:
+        return _kernel_call(problem, arrays, mode, threads, output_pool() if pooled else None)
+
+    return build
+
+
 KERNEL = (
     "one call of the compiled kernel on the OpenMP threads: forward, and in train mode "
     "dx, dw, db from the given dy"
 )
-
-
-@TABLE.strategy(
-    "direct",
-    "sharedconv's own kernel (C++, vectorised, OpenMP): all N filters from a tile of one "
-    "channel's padded rows in cache, outputs in registers, each output written once",
-    timed=f"np.empty of the outputs (the process's malloc), then {KERNEL}",
-    supports_fn=_refuse,
-    tags=("project-kernel",),
-)
-def direct(
-    problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, threads: int
-) -> Callable[[], tuple[np.ndarray, ...]]:
-    return _kernel_call(problem, arrays, mode, threads, None)
-
-
-@TABLE.strategy(
-    "direct_pooled",
-    "the same kernel as direct, its outputs from sharedconv's caching pool (as a framework's "
-    "caching allocator): memory the previous outputs freed is lent again, resident, instead of "
-    "fresh pages the OS zeroes on every call (glibc's malloc for large blocks)",
-    timed=f"the outputs lent by the native output pool (resident memory once warm), then {KERNEL}",
-    supports_fn=_refuse_pooled,
-    tags=("project-kernel",),
-)
-def direct_pooled(
-    problem: ConvProblem, arrays: dict[str, np.ndarray], mode: str, threads: int
-) -> Callable[[], tuple[np.ndarray, ...]]:
-    return _kernel_call(problem, arrays, mode, threads, output_pool())
+# name: (description, where the timed call's outputs come from, its refusals, pooled)
+_STRATEGIES = {
+    "direct": (
+        "sharedconv's own kernel (C++, vectorised, OpenMP): all N filters from a tile of one "
+        "channel's padded rows in cache, outputs in registers, each output written once",
+        "np.empty of the outputs (the process's malloc)",
+        _refuse,
+        False,
+    ),
+    "direct_pooled": (
+        "the same kernel as direct, its outputs from sharedconv's caching pool (as a "
+        "framework's caching allocator): memory the previous outputs freed is lent again, "
+        "resident, instead of fresh pages the OS zeroes on every call (glibc's malloc for "
+        "large blocks)",
+        "the outputs lent by the native output pool (resident memory once warm)",
+        _refuse_pooled,
+        True,
+    ),
+}
+for _name, (_description, _outputs, _refusals, _pooled) in _STRATEGIES.items():
+    TABLE.strategy(
+        _name,
+        _description,
+        timed=f"{_outputs}, then {KERNEL}",
+        supports_fn=_refusals,
+        tags=("project-kernel",),
+    )(_builder(_pooled))
 
 
 class NativeBackend(Backend):
