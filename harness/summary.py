@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sharedconv.backends.problem import ConvProblem, ProblemError
+from sharedconv.backends.problem import ConvProblem, ProblemError, parse_problem
 
 from .memory import output_bytes as call_output_bytes
 from .records import CaseRecord, Faults, Roofline
@@ -220,10 +220,29 @@ def within_memory(rows: list[Row], limit: int | None) -> tuple[list[Row], list[R
 
 
 def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
-    """One sentence: the winner, its margin, its memory, and how the seed's options fare.
+    """One sentence: the winner, its margin, its memory, and how the seed's options fare;
+    then, where a sharedconv layer runs the winner, the line that puts it in a model.
 
     With ``memory_limit`` (bytes), the winner is the fastest strategy whose measured peak fits,
     and the sentence names the faster ones that do not fit (and those of unknown peak)."""
+    text = _sentence(rows, memory_limit)
+    chosen = rows if memory_limit is None else within_memory(rows, memory_limit)[0]
+    line = in_your_model(chosen[0].record) if chosen else None
+    return text + (f" In your model: {line}." if line else "")
+
+
+def in_your_model(record: CaseRecord) -> str | None:
+    """The layer call that runs ``record``'s strategy on its problem (``layers.advice``)."""
+    from sharedconv.layers.advice import in_your_model as advice
+
+    try:
+        problem = parse_problem(record.problem or "")
+    except (ProblemError, ValueError, TypeError):
+        return None
+    return advice(record.backend, record.strategy, problem)
+
+
+def _sentence(rows: list[Row], memory_limit: int | None) -> str:
     if not rows:
         return "No strategy was timed for this problem."
     if memory_limit is not None:
@@ -244,7 +263,7 @@ def recommendation(rows: list[Row], memory_limit: int | None = None) -> str:
         best_fit = fit[0]
         faster_over = [r for r in over if r.median < best_fit.median]
         faster_unknown = [r for r in unknown if r.median < best_fit.median]
-        text = recommendation(fit).removesuffix(".")
+        text = _sentence(fit, None).removesuffix(".")
         if faster_over:
             names = ", ".join(f"{r.label} ({format_bytes(r.peak_bytes)})" for r in faster_over[:3])
             more = f" and {len(faster_over) - 3} more" if len(faster_over) > 3 else ""

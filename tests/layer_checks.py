@@ -58,6 +58,28 @@ def verdict(problem, got: dict, mode: str, arrays: dict) -> str:
     return "; ".join(v["failures"])
 
 
+def advised(backend: str, strategy: str, problem, keras_backend: str | None = None):
+    """The layer that the answer "use backend/strategy" builds (``layers.advice``): the line
+    it gives, evaluated; with ``keras_backend``, the Keras alternative it names."""
+    import sharedconv.layers.advice
+    from sharedconv.layers.advice import in_your_model
+
+    line = in_your_model(backend, strategy, problem)
+    assert line, f"no line for {backend}/{strategy}"
+    calls = [
+        c.split(" with KERAS_BACKEND=")[0]
+        for c in line.removesuffix(" (on the CPU)").split(", or ")
+    ]
+    wanted = "SharedConv2D" if keras_backend else "SharedConv2d"
+    call = next(c for c in calls if f".{wanted}(" in c)
+    if keras_backend:
+        assert f"KERAS_BACKEND={keras_backend}" in line, line
+        import sharedconv.layers.keras  # noqa: F401
+    else:
+        import sharedconv.layers.torch  # noqa: F401
+    return eval(call, {"sharedconv": sharedconv})  # the user's line, as given
+
+
 def supported_or_refused(backend_name: str, problem, strategy: str, mode: str, check) -> str:
     """A strategy the backend supports must agree with the oracle; one it refuses (e.g. float16
     training on CPU) must be refused by the layer with the backend's reason."""
@@ -95,10 +117,10 @@ def torch_checks() -> None:
     def host(t):  # float64 on the host: NumPy has no bfloat16
         return t.detach().to("cpu", torch.float64).numpy()
 
-    def run(problem, strategy, mode, dtype=torch.float32):
+    def run(problem, strategy, mode, dtype=torch.float32, module=None):
         arrays = make_inputs(problem, seed=3, mode=mode)
         pad = problem.padding
-        m = SharedConv2d(
+        m = module or SharedConv2d(
             problem.N,
             problem.kernel,
             problem.stride,
@@ -124,6 +146,18 @@ def torch_checks() -> None:
         if problem.bias:
             got["db"] = host(grads[2])
         return verdict(problem, got, mode, arrays)
+
+    # the line an answer gives for a model (`sharedconv recommend`) builds the layer it names
+    for backend, strategy in (("torch", "fold"), ("native", "direct_pooled")):
+        for text in PROBLEMS[:2]:
+            problem = parse_problem(text)
+            record(
+                "oracle",
+                f"advice {backend}/{strategy}/{problem.slug()}",
+                lambda b=backend, s=strategy, p=problem: run(
+                    p, None, "train", module=advised(b, s, p).to(dev)
+                ),
+            )
 
     for i, text in enumerate(PROBLEMS):
         problem = parse_problem(text)
@@ -367,11 +401,11 @@ def keras_checks() -> None:
         y, dx, dvals = step(x, values, dy)
         return np.asarray(y), [np.asarray(dx), *(np.asarray(v) for v in dvals)]
 
-    def run(problem, strategy, mode, data_format):
+    def run(problem, strategy, mode, data_format, layer=None):
         arrays = make_inputs(problem, seed=3, mode=mode)
         lin, lout = ("BHWC", "BHWCN") if data_format == "channels_last" else ("BCHW", "BCNHW")
         pad = problem.padding if isinstance(problem.padding, str) else "valid"
-        layer = SharedConv2D(
+        layer = layer or SharedConv2D(
             problem.N,
             problem.kernel,
             problem.stride,
@@ -398,6 +432,20 @@ def keras_checks() -> None:
         if problem.bias:
             got["db"] = g[2]
         return verdict(problem, got, mode, arrays)
+
+    # the line an answer gives for a model (`sharedconv recommend`) builds the layer it names
+    answers = [(f"keras-{backend}", "fold_predict")] + (
+        [("native", "direct_pooled")] if backend == "torch" else []
+    )
+    for name, strategy in answers:
+        problem = parse_problem(PROBLEMS[1])
+        record(
+            "oracle",
+            f"advice {name}/{strategy}/{problem.slug()}",
+            lambda n=name, s=strategy, p=problem: run(
+                p, None, "train", "channels_last", layer=advised(n, s, p, keras_backend=backend)
+            ),
+        )
 
     # Keras padding is "valid" or "same": the explicit-padding problem is left out
     for text in PROBLEMS[1:]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sharedconv.backends.contract import Strategy
 from sharedconv.backends.oracle import forward
-from sharedconv.backends.problem import ConvProblem
+from sharedconv.backends.problem import ConvProblem, parse_problem
 from sharedconv.harness.machine import cpu_model
 from sharedconv.harness.store import RunWriter
 
@@ -438,3 +438,88 @@ def test_candidates_are_compared_on_one_blas_thread(monkeypatch):
         )
     assert choice.strategy == "other"
     assert seen and all(threads == [1] * len(threads) for threads in seen), seen
+
+
+@pytest.mark.parametrize(
+    ("backend", "strategy", "problem", "line"),
+    [
+        (
+            "native",
+            "direct_pooled",
+            "B=4,C=16,H=64,W=64,N=16,K=5",
+            'sharedconv.layers.torch.SharedConv2d(16, 5, strategy="native"), or '
+            'sharedconv.layers.keras.SharedConv2D(16, 5, strategy="native") with '
+            "KERAS_BACKEND=torch (on the CPU)",
+        ),
+        (
+            "torch",
+            "fold",
+            "B=2,C=3,H=13,W=12,N=4,K=3,stride=2,padding=same",
+            'sharedconv.layers.torch.SharedConv2d(4, 3, stride=2, padding="same", strategy="fold")',
+        ),
+        (
+            "torch",
+            "fold",
+            "B=1,C=1,H=8,W=8,N=2,K=3,padding=2x1,bias=0",
+            'sharedconv.layers.torch.SharedConv2d(2, 3, padding=(2, 1), bias=False, strategy="fold")',
+        ),
+        (
+            "jax",
+            "shift_add",
+            "B=1,C=1,H=12,W=12,N=2,KH=3,KW=5,dilation=2,bias=0",
+            'sharedconv.layers.jax.shared_conv2d(x, w, None, dilation=2, strategy="shift_add")',
+        ),
+        (
+            "tensorflow",
+            "fold",
+            "B=1,C=1,H=8,W=8,N=2,KH=3,KW=5,stride=1x2",
+            'sharedconv.layers.keras.SharedConv2D(2, (3, 5), strides=(1, 2), strategy="fold") '
+            "with KERAS_BACKEND=tensorflow",
+        ),
+        (
+            "keras-jax",
+            "fold_predict",
+            "B=1,C=1,H=8,W=8,N=2,K=3,bias=0",
+            'sharedconv.layers.keras.SharedConv2D(2, 3, use_bias=False, strategy="fold") '
+            "with KERAS_BACKEND=jax",
+        ),
+        # no layer runs these: a graph compiled apart, the seed's Keras formulation, a plugin's,
+        # and Keras has no explicit padding
+        ("torch", "compiled_fold", "B=1,C=1,H=8,W=8,N=2,K=3", None),
+        ("tensorflow", "fold_xla", "B=1,C=1,H=8,W=8,N=2,K=3", None),
+        ("keras-tensorflow", "time_distributed", "B=1,C=1,H=8,W=8,N=2,K=3", None),
+        ("numba", "tuned", "B=1,C=1,H=8,W=8,N=2,K=3", None),
+        ("tensorflow", "fold", "B=1,C=1,H=8,W=8,N=2,K=3,padding=1", None),
+    ],
+)
+def test_an_answer_names_the_layer_call_that_runs_it(backend, strategy, problem, line):
+    from sharedconv.layers.advice import in_your_model
+
+    assert in_your_model(backend, strategy, parse_problem(problem)) == line
+
+
+def test_the_recommendation_ends_with_the_line_for_your_model():
+    from sharedconv.harness.records import CaseRecord, Memory
+    from sharedconv.harness.summary import Row, recommendation
+
+    def row(backend, strategy, median, peak):
+        record = CaseRecord(
+            backend=backend,
+            strategy=strategy,
+            problem="B=2,C=3,H=16,W=16,N=4,K=3",
+            memory=Memory(peak_bytes=peak),
+        )
+        return Row(record, median, 0.0, False, peak, None, None, None, {}, None)
+
+    rows = [row("torch", "fold", 1.0, 2**30), row("jax", "vmap", 2.0, 2**20)]
+    text = recommendation(rows)
+    assert text.startswith("Use torch/fold: 1.00 s")
+    assert text.endswith(
+        ' In your model: sharedconv.layers.torch.SharedConv2d(4, 3, strategy="fold").'
+    )
+    # under a memory limit: the line of the strategy recommended, after what the limit changed
+    limited = recommendation(rows, 2**21)
+    assert "Within 2.0 MiB" in limited
+    assert limited.endswith('sharedconv.layers.jax.shared_conv2d(x, w, b, strategy="vmap").')
+    # a strategy no layer runs: the sentence alone
+    assert "In your model" not in recommendation([row("numba", "tuned", 1.0, 2**20)])
