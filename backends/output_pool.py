@@ -4,16 +4,19 @@
 Why: under glibc's default ``malloc`` a block over its mmap threshold (at most 32 MiB) is a
 fresh mapping on every call, whose pages the Linux kernel faults in and zeroes before the
 kernel can write them. For the native kernel, whose every output byte is written once, that
-costs as much as the computation on output-bound shapes (docs/performance.md measures it:
-1.5x on the 128-channel forward). A pool hands the same resident memory back instead.
+costs as much as the computation on output-bound shapes (``scripts/bench_output_pool.py``:
+the pooled kernel 1.18-1.86x faster on outputs over 32 MiB). A pool hands the same resident
+memory back instead.
 
 How: every array it lends is a view of one of its buffers (arrays that own their memory),
-and NumPy collapses a view's ``base`` to the array that owns the memory, so anything that can still reach the memory
-(the array, any view of it, a ``memoryview``, a ``torch.from_numpy`` tensor) holds a
-reference to that buffer. A buffer is lent again only when the pool's own references are
-the only ones left: never while anything can read or write it. Reuse is by exact size
-(a training loop asks for the same shapes every step); free buffers over ``limit`` bytes
-are dropped, oldest first.
+and NumPy collapses a view's ``base`` to the array that owns the memory, so anything that
+can still reach the memory (the array, any view of it, a ``memoryview``, a
+``torch.from_numpy`` tensor) holds a reference to that buffer. A buffer is lent again only
+when the pool's own references are the only ones left: never while anything can read or
+write it. Reuse is by exact size (a training loop asks for the same shapes every step); free
+buffers over ``limit`` bytes are dropped, oldest first. A caller that keeps many outputs
+(a list of every batch's) does not make each lend slower: past ``MAX_LENT`` lent buffers the
+oldest are let go, theirs to keep, and freed as any array when they are dropped.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 ENV_LIMIT = "SHAREDCONV_NATIVE_POOL_BYTES"
 DEFAULT_LIMIT = 2 << 30  # 2 GiB of free buffers kept at most
 ALIGN = 64  # a cache line: the kernel's vector stores never split one
+MAX_LENT = 128  # lent buffers followed at most (each lend looks at every one of them)
 
 
 def limit_from_env(environ: dict[str, str] | None = None) -> int:
@@ -107,6 +111,10 @@ class OutputPool:
                 bucket.append(entry)
                 free[nbytes] = bucket  # re-inserted: now the most recently used size
                 self.free_bytes += nbytes
+        if len(still) > MAX_LENT:  # the oldest are the caller's now (module docstring)
+            for entry in still[:-MAX_LENT]:
+                self.in_use -= entry[2]
+            still = still[-MAX_LENT:]
         self._lent = still
         while self.free_bytes > self.limit:
             nbytes, bucket = next((n, b) for n, b in free.items() if b)

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 from sharedconv.backends import native_backend as nb
-from sharedconv.backends.output_pool import ALIGN, OutputPool, limit_from_env
+from sharedconv.backends.output_pool import ALIGN, MAX_LENT, OutputPool, limit_from_env
 from sharedconv.backends.problem import parse_problem
 
 MIB = 1 << 20
@@ -88,6 +88,23 @@ def test_free_buffers_over_the_limit_are_dropped_oldest_first():
     kept = pool.empty((1536,), np.uint8)
     assert pool.stats()["reuses"] == 1 and pool.stats()["free_bytes"] == 0
     del kept
+
+
+def test_outputs_a_caller_keeps_are_let_go_past_a_bound():
+    # a caller that keeps every output (a list of every batch's) does not make each lend look
+    # at all of them: past MAX_LENT the oldest are the caller's, intact, and never lent again
+    pool = OutputPool(limit=MIB)
+    kept = []
+    for i in range(MAX_LENT + 40):
+        a = pool.empty((16,), np.float32)
+        a[:] = i
+        kept.append(a)
+    # (followed: MAX_LENT after a lend's look, and the one it lends)
+    assert len(pool._lent) == MAX_LENT + 1 and pool.stats()["in_use"] == (MAX_LENT + 1) * 64
+    del kept[:30]  # let go before: freed as any array, not given back to the pool
+    pool.empty((16,), np.float32)
+    assert pool.stats()["reuses"] == 0
+    assert all(np.all(a == 30 + i) for i, a in enumerate(kept))
 
 
 def test_a_limit_of_zero_keeps_nothing():
