@@ -92,8 +92,10 @@ class OutputPool:
             self.in_use += nbytes
             if self.in_use > self.peak:
                 self.peak = self.in_use
-        # one view of the buffer (its base: the buffer), starting on an ALIGN boundary
-        return np.ndarray(shape, dtype, entry[0], entry[1])
+            # one view of the buffer (its base: the buffer), starting on an ALIGN boundary;
+            # made under the lock: until it exists, another thread's look would find the buffer
+            # held by the pool alone, and lend it again
+            return _view(shape, dtype, entry[0], entry[1])
 
     def _reclaim(self) -> None:
         """Move every lent buffer nothing outside the pool references to the free lists."""
@@ -147,5 +149,6 @@ class OutputPool:
             }
 
 
+_view = np.ndarray  # (a name of this module's: a test slows it down)
 # the dtypes the kernel asks for, made once (np.dtype() costs a lend's tenth)
 _DTYPES: dict[Any, np.dtype] = {t: np.dtype(t) for t in (np.float32, np.float64)}

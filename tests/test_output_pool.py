@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 from sharedconv.backends import native_backend as nb
+from sharedconv.backends import output_pool
 from sharedconv.backends.output_pool import ALIGN, MAX_LENT, OutputPool, limit_from_env
 from sharedconv.backends.problem import parse_problem
 
@@ -143,6 +144,34 @@ def test_threads_never_share_a_buffer():
         t.join()
     assert not bad
     assert pool.stats()["reuses"] > 0
+
+
+def test_a_lent_buffer_is_held_before_another_thread_can_look(monkeypatch):
+    # while one lend makes its array, another thread asks for the same size: it must wait, and
+    # get other memory (were the array made after the lock, the other thread would find the
+    # buffer held by the pool alone and lend it a second time)
+    pool = OutputPool(limit=MIB)
+    free = pool.empty((16,), np.float32)
+    del free  # a free buffer of that size, for both to want
+    other: dict = {}
+    first = True
+
+    def slow_view(*args):
+        nonlocal first
+        if first:
+            first = False
+            t = threading.Thread(target=lambda: other.update(a=pool.empty((16,), np.float32)))
+            t.start()
+            t.join(0.3)
+            other["waited"] = t.is_alive()
+            other["thread"] = t
+        return np.ndarray(*args)
+
+    monkeypatch.setattr(output_pool, "_view", slow_view)
+    mine = pool.empty((16,), np.float32)
+    other["thread"].join(5)
+    assert other["waited"], "the other thread lent while this lend was making its array"
+    assert _address(other["a"]) != _address(mine)
 
 
 @pytest.mark.parametrize(
