@@ -152,11 +152,15 @@ def library_facts() -> dict[str, Any]:
     }
 
 
-@cache
+_POOL: list[OutputPool] = []  # the process's pool, once made
+
+
 def output_pool() -> OutputPool:
     """The process's pool for the kernel's outputs (``output_pool.OutputPool``; its limit from
-    ``SHAREDCONV_NATIVE_POOL_BYTES``, read at the first use)."""
-    return OutputPool()
+    ``SHAREDCONV_NATIVE_POOL_BYTES``, read when it is made: at the first use)."""
+    if not _POOL:
+        _POOL.append(OutputPool())
+    return _POOL[0]
 
 
 def _empty(shape: tuple[int, ...], dtype: type, pool: OutputPool | None) -> np.ndarray:
@@ -392,7 +396,9 @@ class NativeBackend(Backend):
     def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
         """The output pool's books over one call, for a strategy that draws on it (``None``
         for one that does not: the RSS sees its ``np.empty``)."""
-        pool = output_pool()
+        if not _POOL:  # no pooled strategy was prepared in this process
+            return None
+        pool = _POOL[0]
         before = pool.reset_peak()
         lends = pool.lends
         out = call()

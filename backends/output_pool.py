@@ -130,13 +130,6 @@ class OutputPool:
             self.peak = self.in_use
             return self.in_use
 
-    def clear(self) -> None:
-        """Drop every free buffer (lent ones stay with their arrays)."""
-        with self._lock:
-            self._reclaim()
-            self._free.clear()
-            self.free_bytes = 0
-
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {

@@ -118,7 +118,11 @@ def _paired_logs(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
 
 def paired_estimate(a: Sequence[float], b: Sequence[float]) -> float:
     """:func:`paired_ratio`'s estimate alone (no bootstrap): to rank many candidates cheaply."""
-    return float(np.exp(np.median(_paired_logs(a, b))))
+    return _estimate(_paired_logs(a, b))
+
+
+def _estimate(logs: np.ndarray) -> float:
+    return float(np.exp(np.median(logs)))
 
 
 def paired_ratio(
@@ -132,7 +136,7 @@ def paired_ratio(
     of that median over cycles (``scipy.stats.bootstrap``). Returns (ratio, low, high).
     """
     logs = _paired_logs(a, b)
-    estimate = paired_estimate(a, b)
+    estimate = _estimate(logs)
     if len(logs) < 3 or np.ptp(logs) == 0:
         return estimate, estimate, estimate
     ci = bootstrap(

@@ -99,6 +99,7 @@ def run(mallocs: list[str], seconds: float, threads: int) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
         "machine": machine_info(),
         "threads": threads,
+        "python": platform.python_version(),
         "runs": {},
     }
     for malloc in mallocs:
@@ -130,7 +131,7 @@ def render(result: dict) -> str:
     machine = result["machine"]
     lines = [
         f"`{result['command']}` ({result['date']} UTC, {machine.get('cpu_model', '?')}, "
-        f"{result['threads']} threads; {platform.python_version()})",
+        f"{result['threads']} threads; Python {result.get('python', '?')})",
         "",
     ]
     for malloc, rows in result["runs"].items():

@@ -58,6 +58,23 @@ REFERENCE = "fold"
 NATIVE = "native"
 NATIVE_RECORD = ("native", "direct_pooled")
 NATIVE_RECORDS = (NATIVE_RECORD, ("native", "direct"))
+
+
+def layer_strategies(framework: str) -> list[str]:
+    """The strategies a layer runs on ``framework`` ("torch", "jax" or "tensorflow"): its
+    backend's, less the variants that compile a graph of their own (compile the whole model
+    instead), and on torch ``native``, sharedconv's own kernel (CPU, float32/float64; it takes
+    the tensors without a copy). Framework-free: the tables only."""
+    if framework == "torch":
+        from ..backends.torch_backend import STRATEGIES
+    elif framework == "jax":
+        from ..backends.jax_backend import STRATEGIES
+    else:
+        from ..backends.tensorflow_backend import STRATEGIES
+    names = [s.name for s in STRATEGIES if not s.form]
+    return names + [NATIVE] if framework == "torch" else names
+
+
 DEFAULT_BUDGET = 1.0  # seconds of timing per new shape, spread over the candidates
 HOPELESS = 10.0  # a candidate this much slower than the best at its probe is not probed again,
 CHEAP_PROBE_S = 0.25  # unless probing it again is this cheap

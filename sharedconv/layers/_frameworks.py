@@ -147,36 +147,35 @@ def torch_native(problem: ConvProblem) -> Callable:
     return call
 
 
-def native_candidate(
+def torch_candidates(
     problem: ConvProblem,
     device: str,
     mode: str,
-    build: Callable[[ConvProblem], Callable],
-    layouts: tuple[str, str] = ("BCHW", "BCNHW"),
-    permute: Callable | None = None,
+    layouts: tuple[str, str],
     weights: Callable | None = None,
-) -> tuple[Any, str | None]:
-    """The native kernel as a layer candidate ``(Candidate, None)``, or ``(None, why not)``.
-    The kernel takes BCHW and gives BCNHW (the PyTorch layer's layouts: nothing around it);
-    a layer with other ``layouts`` (Keras' channels_last) gives ``permute``, and one that
-    keeps another parameter than the ``(N, KH, KW)`` filters gives ``weights`` (``wrap``)."""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """What a layer on PyTorch tensors can run (the PyTorch layer, Keras on torch): PyTorch's
+    strategies (``_core.candidates_for``) and, as ``native``, sharedconv's own kernel
+    (``torch_native``: BCHW in, BCNHW out, permuted to and from the layer's ``layouts`` like
+    any strategy), with the reasons for the others. ``weights``: see ``_core.wrap``."""
     import dataclasses
 
     from ..backends.registry import load_backend
-    from ._core import NATIVE, NATIVE_RECORD, Candidate, wrap
+    from ._core import NATIVE, NATIVE_RECORD, Candidate, candidates_for, wrap
 
+    offered, refused = candidates_for(
+        load_backend("torch"), torch_builders(problem), problem, device, mode, *layouts,
+        torch_permute, weights=weights,
+    )  # fmt: skip
     backend = load_backend(NATIVE_RECORD[0])
-    missing = backend.available()
-    if missing:
-        return None, missing
     strategy = backend.strategy(NATIVE_RECORD[1])
-    why = backend.supports(problem, strategy, device, mode)
+    why = backend.available() or backend.supports(problem, strategy, device, mode)
     if why:
-        return None, why
-    fn = build(problem)
-    if permute is not None or weights is not None:
-        fn = wrap(fn, strategy, *layouts, permute or torch_permute, weights)
-    return Candidate(dataclasses.replace(strategy, name=NATIVE), fn), None
+        refused[NATIVE] = why
+    else:
+        fn = wrap(torch_native(problem), strategy, *layouts, torch_permute, weights)
+        offered[NATIVE] = Candidate(dataclasses.replace(strategy, name=NATIVE), fn)
+    return offered, refused
 
 
 # --------------------------------------------------------------------------- jax

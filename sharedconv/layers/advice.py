@@ -5,21 +5,9 @@
 from __future__ import annotations
 
 from ..backends.problem import ConvProblem
-from ._core import NATIVE, NATIVE_RECORDS
+from ._core import NATIVE, NATIVE_RECORDS, layer_strategies
 
 PREDICT = "_predict"  # the Keras backends' strategies through model.predict: the same op
-
-
-def _layer_strategies(framework: str) -> list[str]:
-    """The strategies the layers run on ``framework`` (the framework backends' own, less those
-    that compile a graph of their own: compile the whole model instead)."""
-    if framework == "torch":
-        from ..backends.torch_backend import STRATEGIES
-    elif framework == "jax":
-        from ..backends.jax_backend import STRATEGIES
-    else:
-        from ..backends.tensorflow_backend import STRATEGIES
-    return [s.name for s in STRATEGIES if not s.form and "compiled" not in s.tags]
 
 
 def _pair(value: tuple[int, int]) -> object:
@@ -66,17 +54,17 @@ def in_your_model(backend: str, strategy: str, problem: ConvProblem) -> str | No
     if (backend, strategy) in NATIVE_RECORDS:
         line = f"sharedconv.layers.torch.SharedConv2d({_arguments(problem, NATIVE, 'torch')})"
         return line + (f", or {keras('torch', NATIVE)}" if keras_ok else "") + " (on the CPU)"
-    if backend == "torch" and strategy in _layer_strategies("torch"):
+    if backend == "torch" and strategy in layer_strategies("torch"):
         return f"sharedconv.layers.torch.SharedConv2d({_arguments(problem, strategy, 'torch')})"
-    if backend == "jax" and strategy in _layer_strategies("jax"):
+    if backend == "jax" and strategy in layer_strategies("jax"):
         args = _arguments(problem, strategy, "jax")
         return (
             f"sharedconv.layers.jax.shared_conv2d(x, w, {'b' if problem.bias else 'None'}, {args})"
         )
-    if backend == "tensorflow" and keras_ok and strategy in _layer_strategies("tensorflow"):
+    if backend == "tensorflow" and keras_ok and strategy in layer_strategies("tensorflow"):
         return keras("tensorflow", strategy)
     if backend.startswith("keras-") and keras_ok:
         framework, name = backend.removeprefix("keras-"), strategy.removesuffix(PREDICT)
-        if framework in ("torch", "jax", "tensorflow") and name in _layer_strategies(framework):
+        if framework in ("torch", "jax", "tensorflow") and name in layer_strategies(framework):
             return keras(framework, name)
     return None

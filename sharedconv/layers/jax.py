@@ -33,10 +33,9 @@ _SELECTORS: dict[tuple[Any, ...], Selector] = {}
 
 
 def strategies() -> list[str]:
-    """The strategies :func:`shared_conv2d` can run (every strategy of the JAX backend)."""
-    from ..backends.jax_backend import STRATEGIES
-
-    return [s.name for s in STRATEGIES]
+    """The strategies :func:`shared_conv2d` can run (every strategy of the JAX backend:
+    ``_core.layer_strategies``)."""
+    return _core.layer_strategies("jax")
 
 
 def _selector(strategy: str, budget: float | None, results: Any) -> Selector:

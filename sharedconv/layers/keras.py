@@ -28,22 +28,14 @@ _BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def strategies(backend: str | None = None) -> list[str]:
-    """The strategies the layer can run on a Keras backend (the current one by default)."""
+    """The strategies the layer can run on a Keras backend (the current one by default):
+    ``_core.layer_strategies`` of the backend's framework (on torch with ``native``)."""
     backend = backend or keras.backend.backend()
     if backend not in _BACKENDS:
         raise LayerError(
             f"Keras backend {backend!r} is not supported; use tensorflow, jax or torch"
         )
-    if backend == "torch":
-        from ..backends.torch_backend import STRATEGIES
-    elif backend == "jax":
-        from ..backends.jax_backend import STRATEGIES
-    else:
-        from ..backends.tensorflow_backend import STRATEGIES
-    names = [s.name for s in STRATEGIES if not s.form]  # compiled/XLA variants compile their own
-    # on torch, sharedconv's own kernel takes the tensors without a copy (the CPU's; channels_last
-    # permutes around it, as it does around every strategy whose layouts differ from the layer's)
-    return names + [_core.NATIVE] if backend == "torch" else names
+    return _core.layer_strategies(backend)
 
 
 @keras.saving.register_keras_serializable(package="sharedconv")
@@ -261,7 +253,11 @@ class SharedConv2D(keras.layers.Layer):
         in_layout, out_layout = self._layouts
 
         def candidates() -> tuple[dict, dict]:
-            offered, refused = _core.candidates_for(
+            if framework == "torch":  # PyTorch's strategies and the native kernel
+                return _frameworks.torch_candidates(
+                    problem, device, mode, self._layouts, self._filters
+                )
+            return _core.candidates_for(
                 backend,
                 builders,
                 problem,
@@ -272,21 +268,6 @@ class SharedConv2D(keras.layers.Layer):
                 permute,
                 weights=self._filters,
             )
-            if framework == "torch":
-                native, why = _frameworks.native_candidate(
-                    problem,
-                    device,
-                    mode,
-                    _frameworks.torch_native,
-                    (in_layout, out_layout),
-                    permute,
-                    self._filters,
-                )
-                if native is not None:
-                    offered[_core.NATIVE] = native
-                else:
-                    refused[_core.NATIVE] = why
-            return offered, refused
 
         return _core.choose(
             self._selector, key, problem, candidates, runner, compiled=framework != "torch"

@@ -30,12 +30,9 @@ _DTYPES = {
 
 
 def strategies() -> list[str]:
-    """The strategies the module can run: the PyTorch backend's, less the ones that compile
-    their own graph (compile the whole model with ``torch.compile`` instead), and ``native``,
-    sharedconv's own kernel (CPU, float32/float64; it takes the tensors without a copy)."""
-    from ..backends.torch_backend import STRATEGIES
-
-    return [s.name for s in STRATEGIES if "compiled" not in s.tags] + [_core.NATIVE]
+    """The strategies the module can run (``_core.layer_strategies``: the PyTorch backend's
+    but the compiled ones, and ``native``)."""
+    return _core.layer_strategies("torch")
 
 
 class SharedConv2d(nn.Module):
@@ -138,26 +135,10 @@ class SharedConv2d(nn.Module):
             _DTYPES[dtype],
         )
         key = _frameworks.torch_key(problem, mode, device, f"{IN_LAYOUT}->{OUT_LAYOUT}")
-        backend = _backend()
         dev = "cpu" if device.type == "cpu" else "cuda"
 
         def candidates() -> tuple[dict, dict]:
-            offered, refused = _core.candidates_for(
-                backend,
-                _builders(problem),
-                problem,
-                dev,
-                mode,
-                IN_LAYOUT,
-                OUT_LAYOUT,
-                _frameworks.torch_permute,
-            )
-            native, why = _frameworks.native_candidate(problem, dev, mode, _frameworks.torch_native)
-            if native is not None:
-                offered[_core.NATIVE] = native
-            else:
-                refused[_core.NATIVE] = why
-            return offered, refused
+            return _frameworks.torch_candidates(problem, dev, mode, (IN_LAYOUT, OUT_LAYOUT))
 
         def runner() -> _core.Runner:
             return _frameworks.torch_runner(problem, x, self.weight, self.bias, OUT_LAYOUT)
@@ -186,14 +167,3 @@ class SharedConv2d(nn.Module):
             return memo[1](x, self.weight, self.bias)
         fn = self._dispatch(shape, x.dtype, x.device, mode, x)
         return fn(x, self.weight, self.bias)
-
-
-def _backend() -> Any:
-    from ..backends.registry import load_backend
-
-    return load_backend("torch")
-
-
-def _builders(problem: Any) -> dict:
-    # no compiled_* builders: candidates_for refuses those strategies with the reason
-    return _frameworks.torch_builders(problem)
