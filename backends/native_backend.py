@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import importlib.machinery
-import math
 import os
 import platform
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from .contract import Backend, Strategy, StrategyTable
 from .output_pool import OutputPool, limit_from_env
 from .problem import ConvProblem
 
-ABI_VERSION = 2
+ABI_VERSION = 1
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "native_kernel.cpp"
 BUILD_HINT = "pip install --force-reinstall --no-deps sharedconv (or `pip install -e .` in a checkout); the build needs g++ with OpenMP"
@@ -124,7 +123,7 @@ def open_library(path: Path, source: Path = SOURCE) -> ctypes.CDLL:
     lib.sc_openmp.restype = ctypes.c_int
     pointer, integer = ctypes.c_void_p, ctypes.c_int
     for suffix in ("f32", "f64"):
-        getattr(lib, f"sc_forward_{suffix}").argtypes = [pointer] * 5 + [integer, integer]
+        getattr(lib, f"sc_forward_{suffix}").argtypes = [pointer] * 5 + [integer]
         getattr(lib, f"sc_forward_{suffix}").restype = None
         getattr(lib, f"sc_backward_{suffix}").argtypes = [pointer] * 7 + [integer]
         getattr(lib, f"sc_backward_{suffix}").restype = None
@@ -168,55 +167,6 @@ def _empty(shape: tuple[int, ...], dtype: type, pool: OutputPool | None) -> np.n
     return np.empty(shape, dtype) if pool is None else pool.empty(shape, dtype)
 
 
-STREAM_MODES = ("auto", "on", "off")
-_FALLBACK_CACHE = 32 << 20  # a server CPU's last-level cache, where sysfs does not say
-
-
-SYSFS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
-
-
-@cache
-def last_level_cache_bytes(folder: Path = SYSFS_CACHE) -> int:
-    """The largest data cache of this machine's first CPU (sysfs), e.g. its L3: outputs larger
-    than it are streamed past the cache (``stream_outputs``). 32 MiB where sysfs does not say."""
-    best = 0
-    for index in folder.glob("index*"):
-        try:
-            if (index / "type").read_text().strip() == "Instruction":
-                continue
-            text = (index / "size").read_text().strip().upper()
-        except OSError:
-            continue
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        digits = text.rstrip("KMGB")
-        if digits.isdigit():
-            best = max(best, int(digits) * scale)
-    return best or _FALLBACK_CACHE
-
-
-def stream_mode() -> str:
-    """``SHAREDCONV_NATIVE_STREAM``: ``auto`` (unset), ``on`` or ``off``; a ValueError naming
-    the fix for anything else."""
-    raw = os.environ.get("SHAREDCONV_NATIVE_STREAM", "").strip().lower() or "auto"
-    if raw not in STREAM_MODES:
-        raise ValueError(
-            f"SHAREDCONV_NATIVE_STREAM={raw!r} is not one of {', '.join(STREAM_MODES)}: "
-            "auto streams outputs larger than the last-level cache past it, on always, off "
-            "never; set one of them or unset it"
-        )
-    return raw
-
-
-def stream_outputs(problem: ConvProblem) -> bool:
-    """Whether the forward writes its output with non-temporal stores: under ``auto`` when the
-    output is larger than the last-level cache (it cannot stay there for a reader anyway, and
-    an ordinary store would read every line of it from memory before writing it)."""
-    mode = stream_mode()
-    if mode != "auto":
-        return mode == "on"
-    return problem.itemsize * math.prod(problem.y_shape) > last_level_cache_bytes()
-
-
 def geometry_values(problem: ConvProblem) -> tuple[int, ...]:
     """B, C, H, W, N, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo: what the kernel is told."""
     (pt, _), (pl, _) = problem.pads
@@ -255,10 +205,6 @@ def _refuse(problem: ConvProblem, device: str, mode: str) -> str | None:
         )
     if max(geometry_values(problem)) >= 2**31:
         return "a size over 2**31 does not fit the kernel's 32-bit geometry"
-    try:
-        stream_mode()
-    except ValueError as exc:
-        return str(exc)
     return None
 
 
@@ -271,11 +217,9 @@ def forward(
     out: np.ndarray | None = None,
     lib: ctypes.CDLL | None = None,
     pool: OutputPool | None = None,
-    stream: bool | None = None,
 ) -> np.ndarray:
     """y of ``problem`` from C-contiguous arrays of the problem's dtype (checked), written to
-    ``out``, else to an array from ``pool``, else to a fresh ``np.empty``; with non-temporal
-    stores when ``stream`` (None: ``stream_outputs(problem)``)."""
+    ``out``, else to an array from ``pool``, else to a fresh ``np.empty``."""
     suffix, dtype = _DTYPES[problem.dtype]
     _check(x, problem.x_shape, dtype, "x")
     _check(w, problem.w_shape, dtype, "w")
@@ -291,7 +235,6 @@ def forward(
         None if b is None else b.ctypes.data,
         y.ctypes.data,
         threads,
-        stream_outputs(problem) if stream is None else bool(stream),
     )
     return y
 

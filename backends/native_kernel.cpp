@@ -7,9 +7,7 @@
 // inputs of consecutive outputs j are consecutive in memory, whatever the stride, padding or
 // dilation. A tile of NB filters x V vectors of outputs is kept in registers while all KH*KW
 // taps stream through it (NB*V fused multiply-adds per V loads and NB broadcasts), and every
-// output is written to memory once: in place, or, for outputs larger than the cache, into a
-// staging buffer in L2 and from there with non-temporal stores (no read of each line before it
-// is written, no eviction of the inputs). Backward: dw from the same scratch (a tile of 2 or 4
+// output is written to memory once. Backward: dw from the same scratch (a tile of 2 or 4
 // filters x up to 6 taps in registers over a whole image), dx as a correlation of the padded dy
 // with the filters (stride 1: a tile of rows x vectors, each tap column's weights held in
 // registers while the dy rows stream past) or a scatter (stride > 1); db as dx copies dy. Partial sums of
@@ -28,9 +26,6 @@
 #include <algorithm>
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-#if defined(__SSE2__)
-#include <immintrin.h>
 #endif
 
 #define SC_INLINE inline __attribute__((always_inline))
@@ -142,20 +137,11 @@ template <class T> void fill_scratch(const Geometry& g, const T* x, T* s) {
 
 // ---- forward ----------------------------------------------------------------------------
 
-// Where a block of filters' outputs go: filter n0 + nb's output row i at out + nb*ps +
-// (i - i0)*Wo (the output itself: out at filter n0's plane, ps a plane, i0 = 0; or a staging
-// buffer of rows i0.. of each filter, ps their length).
-template <class T> struct Out {
-  T* out;
-  size_t ps;
-  int i0;
-};
-
 // One tile: filters n0..n0+NB-1, output row i, columns j0 .. j0 + V*L - 1 (the last vector
 // holding `last` valid lanes, < L only in rows narrower than a vector). `wt` holds the filters
 // tap-major: wt[(p*KW+q)*N + n].
 template <class T, int NB, int V>
-SC_INLINE void fwd_tile(const Geometry& g, const T* s, const T* wt, const T* bias, Out<T> o,
+SC_INLINE void fwd_tile(const Geometry& g, const T* s, const T* wt, const T* bias, T* y_img,
                         int n0, int i, int j0, int last) {
   typedef typename Vec<T>::type vec;
   constexpr int L = Vec<T>::L;
@@ -178,8 +164,9 @@ SC_INLINE void fwd_tile(const Geometry& g, const T* s, const T* wt, const T* bia
       }
     }
   }
+  const size_t plane = (size_t)g.Ho * g.Wo;
   for (int nb = 0; nb < NB; ++nb) {
-    T* yp = o.out + (size_t)nb * o.ps + (size_t)(i - o.i0) * g.Wo + j0;
+    T* yp = y_img + (size_t)(n0 + nb) * plane + (size_t)i * g.Wo + j0;
     for (int v = 0; v < V - 1; ++v) storeu(yp + v * L, acc[nb][v]);
     if (last == L)
       storeu(yp + (V - 1) * L, acc[nb][V - 1]);
@@ -191,14 +178,13 @@ SC_INLINE void fwd_tile(const Geometry& g, const T* s, const T* wt, const T* bia
 // A row's outputs: tiles of 3 full vectors, then one tile of 1, 2 or 3 vectors that ends at the
 // row's end, moved back over outputs already computed (each output is written, not
 // accumulated, so recomputing it is harmless) so that no tile is partial. A partial vector
-// only in rows narrower than 3 vectors (one tile for the whole row). Rows i0 .. i1 - 1.
+// only in rows narrower than 3 vectors (one tile for the whole row).
 template <class T, int NB>
-void fwd_block(const Geometry& g, const T* s, const T* wt, const T* bias, Out<T> y_img, int n0,
-               int i0, int i1) {
+void fwd_block(const Geometry& g, const T* s, const T* wt, const T* bias, T* y_img, int n0) {
   constexpr int L = Vec<T>::L;
   const int full = g.Wo / (3 * L) * (3 * L);
   const int rest = g.Wo - full;
-  for (int i = i0; i < i1; ++i) {
+  for (int i = 0; i < g.Ho; ++i) {
     if (g.Wo < 3 * L) {  // the whole row in one tile, its last vector partial
       if (g.Wo <= L)
         fwd_tile<T, NB, 1>(g, s, wt, bias, y_img, n0, i, 0, g.Wo);
@@ -235,75 +221,15 @@ constexpr int FWD_NB = SC_FWD_NB;
 // fwd_block for the last block's NB = left (< FWD_NB filters) as a constant
 template <class T, int NB>
 SC_INLINE void fwd_block_of(int left, const Geometry& g, const T* s, const T* wt, const T* bias,
-                            Out<T> y_img, int n0, int i0, int i1) {
+                            T* y_img, int n0) {
   if constexpr (NB > 1) {
-    if (left < NB) return fwd_block_of<T, NB - 1>(left, g, s, wt, bias, y_img, n0, i0, i1);
+    if (left < NB) return fwd_block_of<T, NB - 1>(left, g, s, wt, bias, y_img, n0);
   }
-  fwd_block<T, NB>(g, s, wt, bias, y_img, n0, i0, i1);
+  fwd_block<T, NB>(g, s, wt, bias, y_img, n0);
 }
 
-// Copies n elements to dst, the cache lines wholly inside it with non-temporal stores: they go
-// to memory without being read first (an ordinary store reads the line into the cache before
-// writing it, so an output larger than the cache crosses the memory bus twice) and without
-// evicting the inputs. The lines at either end, shared with the neighbouring rows, with
-// ordinary stores. The caller fences (sfence) before its writes are read.
-template <class T> void stream_copy(T* dst, const T* src, size_t n) {
-  size_t k = 0;
-#if defined(__SSE2__)
-  constexpr size_t LINE = 64 / sizeof(T);
-  while (k < n && (reinterpret_cast<uintptr_t>(dst + k) & 63) != 0) {
-    dst[k] = src[k];
-    ++k;
-  }
-  for (; k + LINE <= n; k += LINE) {
-    char* d = reinterpret_cast<char*>(dst + k);
-    const char* q = reinterpret_cast<const char*>(src + k);
-#if defined(__AVX512F__)
-    _mm512_stream_si512(reinterpret_cast<__m512i*>(d), _mm512_loadu_si512(q));
-#elif defined(__AVX__)
-    for (int h = 0; h < 64; h += 32)
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(d + h),
-                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + h)));
-#else
-    for (int h = 0; h < 64; h += 16)
-      _mm_stream_si128(reinterpret_cast<__m128i*>(d + h),
-                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + h)));
-#endif
-  }
-#endif
-  if (k < n) std::memcpy(dst + k, src + k, sizeof(T) * (n - k));
-}
-
-SC_INLINE void stream_fence() {
-#if defined(__SSE2__)
-  _mm_sfence();
-#endif
-}
-
-// Rows of outputs a block computes into its staging buffer before they are streamed out: a
-// multiple of the rows whose length is a multiple of 64 bytes (so that every buffer's copy
-// starts where the previous one ended, at the same offset in a cache line, and no line is
-// split between two copies but at a plane's ends), about 16 KiB of the block's filters: the
-// buffer stays in the L1 cache between its writes and the copy's reads.
-template <class T> int stage_rows(const Geometry& g) {
-  const size_t row = (size_t)g.Wo * sizeof(T);
-  size_t a = row, b = 64;  // gcd(row, 64)
-  while (b != 0) {
-    const size_t t = a % b;
-    a = b;
-    b = t;
-  }
-  const size_t unit = 64 / a;  // rows per whole number of lines
-  const size_t units = std::max<size_t>(1, (16u << 10) / (FWD_NB * row * unit));
-  return (int)std::min<size_t>((size_t)g.Ho, unit * units);
-}
-
-// stream: the outputs computed into a staging buffer in the L2 cache and copied out with
-// non-temporal stores (stream_copy), for outputs much larger than the cache; else written in
-// place with ordinary stores (for outputs the caller reads while they are still in cache).
 template <class T>
-void forward(const int32_t* geom, const T* x, const T* w, const T* bias, T* y, int threads,
-             bool stream) {
+void forward(const int32_t* geom, const T* x, const T* w, const T* bias, T* y, int threads) {
   const Geometry g(geom);
   const int taps = g.KH * g.KW;
   std::vector<T> wt((size_t)taps * g.N);
@@ -316,8 +242,6 @@ void forward(const int32_t* geom, const T* x, const T* w, const T* bias, T* y, i
 #pragma omp parallel num_threads(threads) if (threads > 1 && items > 1)
   {
     std::vector<T> scratch(g.scratch_elems());
-    const int chunk = stage_rows<T>(g);
-    std::vector<T> stage(stream ? (size_t)FWD_NB * chunk * g.Wo : 0);
     long current = -1;
 #pragma omp for schedule(static)
     for (long item = 0; item < items; ++item) {
@@ -327,24 +251,9 @@ void forward(const int32_t* geom, const T* x, const T* w, const T* bias, T* y, i
         fill_scratch(g, x + (size_t)img * g.H * g.W, scratch.data());
         current = img;
       }
-      T* y_blk = y + ((size_t)img * g.N + n0) * plane;
-      const int left = g.N - n0;
-      if (!stream) {
-        fwd_block_of<T, FWD_NB>(left, g, scratch.data(), wt.data(), bias, {y_blk, plane, 0}, n0,
-                                0, g.Ho);
-        continue;
-      }
-      const int nbs = std::min(left, FWD_NB);
-      for (int i0 = 0; i0 < g.Ho; i0 += chunk) {
-        const int i1 = std::min(g.Ho, i0 + chunk);
-        const size_t len = (size_t)(i1 - i0) * g.Wo;
-        fwd_block_of<T, FWD_NB>(left, g, scratch.data(), wt.data(), bias, {stage.data(), len, i0},
-                                n0, i0, i1);
-        for (int nb = 0; nb < nbs; ++nb)
-          stream_copy(y_blk + (size_t)nb * plane + (size_t)i0 * g.Wo, stage.data() + nb * len, len);
-      }
+      T* y_img = y + (size_t)img * g.N * plane;
+      fwd_block_of<T, FWD_NB>(g.N - n0, g, scratch.data(), wt.data(), bias, y_img, n0);
     }
-    if (stream) stream_fence();
   }
 }
 
@@ -752,7 +661,7 @@ void backward(const int32_t* geom, const T* x, const T* w, const T* dy, T* dx, T
 extern "C" {
 
 // Bumped whenever a signature below changes; the Python side refuses a library that differs.
-int sc_abi_version(void) { return 2; }
+int sc_abi_version(void) { return 1; }
 
 // What this build was compiled for, e.g. "x86-64-v3 (AVX2, FMA)", for the run's record.
 const char* sc_build(void) {
@@ -783,15 +692,14 @@ int sc_openmp(void) {
 #endif
 }
 
-// geom: B, C, H, W, N, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo (the caller checks them);
-// stream: nonzero to write y with non-temporal stores (forward's comment)
+// geom: B, C, H, W, N, KH, KW, sh, sw, dh, dw, pt, pl, Ho, Wo (the caller checks them)
 void sc_forward_f32(const int32_t* geom, const float* x, const float* w, const float* b, float* y,
-                    int threads, int stream) {
-  forward<float>(geom, x, w, b, y, threads, stream != 0);
+                    int threads) {
+  forward<float>(geom, x, w, b, y, threads);
 }
 void sc_forward_f64(const int32_t* geom, const double* x, const double* w, const double* b,
-                    double* y, int threads, int stream) {
-  forward<double>(geom, x, w, b, y, threads, stream != 0);
+                    double* y, int threads) {
+  forward<double>(geom, x, w, b, y, threads);
 }
 void sc_backward_f32(const int32_t* geom, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db, int threads) {

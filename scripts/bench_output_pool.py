@@ -38,6 +38,7 @@ def child(seconds: float, threads: int) -> None:
     from sharedconv.backends.problem import make_inputs, parse_problem
     from sharedconv.backends.registry import load_backend
     from sharedconv.harness.stats import paired_ratio
+    from sharedconv.harness.timing import timed_block
 
     backend = load_backend("native")
     backend.configure(threads, "cpu")
@@ -50,47 +51,37 @@ def child(seconds: float, threads: int) -> None:
                 name: backend.prepare(problem, arrays, backend.strategy(name), "cpu", mode)
                 for name in ("direct", "direct_pooled")
             }
-            per_call, faults = paired_blocks(calls, seconds)
+            for call in calls.values():  # warm: the pool holds this shape's buffers now
+                call()
+                call()
+            one = {n: _one_call(c) for n, c in calls.items()}
+            sizes = {n: max(1, round(BLOCK_S / max(t, 1e-7))) for n, t in one.items()}
+            per_call = {n: [] for n in calls}
+            faults = {n: 0 for n in calls}
+            rng = random.Random(0)
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds or len(per_call["direct"]) < 8:
+                order = list(calls)
+                rng.shuffle(order)
+                for n in order:
+                    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                    block = timed_block(calls[n], lambda _out: None, sizes[n], time.perf_counter)
+                    faults[n] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+                    per_call[n].append(block / sizes[n])
             ratio = paired_ratio(per_call["direct"], per_call["direct_pooled"])
+            cycles = len(per_call["direct"])
             rows.append(
                 {
                     "problem": text,
                     "mode": mode,
-                    "cycles": len(per_call["direct"]),
+                    "cycles": cycles,
                     "median_s": {n: float(np.median(v)) for n, v in per_call.items()},
-                    "faults_per_call": faults,
+                    "faults_per_call": {n: faults[n] / (sizes[n] * cycles) for n in per_call},
                     "direct_over_pooled": [float(x) for x in ratio],
                 }
             )
             print(f"{text} {mode}: {ratio[0]:.3f}", file=sys.stderr, flush=True)
     print(MARK + json.dumps(rows), flush=True)
-
-
-def paired_blocks(calls: dict, seconds: float) -> tuple[dict, dict]:
-    """Each call's time per call in alternating blocks of about 20 ms (a new random order
-    every cycle; at least 8 cycles, else ``seconds``) after two warm calls each, and its
-    minor page faults per call over its blocks."""
-    from sharedconv.harness.timing import timed_block
-
-    for call in calls.values():  # warm: a pool holds this shape's buffers now
-        call()
-        call()
-    one = {n: _one_call(c) for n, c in calls.items()}
-    sizes = {n: max(1, round(BLOCK_S / max(t, 1e-7))) for n, t in one.items()}
-    per_call: dict = {n: [] for n in calls}
-    faults = {n: 0 for n in calls}
-    rng = random.Random(0)
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(next(iter(per_call.values()))) < 8:
-        order = list(calls)
-        rng.shuffle(order)
-        for n in order:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            block = timed_block(calls[n], lambda _out: None, sizes[n], time.perf_counter)
-            faults[n] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-            per_call[n].append(block / sizes[n])
-    cycles = len(next(iter(per_call.values())))
-    return per_call, {n: faults[n] / (sizes[n] * cycles) for n in calls}
 
 
 def _one_call(call) -> float:
@@ -99,13 +90,12 @@ def _one_call(call) -> float:
     return time.perf_counter() - t
 
 
-def run(mallocs: list[str], seconds: float, threads: int, script: str = __file__) -> dict:
-    """One child of ``script`` (``--child``) per allocator setting; their rows by setting."""
+def run(mallocs: list[str], seconds: float, threads: int) -> dict:
     from sharedconv.harness import allocators
     from sharedconv.harness.machine import machine_info
 
     out = {
-        "command": f"python scripts/{Path(script).name} " + " ".join(sys.argv[1:]),
+        "command": "python scripts/bench_output_pool.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
         "machine": machine_info(),
         "threads": threads,
@@ -119,7 +109,7 @@ def run(mallocs: list[str], seconds: float, threads: int, script: str = __file__
         proc = subprocess.run(
             [
                 sys.executable,
-                script,
+                __file__,
                 "--child",
                 "--seconds",
                 str(seconds),

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   const Geometry g(geom);
   std::vector<float> scratch(g.scratch_elems()), pad, acc;
   std::vector<double> dwacc(w.size()), dbacc(N);
-  const double fwd = best_of([&] { forward<float>(geom, x.data(), w.data(), b.data(), y.data(), 1, false); }, repeats);
+  const double fwd = best_of([&] { forward<float>(geom, x.data(), w.data(), b.data(), y.data(), 1); }, repeats);
   const double bwd = best_of([&] { backward<float>(geom, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), 1); }, repeats);
   const double t_dw = best_of([&] {
     for (size_t img = 0; img < images; ++img) {
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     for (size_t img = 0; img < images; ++img) dx_stride1(g, dy.data() + img * N * plane, w.data(), dx.data() + img * H * W, pad, acc, dbacc.data());
   }, repeats);
   const int team = 2;
-  const double fwd2 = best_of([&] { forward<float>(geom, x.data(), w.data(), b.data(), y.data(), team, false); }, repeats);
+  const double fwd2 = best_of([&] { forward<float>(geom, x.data(), w.data(), b.data(), y.data(), team); }, repeats);
   const double bwd2 = best_of([&] { backward<float>(geom, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), team); }, repeats);
   std::printf("build %s, one thread, B=%d,C=%d,H=%d,W=%d,N=%d,K=%d, best of %d\n", sc_build(), B, C, H, W, N, K, repeats);
   std::printf("part      ms   GFLOP/s\n");

@@ -48,10 +48,7 @@ def _agree(problem: ConvProblem, lib, threads: int = 2) -> None:
     dtype = np.float64 if problem.dtype == "float64" else np.float32
     x, w, dy = (np.ascontiguousarray(arrays[k], dtype) for k in ("x", "w", "dy"))
     b = np.ascontiguousarray(arrays["b"], dtype) if problem.bias else None
-    got = {"y": nb.forward(problem, x, w, b, threads, lib=lib, stream=False)}
-    # the output written past the cache (non-temporal stores from a staging buffer) is the same
-    streamed = nb.forward(problem, x, w, b, threads, lib=lib, stream=True)
-    assert np.array_equal(streamed, got["y"]), f"{problem.to_text()}: streamed y differs"
+    got = {"y": nb.forward(problem, x, w, b, threads, lib=lib)}
     grads = nb.backward(problem, x, w, dy, problem.bias, threads, lib=lib)
     got.update(zip(("dx", "dw", "db"), grads, strict=False))
     failures = compare_outputs(problem, got, reference(problem, arrays, "train"))["failures"]
@@ -87,10 +84,6 @@ EDGES = [
         (21, 97, 13, 3, ",padding=same,dtype=float64"),
         (15, 80, 17, 4, ",padding=same"),
         (26, 129, 10, 5, ",padding=2"),
-        # the streamed forward's staging buffer holds about 128 KiB of a block's rows: rows this
-        # wide take several buffers a plane, the last one partial
-        (70, 600, 9, 3, ""),
-        (41, 700, 5, 3, ",stride=2,padding=same,dtype=float64"),
     ]
 ]
 
@@ -107,40 +100,6 @@ def test_tiling_edges_agree_with_oracle(lib_path, text):
 def test_any_thread_count_agrees(threads):
     # more threads than images, and an odd count: the dw/db partial sums per thread
     _agree(parse_problem("B=1,C=2,H=20,W=30,N=6,K=3,padding=same"), nb.load_library(), threads)
-
-
-def test_outputs_larger_than_the_last_level_cache_are_streamed(monkeypatch, tmp_path):
-    for index, (kind, level, size) in enumerate(
-        [
-            ("Data", 1, "48K"),
-            ("Instruction", 1, "32K"),
-            ("Unified", 2, "1024K"),
-            ("Unified", 3, "8M"),
-        ]
-    ):
-        folder = tmp_path / f"index{index}"
-        folder.mkdir()
-        (folder / "type").write_text(kind + "\n")
-        (folder / "level").write_text(f"{level}\n")
-        (folder / "size").write_text(size + "\n")
-    assert nb.last_level_cache_bytes(tmp_path) == 8 << 20
-    assert nb.last_level_cache_bytes(tmp_path / "absent") == 32 << 20  # sysfs silent: 32 MiB
-    monkeypatch.setattr(nb, "last_level_cache_bytes", lambda: 8 << 20)
-    small = parse_problem("B=1,C=8,H=64,W=64,N=16,K=1")  # 2 MiB of output
-    large = parse_problem("B=4,C=64,H=64,W=64,N=16,K=1")  # 64 MiB
-    monkeypatch.delenv("SHAREDCONV_NATIVE_STREAM", raising=False)
-    assert (nb.stream_outputs(small), nb.stream_outputs(large)) == (False, True)
-    for mode, both in (("on", True), ("off", False)):
-        monkeypatch.setenv("SHAREDCONV_NATIVE_STREAM", mode)
-        assert nb.stream_outputs(small) is both and nb.stream_outputs(large) is both
-
-
-def test_a_bad_stream_setting_is_refused_with_the_fix(monkeypatch):
-    monkeypatch.setenv("SHAREDCONV_NATIVE_STREAM", "sometimes")
-    problem = parse_problem("B=1,C=1,H=8,W=8,N=2,K=3")
-    for name in ("direct", "direct_pooled"):
-        why = nb.NativeBackend().strategy(name).supports(problem, "cpu", "forward")
-        assert why and "SHAREDCONV_NATIVE_STREAM='sometimes'" in why and "unset it" in why
 
 
 def test_half_precision_is_refused_with_a_reason():
