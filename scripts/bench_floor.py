@@ -174,16 +174,26 @@ def table_key(meta: dict[str, Any]) -> tuple[str, str, str]:
     return ",".join(meta.get("malloc", [])), where, day
 
 
+def roofline_key(meta: dict[str, Any]) -> tuple[str, str, str]:
+    """The runs whose rooflines are one machine's: a table's (``table_key``), its sequential
+    and interleaved runs together. The big problem's run is never interleaved (its outputs are
+    too large to hold every candidate's at once), so it has a table of its own beside an
+    interleaved main run, and a roofline probed in a slow spell of the machine (103.8 GFLOP/s
+    there, 2026-11-29 13:36, against 187.2 at 12:48) would make its floor the slow spell's."""
+    malloc, where, day = table_key(meta)
+    return malloc, where, day.removesuffix(", interleaved")
+
+
 def best_rooflines(runs: list[Any]) -> dict[tuple[str, str, str], Any]:
-    """Per table, the highest peak and bandwidth its runs measured: a probe that ran in a slow
-    spell of this shared machine (one measured 107 GFLOP/s half an hour after another measured
-    185) would put the floor above what the machine does, and a share over 100%."""
+    """Per ``roofline_key``, the highest peak and bandwidth its runs measured: a probe that ran
+    in a slow spell of this shared machine (one measured 107 GFLOP/s half an hour after another
+    measured 185) would put the floor above what the machine does, and a share over 100%."""
     from sharedconv.harness.records import Roofline
 
     best: dict[tuple[str, str, str], Any] = {}
     for run in runs:
         meta = run.meta
-        roof, key = meta.roofline, table_key(meta.to_dict())
+        roof, key = meta.roofline, roofline_key(meta.to_dict())
         if roof is None or not roof.usable:
             continue
         if key in best:
@@ -311,13 +321,11 @@ def render(results: list[dict[str, Any]], command: str) -> str:
             )
         lines += [
             "",
-            f"The floors below from the highest of these runs' rooflines: "
-            f"{used['peak_flops'] / 1e9:.1f} GFLOP/s, {used['copy_bytes_per_s'] / 1e9:.1f} GB/s"
-            + (
-                " (a probe in a slow spell of the machine would set the floor above what it does)."
-                if len(runs) > 1
-                else "."
-            ),
+            "The floors below from the highest roofline this allocator's runs of the day "
+            "measured on this machine (this table's and, sequential or interleaved, the "
+            f"other's): {used['peak_flops'] / 1e9:.1f} GFLOP/s, "
+            f"{used['copy_bytes_per_s'] / 1e9:.1f} GB/s (a probe in a slow spell of the "
+            "machine would set the floor above what it does).",
             "",
             f"**The best verified strategy at {GOAL:.0%} of the floor or more: {len(reached)} of "
             f"{len(ran)}** problem x mode pairs timed; **the native kernel the fastest: "
@@ -409,7 +417,9 @@ def main() -> None:
 
     runs = [read_run(folder) for folder in folders]
     roofs = best_rooflines(runs)
-    text = render([analyse(run, roofs.get(table_key(run.meta.to_dict()))) for run in runs], command)
+    text = render(
+        [analyse(run, roofs.get(roofline_key(run.meta.to_dict()))) for run in runs], command
+    )
     print(text)
     if args.write_doc:
         write_section(args.write_doc, MARK, text)
