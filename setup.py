@@ -56,6 +56,6 @@ def malloc_peak() -> Extension:
     )
 
 
-# The kernel's builds compile in parallel, one a core (each is one g++ process of a minute's
-# CPU): an install, and the wheel the tests build, take half the time on two cores.
+# The kernel's builds compile in parallel, one a core (each is one g++ process): on 2 cores an
+# editable install took 33 s against 50 s one at a time, test_wheel's wheel build 30 s against 53.
 setup(ext_modules=[*native_extensions(), malloc_peak()], options={"build_ext": {"parallel": True}})
