@@ -14,7 +14,8 @@ can still reach the memory (the array, any view of it, a ``memoryview``, a
 ``torch.from_numpy`` tensor) holds a reference to that buffer. A buffer is lent again only
 when the pool's own references are the only ones left: never while anything can read or
 write it. Reuse is by exact size (a training loop asks for the same shapes every step); free
-buffers over ``limit`` bytes are dropped, oldest first. A caller that keeps many outputs
+buffers over ``limit`` bytes (default: a quarter of the machine's memory, at least 2 GiB)
+are dropped, oldest first. A caller that keeps many outputs
 (a list of every batch's) does not make each lend slower: past ``MAX_LENT`` lent buffers the
 oldest are let go, theirs to keep, and freed as any array when they are dropped.
 """
@@ -30,23 +31,38 @@ from typing import Any
 import numpy as np
 
 ENV_LIMIT = "SHAREDCONV_NATIVE_POOL_BYTES"
-DEFAULT_LIMIT = 2 << 30  # 2 GiB of free buffers kept at most
+MIN_DEFAULT_LIMIT = 2 << 30  # the default limit on free bytes kept, at least
+
+
+def default_limit() -> int:
+    """A quarter of this machine's memory, at least 2 GiB: the seed's 100-channel forward
+    writes a 3.07 GB output, and a fixed 2 GiB default dropped its buffer on every call, so
+    each call's output was fresh memory again (the kernel 561 ms against 226 ms with the
+    buffer kept: docs/performance.md)."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        memory = 0
+    return max(MIN_DEFAULT_LIMIT, memory // 4)
+
+
 ALIGN = 64  # a cache line: the kernel's vector stores never split one
 MAX_LENT = 128  # lent buffers followed at most (each lend looks at every one of them)
 
 
 def limit_from_env(environ: dict[str, str] | None = None) -> int:
     """The pool's limit on free bytes kept: ``SHAREDCONV_NATIVE_POOL_BYTES`` (0 keeps none,
-    so every output is fresh memory again), else ``DEFAULT_LIMIT``."""
+    so every output is fresh memory again), else ``default_limit()``."""
     text = (os.environ if environ is None else environ).get(ENV_LIMIT, "").strip()
     if not text:
-        return DEFAULT_LIMIT
+        return default_limit()
     try:
         value = int(float(text))
     except ValueError:
         raise ValueError(
             f"{ENV_LIMIT}={text!r} is not a number of bytes; set it to e.g. 1073741824 (1 GiB), "
-            "0 to keep no free buffers, or unset it for the default (2 GiB)"
+            "0 to keep no free buffers, or unset it for the default (a quarter of this machine's "
+            "memory, at least 2 GiB)"
         ) from None
     if value < 0:
         raise ValueError(f"{ENV_LIMIT}={text!r} is negative; use 0 to keep no free buffers")

@@ -166,10 +166,20 @@ def test_a_lent_buffer_is_held_before_another_thread_can_look(monkeypatch):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("", 2 << 30), ("0", 0), ("1073741824", 1 << 30), ("1e9", 10**9)],
+    [("", None), ("0", 0), ("1073741824", 1 << 30), ("1e9", 10**9)],
 )
 def test_the_limit_comes_from_the_environment(text, expected):
-    assert limit_from_env({"SHAREDCONV_NATIVE_POOL_BYTES": text}) == expected
+    got = limit_from_env({"SHAREDCONV_NATIVE_POOL_BYTES": text})
+    assert got == (output_pool.default_limit() if expected is None else expected)
+
+
+def test_the_default_limit_is_a_quarter_of_the_memory_and_at_least_2_gib(monkeypatch):
+    pages = {"SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(output_pool.os, "sysconf", lambda name: pages[name])
+    pages["SC_PHYS_PAGES"] = (24 << 30) // 4096  # this machine: 24 GiB
+    assert output_pool.default_limit() == 6 << 30  # the seed's 3.07 GB output is kept
+    pages["SC_PHYS_PAGES"] = (4 << 30) // 4096
+    assert output_pool.default_limit() == 2 << 30
 
 
 @pytest.mark.parametrize(("text", "says"), [("lots", "not a number"), ("-5", "negative")])
