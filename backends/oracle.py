@@ -89,18 +89,23 @@ def gradients(
     n_images = B * C
     xs = np.asarray(x, dtype=compute_dtype).reshape(n_images, H, W)
     wk = np.asarray(w, dtype=compute_dtype).reshape(problem.N, -1)
-    dys = np.asarray(dy, dtype=compute_dtype).reshape(n_images, problem.N, ho * wo)
+    # dy is the largest input (N times x): converted a chunk at a time, not whole (the seed's
+    # 100-channel problem's dy is 3 GB in float32, 6 GB in float64)
+    dys = np.asarray(dy).reshape(n_images, problem.N, ho * wo)
     dw_acc = np.zeros((problem.N, problem.KH * problem.KW), dtype=compute_dtype)
+    db_acc = np.zeros(problem.N, dtype=compute_dtype)
     dx = np.empty((n_images, H, W), dtype=compute_dtype)
     rows = _chunk_rows(problem, np.dtype(compute_dtype).itemsize, max_chunk_bytes)
     for start in range(0, n_images, rows):
         stop = min(start + rows, n_images)
         n = stop - start
+        dyc = dys[start:stop].astype(compute_dtype, copy=False)
         patches = _windows(problem, _padded(problem, xs[start:stop])).reshape(n, ho * wo, -1)
         # dw[N, K] += sum over images and positions of dy[n, N, HW] * patches[n, HW, K]
-        dw_acc += np.einsum("anp,apk->nk", dys[start:stop], patches, optimize=True)
+        dw_acc += np.einsum("anp,apk->nk", dyc, patches, optimize=True)
+        db_acc += dyc.sum(axis=(0, 2))
         # the gradient of each patch entry, then scattered back onto the padded input
-        dpatch = np.matmul(dys[start:stop].transpose(0, 2, 1), wk)  # (n, HW, K)
+        dpatch = np.matmul(dyc.transpose(0, 2, 1), wk)  # (n, HW, K)
         dpatch = dpatch.reshape(n, ho, wo, problem.KH, problem.KW)
         dxpad = np.zeros((n, H + pt + pb, W + pl + pr), dtype=compute_dtype)
         for p in range(problem.KH):
@@ -112,7 +117,7 @@ def gradients(
         dx[start:stop] = dxpad[:, pt : pt + H, pl : pl + W]
     grads = {"dx": dx.reshape(problem.x_shape), "dw": dw_acc.reshape(problem.w_shape)}
     if problem.bias:
-        grads["db"] = dys.sum(axis=(0, 2))
+        grads["db"] = db_acc
     return grads
 
 

@@ -81,18 +81,25 @@ SAMPLE_ABOVE_ELEMENTS = 100_000_000
 SAMPLE_IMAGES = 48
 
 
+def checked_images(problem: ConvProblem) -> int | None:
+    """How many of the problem's ``B*C`` images the oracle checks, or None for all of them."""
+    y_elements = int(np.prod(problem.y_shape))
+    if y_elements <= SAMPLE_ABOVE_ELEMENTS or problem.B * problem.C <= SAMPLE_IMAGES:
+        return None
+    return SAMPLE_IMAGES
+
+
 def sample_images(problem: ConvProblem, seed: int) -> np.ndarray | None:
     """Flat (b*C + c) indices of the images the oracle checks, or None for all of them.
 
     Images are independent in y and dx (no channel or batch mixing), so a sample of whole
     images is checked exactly; dw and db mix every image and are always computed in full.
     """
-    y_elements = int(np.prod(problem.y_shape))
-    n_images = problem.B * problem.C
-    if y_elements <= SAMPLE_ABOVE_ELEMENTS or n_images <= SAMPLE_IMAGES:
+    count = checked_images(problem)
+    if count is None:
         return None
     rng = np.random.default_rng(seed + 7919)
-    return np.sort(rng.choice(n_images, size=SAMPLE_IMAGES, replace=False))
+    return np.sort(rng.choice(problem.B * problem.C, size=count, replace=False))
 
 
 class OracleStore:
@@ -232,7 +239,13 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
                     if not why and plan.device == "cpu":
                         # one worker per allocator is alive for the backend
                         have = memory_at_start // len(plan.mallocs)
-                        why = refuse_if_too_big(problem, strategy, mode, have=have)
+                        why = refuse_if_too_big(
+                            problem,
+                            strategy,
+                            mode,
+                            have=have,
+                            checked_images=checked_images(problem),
+                        )
                     yield key, ({"status": "skipped", "reason": why} if why else None), meta
 
 
@@ -423,7 +436,11 @@ def start_ahead(plan: Plan, keys: list[CaseKey]) -> bool:
     have = available_bytes() - IDLE_WORKER_BYTES * len(workers)
     return not any(
         refuse_if_too_big(
-            k.problem, load_backend(k.backend).strategy(k.strategy), k.mode, have=have
+            k.problem,
+            load_backend(k.backend).strategy(k.strategy),
+            k.mode,
+            have=have,
+            checked_images=checked_images(k.problem),
         )
         for k in keys
     )

@@ -69,13 +69,17 @@ def available_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def estimate_bytes(problem: ConvProblem, strategy: Strategy, mode: str) -> int:
+def estimate_bytes(
+    problem: ConvProblem, strategy: Strategy, mode: str, checked_images: int | None = None
+) -> int:
     """A deliberately generous estimate of a case's peak memory, worker included.
 
     Inputs, the output (twice: frameworks hold the previous result while computing the next),
     in train mode ``dy``, ``dx`` and saved activations, plus the known temporaries of the
     strategy's family, from its tags (``contract.TAGS``): the K*K patch tensor, FFT spectra,
-    per-tap products.
+    per-tap products. ``checked_images``: how many of the ``B*C`` images the oracle's
+    reference holds (``execute.checked_images``; None: all of them), which the worker loads
+    in float64 beside the strategy's outputs.
     """
     item = problem.itemsize
     B, C, H, W = problem.x_shape
@@ -100,8 +104,11 @@ def estimate_bytes(problem: ConvProblem, strategy: Strategy, mode: str) -> int:
             elements += B * C * k * ho * wo
         if "fft" in tags:
             elements += B * C * problem.N * (H + pt + pb) * (W + pl + pr) * 2
-    # the oracle's reference copy, loaded as float64 by the worker (memory-mapped, but read whole)
-    elements += y * 2
+    # the oracle's reference copy, loaded as float64 by the worker (memory-mapped, but read
+    # whole): for a huge problem only the sampled images' y (and dx), so the 100-channel
+    # train step of the seed suite is not refused for a 6 GB copy the worker never loads
+    share = 1.0 if checked_images is None else min(1.0, checked_images / (B * C))
+    elements += int((y + (x if mode == "train" else 0)) * 2 * share)
     worker_overhead = 1_500 * 2**20  # a framework runtime, compiled code, allocator pools
     return int(elements * item + worker_overhead)
 
@@ -112,10 +119,12 @@ def refuse_if_too_big(
     mode: str,
     headroom: float = 0.8,
     have: int | None = None,
+    checked_images: int | None = None,
 ) -> str | None:
     """``have``: the memory available to a fresh worker, measured once when a run starts (the
-    previous case's worker still holds its inputs while the next case is planned)."""
-    need = estimate_bytes(problem, strategy, mode)
+    previous case's worker still holds its inputs while the next case is planned);
+    ``checked_images`` as for :func:`estimate_bytes`."""
+    need = estimate_bytes(problem, strategy, mode, checked_images)
     have = available_bytes() if have is None else have
     if need > headroom * have:
         return (

@@ -99,16 +99,18 @@ def native_strategies() -> list[str]:
 
 def run_benchmark(
     malloc: str, budget: float, results: Path, first: Path | None, main: Path | None = None,
-    tag: str = "", interleave: bool = False,
+    tag: str = "", interleave: bool = False, big_modes: tuple[str, ...] = ("forward", "train"),
 ) -> list[Path]:  # fmt: skip
     """The allocator's runs: every framework strategy and the native kernel on MAIN, forward
     and train (after the first allocator: every strategy whose name was some backend's fastest
-    there on some problem and mode, so the runs fit a session), then BIG forward for each
-    backend's fastest on
-    PICK_FROM (every backend's strategy of that name; train needs about 19 GiB; a case takes
-    1 to 2 minutes, so 3 samples a case). With ``interleave``: the main run only, each
-    problem's candidates timed together (`sharedconv run --interleave`); the big problem's
-    outputs (3 GB a strategy) are too many to hold every candidate's at once."""
+    there on some problem and mode, so the runs fit a session), then BIG in each of
+    ``big_modes``, one run a mode, for each backend's fastest on PICK_FROM in that mode (every
+    backend's strategy of that name; a case takes 1 to 2 minutes, so 3 samples a case). The
+    big train step fits a worker since its oracle's reference is counted as the 48 images it
+    checks (before 2026-12-07 it was refused, needing 19.2 GiB). With ``interleave``: the
+    main run only, each problem's candidates timed together (`sharedconv run
+    --interleave`); the big problem's outputs (3 GB a strategy) are too many to hold every
+    candidate's at once."""
     common = ["--backends", BACKENDS, "--malloc", malloc, "--budget", str(budget)]
     shapes = [arg for shape in MAIN for arg in ("--shape", shape)]
     picked = (
@@ -123,12 +125,15 @@ def run_benchmark(
         )  # fmt: skip
     if interleave:
         return [main]
-    names = contenders(main, 1, PICK_FROM, ("forward",))
-    big = sharedconv_run(
-        f"floor-{malloc}-big{tag}", results,
-        ["--shape", BIG, "--mode", "forward", *common, "--min-samples", "3", "--strategies", ",".join(names)],
-    )  # fmt: skip
-    return [main, big]
+    runs = [main]
+    for mode in big_modes:
+        names = contenders(main, 1, PICK_FROM, (mode,))
+        big = sharedconv_run(
+            f"floor-{malloc}-big{'' if mode == 'forward' else '-train'}{tag}", results,
+            ["--shape", BIG, "--mode", mode, *common, "--min-samples", "3", "--strategies", ",".join(names)],
+        )  # fmt: skip
+        runs.append(big)
+    return runs
 
 
 def unpack(stored: Path) -> Path:
@@ -383,6 +388,10 @@ def main() -> None:
         "--interleave", action="store_true",
         help="Time each main problem's candidates together (sharedconv run --interleave): a slow spell of the machine hits them alike. No big-problem run.",
     )  # fmt: skip
+    parser.add_argument(
+        "--big-modes", default="forward,train",
+        help=f"The modes of the big problem ({BIG}), a run each.",
+    )  # fmt: skip
     parser.add_argument("--write-doc", type=Path, help="Replace the section in this Markdown file.")
     parser.add_argument(
         "--keep", action="store_true",
@@ -409,6 +418,7 @@ def main() -> None:
             runs = run_benchmark(
                 malloc.strip(), args.budget, tmp, folders[0] if folders else first, main,
                 f"-{args.tag}" if args.tag else "", args.interleave,
+                tuple(m.strip() for m in args.big_modes.split(",") if m.strip()),
             )  # fmt: skip
             for folder in runs:
                 keep(folder)
