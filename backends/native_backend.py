@@ -152,15 +152,16 @@ def library_facts() -> dict[str, Any]:
     }
 
 
-_POOL: list[OutputPool] = []  # the process's pool, once made
+_pool: OutputPool | None = None  # the process's pool, made at its first use
 
 
 def output_pool() -> OutputPool:
     """The process's pool for the kernel's outputs (``output_pool.OutputPool``; its limit from
     ``SHAREDCONV_NATIVE_POOL_BYTES``, read when it is made: at the first use)."""
-    if not _POOL:
-        _POOL.append(OutputPool())
-    return _POOL[0]
+    global _pool
+    if _pool is None:
+        _pool = OutputPool()
+    return _pool
 
 
 def _empty(shape: tuple[int, ...], dtype: type, pool: OutputPool | None) -> np.ndarray:
@@ -396,9 +397,9 @@ class NativeBackend(Backend):
     def device_memory(self, call: Callable[[], tuple[Any, ...]]) -> dict[str, Any] | None:
         """The output pool's books over one call, for a strategy that draws on it (``None``
         for one that does not: the RSS sees its ``np.empty``)."""
-        if not _POOL:  # no pooled strategy was prepared in this process
+        pool = _pool
+        if pool is None:  # no pooled strategy was prepared in this process
             return None
-        pool = _POOL[0]
         before = pool.reset_peak()
         lends = pool.lends
         out = call()

@@ -227,7 +227,7 @@ class SharedConv2D(keras.layers.Layer):
                 f"Keras backend {backend!r} is not supported; use tensorflow, jax or torch"
             )
         if backend == "torch":
-            choice, fn = self._choose_torch(problem, mode, layout, x, w, b)
+            choice, fn = choosers["torch"](problem, mode, layout, x, w, b)
         else:
             # in a thread of its own: JAX's traces and TensorFlow's graphs and tapes are per
             # thread, so the candidates compile and run outside whatever Keras is tracing
@@ -237,53 +237,45 @@ class SharedConv2D(keras.layers.Layer):
         return fn
 
     def _choose(
-        self,
-        framework: str,
-        problem: Any,
-        mode: str,
-        device: str,
-        key: Any,
-        builders: dict,
-        permute: Any,
-        runner: Any,
+        self, framework: str, problem: Any, key: Any, candidates: Any, runner: Any
     ) -> tuple:
-        from ..backends.registry import load_backend
-
-        backend = load_backend(framework)
-        in_layout, out_layout = self._layouts
-
-        def candidates() -> tuple[dict, dict]:
-            if framework == "torch":  # PyTorch's strategies and the native kernel
-                return _frameworks.torch_candidates(
-                    problem, device, mode, self._layouts, self._filters
-                )
-            return _core.candidates_for(
-                backend,
-                builders,
-                problem,
-                device,
-                mode,
-                in_layout,
-                out_layout,
-                permute,
-                weights=self._filters,
-            )
-
         return _core.choose(
             self._selector, key, problem, candidates, runner, compiled=framework != "torch"
         )
 
+    def _backend_candidates(
+        self, framework: str, problem: Any, mode: str, device: str, builders: dict, permute: Any
+    ) -> Any:
+        """Keras on TensorFlow or JAX: the backend's strategies, permuted to the layer's
+        layouts, each making the filters from the layer's kernel."""
+        from ..backends.registry import load_backend
+
+        def candidates() -> tuple[dict, dict]:
+            return _core.candidates_for(
+                load_backend(framework),
+                builders,
+                problem,
+                device,
+                mode,
+                *self._layouts,
+                permute,
+                weights=self._filters,
+            )
+
+        return candidates
+
     def _choose_torch(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
         device = x.device
-        key = _frameworks.torch_key(problem, mode, device, layout)
+        where = "cpu" if device.type == "cpu" else "cuda"
+
+        def candidates() -> tuple[dict, dict]:  # PyTorch's strategies and the native kernel
+            return _frameworks.torch_candidates(problem, where, mode, self._layouts, self._filters)
+
         return self._choose(
             "torch",
             problem,
-            mode,
-            "cpu" if device.type == "cpu" else "cuda",
-            key,
-            _frameworks.torch_builders(problem),
-            _frameworks.torch_permute,
+            _frameworks.torch_key(problem, mode, device, layout),
+            candidates,
             lambda: _frameworks.torch_runner(problem, x, w, b, self._layouts[1]),
         )
 
@@ -291,15 +283,19 @@ class SharedConv2D(keras.layers.Layer):
         import jax
 
         platform = jax.default_backend()
-        key = _frameworks.jax_key(problem, mode, platform, layout, "highest")
+        builders = _frameworks.jax_builders(problem, "highest")
         return self._choose(
             "jax",
             problem,
-            mode,
-            "cpu" if platform == "cpu" else "cuda",
-            key,
-            _frameworks.jax_builders(problem, "highest"),
-            _frameworks.jax_permute,
+            _frameworks.jax_key(problem, mode, platform, layout, "highest"),
+            self._backend_candidates(
+                "jax",
+                problem,
+                mode,
+                "cpu" if platform == "cpu" else "cuda",
+                builders,
+                _frameworks.jax_permute,
+            ),
             lambda: _frameworks.jax_runner(problem, x, w, b, *self._layouts, platform),
         )
 
@@ -308,14 +304,17 @@ class SharedConv2D(keras.layers.Layer):
 
         gpus = tf.config.list_logical_devices("GPU")
         device = "cpu" if not gpus else gpus[0].name
-        key = _frameworks.tf_key(problem, mode, device, layout)
         return self._choose(
             "tensorflow",
             problem,
-            mode,
-            "cpu" if not gpus else "cuda",
-            key,
-            _frameworks.tf_builders(problem),
-            _frameworks.tf_permute,
+            _frameworks.tf_key(problem, mode, device, layout),
+            self._backend_candidates(
+                "tensorflow",
+                problem,
+                mode,
+                "cpu" if not gpus else "cuda",
+                _frameworks.tf_builders(problem),
+                _frameworks.tf_permute,
+            ),
             lambda: _frameworks.tf_runner(problem, x, w, b, *self._layouts),
         )
