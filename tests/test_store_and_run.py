@@ -258,18 +258,21 @@ def test_a_sampled_oracle_is_counted_as_the_sample_the_worker_loads(monkeypatch)
     seed_big = parse_problem("B=10,C=100,H=200,W=200,N=20,K=5")
     assert execute.checked_images(seed_big) == execute.SAMPLE_IMAGES
     assert execute.checked_images(parse_problem("B=4,C=16,H=64,W=64,N=16,K=5")) is None
-    native = load_backend("native").strategy("direct_pooled")
-    whole = memory.estimate_bytes(seed_big, native, "train")
-    sampled = memory.estimate_bytes(seed_big, native, "train", checked_images=48)
+    # numpy's oracle32: the strategy every install has (the estimate reads only its tags)
+    strategy = load_backend("numpy").strategy("oracle32")
+    whole = memory.estimate_bytes(seed_big, strategy, "train")
+    sampled = memory.estimate_bytes(seed_big, strategy, "train", checked_images=48)
     y, x = math.prod(seed_big.y_shape), math.prod(seed_big.x_shape)
     assert whole - sampled == pytest.approx((y + x) * 2 * 4 * (1 - 48 / 1000), rel=1e-6)
     have = 23 * 2**30
-    assert memory.refuse_if_too_big(seed_big, native, "train", have=have)
-    assert memory.refuse_if_too_big(seed_big, native, "train", have=have, checked_images=48) is None
+    assert memory.refuse_if_too_big(seed_big, strategy, "train", have=have)
+    assert (
+        memory.refuse_if_too_big(seed_big, strategy, "train", have=have, checked_images=48) is None
+    )
 
     monkeypatch.setattr(execute, "available_bytes", lambda: have)
     plan = execute.Plan(
-        backends=["native"], problems=[seed_big], modes=["train"], strategies=["direct_pooled"]
+        backends=["numpy"], problems=[seed_big], modes=["train"], strategies=["oracle32"]
     )
     ((key, decided, _),) = list(execute.plan_cases(plan))
     assert key.mode == "train" and decided is None  # planned for a worker, not skipped
