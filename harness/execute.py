@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sharedconv.backends import oracle
+from sharedconv.backends.contract import Strategy
 from sharedconv.backends.problem import ConvProblem, input_fingerprint, make_inputs
 from sharedconv.backends.registry import BackendLoadError, get_spec, load_backend
 
@@ -100,6 +101,14 @@ def sample_images(problem: ConvProblem, seed: int) -> np.ndarray | None:
         return None
     rng = np.random.default_rng(seed + 7919)
     return np.sort(rng.choice(problem.B * problem.C, size=count, replace=False))
+
+
+def too_big(problem: ConvProblem, strategy: Strategy, mode: str, have: int) -> str | None:
+    """Why the case would not fit ``have`` bytes, or None: ``memory.refuse_if_too_big`` with
+    the oracle's reference counted as the images the worker loads (``checked_images``)."""
+    return refuse_if_too_big(
+        problem, strategy, mode, have=have, checked_images=checked_images(problem)
+    )
 
 
 class OracleStore:
@@ -239,13 +248,7 @@ def plan_cases(plan: Plan) -> Iterator[tuple[CaseKey, dict[str, Any] | None, dic
                     if not why and plan.device == "cpu":
                         # one worker per allocator is alive for the backend
                         have = memory_at_start // len(plan.mallocs)
-                        why = refuse_if_too_big(
-                            problem,
-                            strategy,
-                            mode,
-                            have=have,
-                            checked_images=checked_images(problem),
-                        )
+                        why = too_big(problem, strategy, mode, have)
                     yield key, ({"status": "skipped", "reason": why} if why else None), meta
 
 
@@ -435,14 +438,7 @@ def start_ahead(plan: Plan, keys: list[CaseKey]) -> bool:
         return False
     have = available_bytes() - IDLE_WORKER_BYTES * len(workers)
     return not any(
-        refuse_if_too_big(
-            k.problem,
-            load_backend(k.backend).strategy(k.strategy),
-            k.mode,
-            have=have,
-            checked_images=checked_images(k.problem),
-        )
-        for k in keys
+        too_big(k.problem, load_backend(k.backend).strategy(k.strategy), k.mode, have) for k in keys
     )
 
 

@@ -107,7 +107,7 @@ def run_benchmark(
     ``big_modes``, one run a mode, for each backend's fastest on PICK_FROM in that mode (every
     backend's strategy of that name; a case takes 1 to 2 minutes, so 3 samples a case). The
     big train step fits a worker since its oracle's reference is counted as the 48 images it
-    checks (before 2026-12-07 it was refused, needing 19.2 GiB). With ``interleave``: the
+    checks (until 2026-12-08 it was refused, needing 19.2 GiB). With ``interleave``: the
     main run only, each problem's candidates timed together (`sharedconv run
     --interleave`); the big problem's outputs (3 GB a strategy) are too many to hold every
     candidate's at once."""

@@ -227,7 +227,7 @@ class SharedConv2D(keras.layers.Layer):
                 f"Keras backend {backend!r} is not supported; use tensorflow, jax or torch"
             )
         if backend == "torch":
-            choice, fn = choosers["torch"](problem, mode, layout, x, w, b)
+            choice, fn = self._choose_torch(problem, mode, layout, x, w, b)
         else:
             # in a thread of its own: JAX's traces and TensorFlow's graphs and tapes are per
             # thread, so the candidates compile and run outside whatever Keras is tracing
@@ -237,11 +237,11 @@ class SharedConv2D(keras.layers.Layer):
         return fn
 
     def _choose(
-        self, framework: str, problem: Any, key: Any, candidates: Any, runner: Any
+        self, problem: Any, key: Any, candidates: Any, runner: Any, compiled: bool = True
     ) -> tuple:
-        return _core.choose(
-            self._selector, key, problem, candidates, runner, compiled=framework != "torch"
-        )
+        """``compiled``: the candidates are traced or compiled for the shape (TensorFlow's
+        graphs, JAX's jit), not run eagerly (PyTorch)."""
+        return _core.choose(self._selector, key, problem, candidates, runner, compiled=compiled)
 
     def _backend_candidates(
         self, framework: str, problem: Any, mode: str, device: str, builders: dict, permute: Any
@@ -272,20 +272,18 @@ class SharedConv2D(keras.layers.Layer):
             return _frameworks.torch_candidates(problem, where, mode, self._layouts, self._filters)
 
         return self._choose(
-            "torch",
             problem,
             _frameworks.torch_key(problem, mode, device, layout),
             candidates,
             lambda: _frameworks.torch_runner(problem, x, w, b, self._layouts[1]),
+            compiled=False,
         )
 
     def _choose_jax(self, problem: Any, mode: str, layout: str, x: Any, w: Any, b: Any) -> tuple:
         import jax
 
         platform = jax.default_backend()
-        builders = _frameworks.jax_builders(problem, "highest")
         return self._choose(
-            "jax",
             problem,
             _frameworks.jax_key(problem, mode, platform, layout, "highest"),
             self._backend_candidates(
@@ -293,7 +291,7 @@ class SharedConv2D(keras.layers.Layer):
                 problem,
                 mode,
                 "cpu" if platform == "cpu" else "cuda",
-                builders,
+                _frameworks.jax_builders(problem, "highest"),
                 _frameworks.jax_permute,
             ),
             lambda: _frameworks.jax_runner(problem, x, w, b, *self._layouts, platform),
@@ -305,7 +303,6 @@ class SharedConv2D(keras.layers.Layer):
         gpus = tf.config.list_logical_devices("GPU")
         device = "cpu" if not gpus else gpus[0].name
         return self._choose(
-            "tensorflow",
             problem,
             _frameworks.tf_key(problem, mode, device, layout),
             self._backend_candidates(
