@@ -357,6 +357,7 @@ class JaxCalls:
 
         self.jax = jax
         self.platform = "cpu" if device == "cpu" else "gpu"
+        self._made: dict = {}
 
     def versions(self) -> dict:
         return {"jax": self.jax.__version__}
@@ -372,10 +373,15 @@ class JaxCalls:
 
         from sharedconv.layers.jax import shared_conv2d
 
-        dev = jax.devices(self.platform)[0]
-        put = lambda a: jax.device_put(jnp.asarray(a), dev)  # noqa: E731
-        x, w = put(arrays["x"]), put(arrays["w"])
-        b = put(arrays["b"]) if problem.bias else None
+        key = (problem.to_text(), mode)
+        if key not in self._made:  # one copy per row, read by every layer (KerasCalls._inputs)
+            dev = jax.devices(self.platform)[0]
+            put = lambda a: jax.device_put(jnp.asarray(a), dev)  # noqa: E731
+            self._made = {
+                key: {n: put(arrays[n]) if arrays.get(n) is not None else None for n in arrays}
+            }
+        made = self._made[key]
+        x, w, b = made["x"], made["w"], made.get("b") if problem.bias else None
         kw = dict(
             stride=problem.stride,
             padding=problem.padding,
@@ -386,7 +392,7 @@ class JaxCalls:
         if mode == "forward":
             f = jax.jit(lambda x, w, b: shared_conv2d(x, w, b, **kw))
             return lambda: f(x, w, b)
-        dy = put(arrays["dy"])
+        dy = made["dy"]
 
         @jax.jit
         def step(x, w, b, dy):  # y is returned: a training step uses it (XLA would drop it)
@@ -409,6 +415,7 @@ class JaxCalls:
         self.jax.block_until_ready(out)
 
     def release(self) -> None:
+        self._made = {}
         self.jax.clear_caches()
 
     def overhead(self) -> dict:
@@ -442,6 +449,7 @@ class KerasCalls:
 
         self.keras = keras
         self.backend = keras.backend.backend()
+        self._made: dict = {}
 
     def versions(self) -> dict:
         return {"keras": self.keras.__version__, "backend": self.backend}
@@ -451,9 +459,41 @@ class KerasCalls:
 
         return strategies()
 
+    def _inputs(self, problem, arrays, mode):
+        """The row's ``x`` (BHWC) and ``dy`` (BHWCN, train) as the backend's tensors, made once
+        per row: every layer of the row reads the very same memory. With a copy per layer,
+        two layers pinned to one strategy differed by 1.4-3.0% paired, consistently (Keras on
+        torch, ``native``, B=2,C=100,64x64,N=16,K=7 train, 2026-12-08): where the inputs lie
+        moves a memory-bound step by that much, and that is not the layer's doing."""
+        key = (problem.to_text(), mode)
+        if key not in self._made:
+            import numpy as np
+            from sharedconv.backends.layouts import from_canonical
+
+            x = np.ascontiguousarray(from_canonical(arrays["x"], "BHWC"))
+            dy = (
+                np.ascontiguousarray(from_canonical(arrays["dy"], "BHWCN"))
+                if mode == "train"
+                else None
+            )
+            if self.backend == "torch":
+                import torch
+
+                x = torch.as_tensor(x).requires_grad_(mode == "train")
+                dy = None if dy is None else torch.as_tensor(dy)
+            elif self.backend == "jax":
+                import jax.numpy as jnp
+
+                x, dy = jnp.asarray(x), (None if dy is None else jnp.asarray(dy))
+            else:
+                import tensorflow as tf
+
+                x, dy = tf.constant(x), (None if dy is None else tf.constant(dy))
+            self._made = {key: (x, dy)}  # one row's inputs at a time
+        return self._made[key]
+
     def _build(self, problem, arrays, mode, strategy):
         import numpy as np
-        from sharedconv.backends.layouts import from_canonical
 
         from sharedconv.layers.keras import SharedConv2D
 
@@ -467,60 +507,52 @@ class KerasCalls:
             problem.bias,
             strategy=strategy,
         )
-        x = np.ascontiguousarray(from_canonical(arrays["x"], "BHWC"))
+        x, dy = self._inputs(problem, arrays, mode)
         layer.build(x.shape)
         layer.kernel.assign(np.transpose(arrays["w"], (1, 2, 0))[:, :, None, :])
         if problem.bias:
             layer.bias.assign(arrays["b"])
         training = mode == "train"
-        dy = np.ascontiguousarray(from_canonical(arrays["dy"], "BHWCN")) if training else None
         if self.backend == "torch":
             import torch
 
-            xt = torch.as_tensor(x)
             if not training:
 
                 def forward():
                     with torch.no_grad():
-                        return layer(xt)
+                        return layer(x)
 
                 return forward, layer
-            xt.requires_grad_(True)
-            dyt = torch.as_tensor(dy)
-            params = [xt, *(v.value for v in layer.trainable_variables)]
+            params = [x, *(v.value for v in layer.trainable_variables)]
 
             def step():
-                y = layer(xt, training=True)
-                return y, torch.autograd.grad(y, params, dyt)
+                y = layer(x, training=True)
+                return y, torch.autograd.grad(y, params, dy)
 
             return step, layer
         if self.backend == "jax":
             import jax
 
             values = [v.value for v in layer.trainable_variables]
-            xj = jax.numpy.asarray(x)
 
             def apply(values, x):
                 return layer.stateless_call(values, [], x, training=training)[0]
 
             if not training:
                 f = jax.jit(apply)
-                return (lambda: f(values, xj)), layer
-            dyj = jax.numpy.asarray(dy)
+                return (lambda: f(values, x)), layer
 
             def vjp_step(values, x, dy):  # y returned too, as a training step uses it
                 y, pull = jax.vjp(apply, values, x)
                 return y, pull(dy)
 
             step = jax.jit(vjp_step)
-            return (lambda: step(values, xj, dyj)), layer
+            return (lambda: step(values, x, dy)), layer
         import tensorflow as tf
 
-        xt = tf.constant(x)
         if not training:
             f = tf.function(lambda x: layer(x))
-            return (lambda: f(xt)), layer
-        dyt = tf.constant(dy)
+            return (lambda: f(x)), layer
 
         @tf.function
         def step(x, dy):
@@ -530,7 +562,7 @@ class KerasCalls:
             # y is returned too: a training step uses it (the graph would prune it otherwise)
             return y, tape.gradient(y, [x, *layer.trainable_variables], output_gradients=dy)
 
-        return (lambda: step(xt, dyt)), layer
+        return (lambda: step(x, dy)), layer
 
     def auto(self, problem, arrays, mode):
         call, layer = self._build(problem, arrays, mode, "auto")
@@ -553,6 +585,7 @@ class KerasCalls:
         # TensorFlow on CPU returns finished tensors
 
     def release(self) -> None:
+        self._made = {}
         self.keras.utils.clear_session()
 
     def overhead(self) -> dict:
