@@ -58,6 +58,9 @@ PAIRED_S = 2.0
 BLOCK_S = 0.01
 MIN_CYCLES = 12
 MAX_CYCLES = 400
+# a second layer pinned to the row's best strategy, in the paired comparison: the same strategy
+# against itself, the row's own noise floor
+CONTROL = "control"
 WARM_BELOW_S = 0.05  # a block of a call shorter than this starts with one untimed call
 
 
@@ -129,7 +132,12 @@ def child(
             medians = {n: (statistics.median(v) if v else one[n]) for n, v in times.items()}
             strategies = {n: m for n, m in medians.items() if n != "auto"}
             best = min(strategies, key=strategies.get)
+            # the row's noise floor: a second layer pinned to the best, paired with the first
+            control = maker.pinned(problem, arrays, mode, best)
+            maker.sync(control())
+            calls[CONTROL], one[CONTROL] = control, one[best]
             paired = paired_comparison(calls, maker.sync, one, best, choice.strategy, single)
+            calls.pop(CONTROL)
             rows.append(
                 {
                     "framework": framework,
@@ -201,6 +209,7 @@ def paired_comparison(calls, sync, one, best, pick, single) -> dict:
     names = ["auto", best] + (
         [pick] if pick != best and pick in calls and pick not in single else []
     )
+    names += [CONTROL] if CONTROL in calls else []
     start = time.perf_counter()
     per_call = alternating_blocks(
         {n: calls[n] for n in names},
@@ -218,35 +227,47 @@ def paired_comparison(calls, sync, one, best, pick, single) -> dict:
         "pick_best": list(paired_ratio(per_call[pick], per_call[best]))
         if pick in per_call and pick != best
         else None,
+        "control_best": list(paired_ratio(per_call[CONTROL], per_call[best]))
+        if CONTROL in per_call
+        else None,
     }
 
 
 def _interleaved_overhead(
-    layer_call, direct_call, sync, seconds: float = 4.0, block: int = 20
+    layer_call, direct_call, sync, seconds: float = 4.0, block: int = 20, others=None
 ) -> dict:
     """Per-call seconds of the layer and of its strategy called directly, in alternating blocks
     of ``block`` calls for ``seconds`` (:func:`alternating_blocks`); the overhead is the median
     of the per-cycle differences (paired: drift that lasts a cycle cancels; the fastest block
-    of each, timeit's rule, moved by more than the overhead between runs here)."""
+    of each, timeit's rule, moved by more than the overhead between runs here). ``others``:
+    more calls in the same cycles; ``minus[name]`` is the median per-cycle difference of the
+    layer over each, ``over_direct[name]`` each one's over the direct call."""
+    calls = {"layer": layer_call, "direct": direct_call, **(others or {})}
     for _ in range(50):
-        sync(layer_call())
-        sync(direct_call())
+        for call in calls.values():
+            sync(call())
     t = alternating_blocks(
-        {"layer": layer_call, "direct": direct_call},
+        calls,
         sync,
-        {"layer": block, "direct": block},
+        {n: block for n in calls},
         seconds,
         min_cycles=20,
         max_cycles=10**6,
         seed=2,
     )
+
+    def diff(a: list[float], b: list[float]) -> float:
+        return statistics.median(x - y for x, y in zip(a, b, strict=True))
+
     a, b = t["layer"], t["direct"]
     return {
         "layer_s": statistics.median(a),
         "direct_s": statistics.median(b),
-        "overhead_s": statistics.median(x - y for x, y in zip(a, b, strict=True)),
+        "overhead_s": diff(a, b),
         "fastest_s": [min(a), min(b)],
         "blocks": len(a),
+        "minus": {n: diff(a, t[n]) for n in others or {}},
+        "over_direct": {n: diff(t[n], b) for n in others or {}},
     }
 
 
@@ -601,11 +622,11 @@ class KerasCalls:
         fn = next(iter(layer._selector.memo.values()))[1]
 
         class Direct(keras.layers.Layer):
-            """The same strategy function (which makes the filters from the kernel), without
-            the choice."""
+            """The same strategy function (which makes the filters from the kernel) on the
+            same tensors (the variables' values), without the choice."""
 
             def call(self, x):
-                return fn(x, ops.convert_to_tensor(layer.kernel), ops.convert_to_tensor(layer.bias))
+                return fn(x, layer.kernel.value, layer.bias.value)
 
         class DirectTraining(Direct):
             """The same, with a ``training`` argument as the layer's call has (Keras resolves
@@ -617,16 +638,24 @@ class KerasCalls:
         direct, with_training = Direct(), DirectTraining()
         direct(x)
         with_training(x)
-        r = _interleaved_overhead(lambda: layer(x), lambda: direct(x), self.sync)
-        t = _interleaved_overhead(lambda: with_training(x), lambda: direct(x), self.sync)
+        r = _interleaved_overhead(
+            lambda: layer(x),
+            lambda: direct(x),
+            self.sync,
+            others={"same_signature": lambda: with_training(x)},
+        )
+        like, arg = r["minus"]["same_signature"], r["over_direct"]["same_signature"]
         return {
             **r,
-            "training_arg_s": t["overhead_s"],
+            "training_arg_s": arg,
+            "same_signature_s": like,
             "strategy": layer.choice.strategy,
-            "note": "eager calls, both through Keras' Layer.__call__; of the overhead, Keras' own "
-            f"handling of a `training` argument: {t['overhead_s'] * 1e6:.1f} µs (the same direct "
-            "layer with one, against it without); compiled calls (fit, tf.function, jit) choose "
-            "at trace time",
+            "note": "eager calls, all through Keras' Layer.__call__, in the same cycles; of the "
+            f"overhead, Keras' own handling of a `training` argument: {arg * 1e6:.1f} µs (the "
+            "direct layer with one, against it without; the layer needs it: it is how Keras tells "
+            "a layer that a step trains, and its public API has no other); the layer over that direct layer with a "
+            f"`training` argument: {like * 1e6:.1f} µs; compiled calls (fit, tf.function, jit) "
+            "choose at trace time",
         }
 
 
@@ -767,11 +796,13 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
         "rounds, auto, the best pinned strategy and auto's pick (when another) in alternating blocks of",
         f"about {BLOCK_S * 1e3:.0f} ms, a new random order each cycle, for {PAIRED_S:g} s (at least {MIN_CYCLES} cycles);",
         "the ratio is the median of the per-cycle ratios, so drift that lasts a cycle cancels, with a",
-        "95% bootstrap interval (`harness.stats.paired_ratio`). Keras layers run",
+        "95% bootstrap interval (`harness.stats.paired_ratio`). **control**: a second layer pinned to the",
+        "best strategy, in the same paired blocks, over the first: one strategy against itself, the",
+        "row's own noise floor (`-`: not measured in that run). Keras layers run",
         "channels_last (Keras' default); train = forward and backward, every call returning `y`, `dx`, `dw`, `db` (as in the harness).",
         "",
-        "| framework | problem | mode | auto picked | best pinned | auto | best | auto / best | pick / best | auto / best, paired (95% CI) | pick / best, paired | tuning |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| framework | problem | mode | auto picked | best pinned | auto | best | auto / best | pick / best | auto / best, paired (95% CI) | pick / best, paired | control / best, paired | tuning |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratio = r["ratio"]
@@ -780,7 +811,8 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
         lines.append(
             f"| {r['framework']} | `{r['problem']}` | {r['mode']} | {r['pick']} | {r['best']} | "
             f"{r['auto_s'] * 1e3:.2f} ms | {r['best_s'] * 1e3:.2f} ms | {ratio:.3f}{'' if ratio <= 1.05 else ' **over**'} | "
-            f"{pick_text} | {_paired_text(r, 'auto_best')} | {_paired_text(r, 'pick_best')} | {r['tuning_s']:.1f} s |"
+            f"{pick_text} | {_paired_text(r, 'auto_best')} | {_paired_text(r, 'pick_best')} | "
+            f"{_paired_text(r, 'control_best')} | {r['tuning_s']:.1f} s |"
         )
     if rows:
         within = sum(r["ratio"] <= 1.05 for r in rows)
@@ -808,6 +840,16 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
                 f" (the whole 95% interval within 1.05: {sum(e[2] <= 1.05 for e in est)}; the whole"
                 f" interval above 1.05: {sum(e[1] > 1.05 for e in est)}).",
             ]
+            controls = [
+                r["paired"]["control_best"] for r in paired if r["paired"].get("control_best")
+            ]
+            if controls:
+                lines.append(
+                    f"The control (a second layer pinned to the best, {len(controls)} rows) read "
+                    f"{min(c[0] for c in controls):.3f} to {max(c[0] for c in controls):.3f} (median "
+                    f"{statistics.median(c[0] for c in controls):.3f}); over 1.05 in "
+                    f"{sum(c[0] > 1.05 for c in controls)}."
+                )
             if same_paired:
                 lines.append(
                     f"Where auto picked the best pinned strategy ({len(same_paired)} rows), paired auto / best "
@@ -843,12 +885,14 @@ def markdown(data: dict, command: str, machine: str, intro: str = INTRO) -> str:
         "the times are the blocks' medians and the overhead the median of the per-cycle differences",
         "(paired). Goal: under 20 µs or 2% of the call.",
         "",
-        "| framework | layer | strategy called directly | overhead | note |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| framework | layer | strategy called directly | overhead | of the call | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for fw, o in data["overhead"].items():
+        share = o["overhead_s"] / o["direct_s"]
         lines.append(
-            f"| {fw} | {o['layer_s'] * 1e6:.1f} µs | {o['direct_s'] * 1e6:.1f} µs | {o['overhead_s'] * 1e6:.1f} µs | {o['note']} |"
+            f"| {fw} | {o['layer_s'] * 1e6:.1f} µs | {o['direct_s'] * 1e6:.1f} µs | "
+            f"{o['overhead_s'] * 1e6:.1f} µs | {share:.1%} | {o['note']} |"
         )
     if data["failed"]:
         lines += [

@@ -525,6 +525,38 @@ def keras_checks() -> None:
 
     record("serialization", "the weights of a one-channel Conv2D load as they are", conv2d_weights)
 
+    def mixed_precision() -> str:
+        """A mixed policy computes in its compute dtype from float32 variables; a policy set
+        after the first call is followed (the layer's per-call caches are the policy's)."""
+        x = np.random.default_rng(5).standard_normal((2, 9, 9, 3)).astype("float32")
+        ref = SharedConv2D(4, 3, strategy="fold")
+        want = keras.ops.convert_to_numpy(ref(x))
+        problems = []
+        for policy, bound in (("mixed_bfloat16", 0.05), ("mixed_float16", 0.005)):
+            built = SharedConv2D(4, 3, strategy="fold", dtype=policy)
+            built.build(x.shape)
+            built.set_weights(ref.get_weights())
+            switched = SharedConv2D(4, 3, strategy="fold")
+            switched(x)  # decided in float32 first
+            switched.set_weights(ref.get_weights())
+            switched.dtype_policy = policy
+            for how, layer in (("built", built), ("set after a call", switched)):
+                y = layer(x)
+                dtype = keras.backend.standardize_dtype(y.dtype)
+                got = keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))
+                err = float(np.abs(got - want).max() / np.abs(want).max())
+                if dtype != policy.removeprefix("mixed_") or err > bound:
+                    problems.append(f"{policy} {how}: {dtype} out, relative error {err:.2g}")
+                if f"dtype={policy.removeprefix('mixed_')}" not in layer.choice.key.problem:
+                    problems.append(f"{policy} {how}: decided for {layer.choice.key.problem}")
+        return "; ".join(problems)
+
+    record(
+        "transforms",
+        "mixed_bfloat16/mixed_float16, given or set after a call, compute in their dtype",
+        mixed_precision,
+    )
+
     def auto() -> str:
         problems = []
         rng = np.random.default_rng(4)

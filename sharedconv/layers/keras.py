@@ -91,7 +91,13 @@ class SharedConv2D(keras.layers.Layer):
         # per dtype of a converted variable: whether it must be cast to the compute dtype
         # (Keras' InputSpec is not used: its check cost 10-16 µs on every eager call, more than
         # the rest of the dispatch; the input's rank is checked where a new shape is met)
-        self._cast_needed: dict[Any, bool] = {}
+        # (input shape, mode) -> (choice, strategy call) under the policy ``_policy``: the
+        # per-call lookup; the selector's memo keeps every decision, by backend and dtype too.
+        # Both caches are plain dicts, set past Keras' attribute tracking: a dict set as a
+        # layer's attribute becomes a TrackedDict, whose lookups cost microseconds a call
+        object.__setattr__(self, "_cast_needed", {})
+        object.__setattr__(self, "_memo", {})
+        self._new_policy()
 
     def build(self, input_shape: tuple[Any, ...]) -> None:
         self._check_rank(input_shape)
@@ -178,10 +184,27 @@ class SharedConv2D(keras.layers.Layer):
         return tuple(sizes[a] for a in self._layouts[1])
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        # the per-call path, kept short: in eager mode its every line is paid on every call,
+        # and after a framework's eager ops it runs with cold caches (each line of it cost
+        # 3-7x its time in a loop of its own, docs/layers.md)
+        if self.dtype_policy is not self._policy:  # a new policy: new dtypes, new decisions
+            self._new_policy()
         kernel = self._computed(self.kernel)
-        b = self._computed(self.bias) if self.bias is not None else None
-        fn = self._dispatch(inputs, kernel, b, "train" if training else "forward")
-        return fn(inputs, kernel, b)
+        b = None if self.bias is None else self._computed(self.bias)
+        mode = "train" if training else "forward"
+        hit = self._memo.get((tuple(inputs.shape), mode))
+        if hit is None:
+            hit = self._dispatch(inputs, kernel, b, mode)
+        self._selector.last = hit[0]
+        return hit[1](inputs, kernel, b)
+
+    def _new_policy(self) -> None:
+        policy = self._policy = self.dtype_policy
+        # variables stored in the compute dtype: their values are in it (inside Keras'
+        # __call__, the autocast scope, if any, is the layer's compute dtype), so no check
+        self._plain = policy.variable_dtype == policy.compute_dtype
+        self._memo.clear()
+        self._cast_needed.clear()
 
     def _filters(self, kernel: Any) -> Any:
         """The ``(KH, KW, 1, N)`` kernel as the strategies' ``(N, KH, KW)`` filters. Part of
@@ -193,9 +216,15 @@ class SharedConv2D(keras.layers.Layer):
         return keras.ops.transpose(keras.ops.reshape(kernel, (kh, kw, self.filters)), (2, 0, 1))
 
     def _computed(self, variable: Any) -> Any:
-        """The variable as a tensor in the compute dtype (a mixed-precision policy computes in
-        float16/bfloat16); no cast, and no op in eager mode, when it already is."""
-        value = keras.ops.convert_to_tensor(variable)
+        """The variable's value (what ``convert_to_tensor`` gives for a Keras variable: in a
+        stateless call the value given for it, under an autocast scope cast) in the compute
+        dtype (a mixed-precision policy computes in float16/bfloat16); no cast, and no op in
+        eager mode, when it already is. ``value`` rather than ``convert_to_tensor``: on
+        TensorFlow the latter returns the Keras variable itself, whose ``dtype`` reads the
+        autocast scope on every call."""
+        value = variable.value
+        if self._plain:
+            return value
         cast = self._cast_needed.get(value.dtype)
         if cast is None:  # once per dtype: standardize_dtype costs microseconds a call
             cast = keras.backend.standardize_dtype(value.dtype) != self.compute_dtype
@@ -205,14 +234,15 @@ class SharedConv2D(keras.layers.Layer):
         return value
 
     def _dispatch(self, x: Any, w: Any, b: Any, mode: str) -> Any:
-        """The strategy's call for this input shape and mode, chosen once per shape; ``w`` is
-        the layer's kernel (the candidates make the filters from it, see ``_filters``)."""
+        """``(choice, the strategy's call)`` for this input shape and mode, chosen once per
+        shape; ``w`` is the layer's kernel (the candidates make the filters from it, see
+        ``_filters``)."""
         backend = keras.backend.backend()
         shape = tuple(x.shape)
-        memo = self._selector.memo.get((backend, shape, mode))
+        memo = self._selector.memo.get((backend, self.compute_dtype, shape, mode))
         if memo is not None:
-            self._selector.last = memo[0]
-            return memo[1]
+            self._memo[(shape, mode)] = memo
+            return memo
         problem = self._problem(shape)
         # the kernel is part of what is timed (see _filters): decisions made before it was are
         # not reused
@@ -233,8 +263,9 @@ class SharedConv2D(keras.layers.Layer):
             # thread, so the candidates compile and run outside whatever Keras is tracing
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 choice, fn = pool.submit(choosers[backend], problem, mode, layout, x, w, b).result()
-        self._selector.memo[(backend, shape, mode)] = (choice, fn)
-        return fn
+        self._selector.memo[(backend, self.compute_dtype, shape, mode)] = (choice, fn)
+        self._memo[(shape, mode)] = (choice, fn)
+        return choice, fn
 
     def _choose(
         self, problem: Any, key: Any, candidates: Any, runner: Any, compiled: bool = True
