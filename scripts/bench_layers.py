@@ -271,6 +271,26 @@ def _interleaved_overhead(
     }
 
 
+class RowInputs:
+    """Inputs made once per row and read by every layer of it. With a copy per layer, two
+    Keras-on-torch layers pinned to ``native`` (B=2,C=100,64x64,N=16,K=7 train, 2026-12-08)
+    differed by 1.4-3.0% paired, consistently: where the inputs lie moves a memory-bound step
+    by that much, and that is not the layer's doing. (The PyTorch rows share the NumPy
+    arrays' memory as they are.)"""
+
+    _row: tuple = (None, None)
+
+    def once(self, problem, mode, make):
+        """``make()``, or what it gave for this row (problem and mode) already."""
+        key = (problem.to_text(), mode)
+        if self._row[0] != key:
+            self._row = (key, make())
+        return self._row[1]
+
+    def forget_row(self) -> None:
+        self._row = (None, None)
+
+
 class TorchCalls:
     def __init__(self, device: str) -> None:
         import torch
@@ -372,13 +392,12 @@ class TorchCalls:
         }
 
 
-class JaxCalls:
+class JaxCalls(RowInputs):
     def __init__(self, device: str) -> None:
         import jax
 
         self.jax = jax
         self.platform = "cpu" if device == "cpu" else "gpu"
-        self._made: dict = {}
 
     def versions(self) -> dict:
         return {"jax": self.jax.__version__}
@@ -394,14 +413,13 @@ class JaxCalls:
 
         from sharedconv.layers.jax import shared_conv2d
 
-        key = (problem.to_text(), mode)
-        if key not in self._made:  # one copy per row, read by every layer (KerasCalls._inputs)
-            dev = jax.devices(self.platform)[0]
-            put = lambda a: jax.device_put(jnp.asarray(a), dev)  # noqa: E731
-            self._made = {
-                key: {n: put(arrays[n]) if arrays.get(n) is not None else None for n in arrays}
-            }
-        made = self._made[key]
+        dev = jax.devices(self.platform)[0]
+        made = self.once(
+            problem,
+            mode,
+            lambda: {n: None if a is None else jax.device_put(jnp.asarray(a), dev)
+                     for n, a in arrays.items()},
+        )  # fmt: skip
         x, w, b = made["x"], made["w"], made.get("b") if problem.bias else None
         kw = dict(
             stride=problem.stride,
@@ -436,7 +454,7 @@ class JaxCalls:
         self.jax.block_until_ready(out)
 
     def release(self) -> None:
-        self._made = {}
+        self.forget_row()
         self.jax.clear_caches()
 
     def overhead(self) -> dict:
@@ -462,7 +480,7 @@ class JaxCalls:
         }
 
 
-class KerasCalls:
+class KerasCalls(RowInputs):
     """Keras' default data format (channels_last), the call path Keras itself uses."""
 
     def __init__(self, device: str) -> None:
@@ -470,7 +488,6 @@ class KerasCalls:
 
         self.keras = keras
         self.backend = keras.backend.backend()
-        self._made: dict = {}
 
     def versions(self) -> dict:
         return {"keras": self.keras.__version__, "backend": self.backend}
@@ -481,13 +498,10 @@ class KerasCalls:
         return strategies()
 
     def _inputs(self, problem, arrays, mode):
-        """The row's ``x`` (BHWC) and ``dy`` (BHWCN, train) as the backend's tensors, made once
-        per row: every layer of the row reads the very same memory. With a copy per layer,
-        two layers pinned to one strategy differed by 1.4-3.0% paired, consistently (Keras on
-        torch, ``native``, B=2,C=100,64x64,N=16,K=7 train, 2026-12-08): where the inputs lie
-        moves a memory-bound step by that much, and that is not the layer's doing."""
-        key = (problem.to_text(), mode)
-        if key not in self._made:
+        """The row's ``x`` (BHWC) and ``dy`` (BHWCN, train) as the backend's tensors, one copy
+        per row (:class:`RowInputs`)."""
+
+        def make():
             import numpy as np
             from sharedconv.backends.layouts import from_canonical
 
@@ -501,17 +515,16 @@ class KerasCalls:
                 import torch
 
                 x = torch.as_tensor(x).requires_grad_(mode == "train")
-                dy = None if dy is None else torch.as_tensor(dy)
-            elif self.backend == "jax":
+                return x, None if dy is None else torch.as_tensor(dy)
+            if self.backend == "jax":
                 import jax.numpy as jnp
 
-                x, dy = jnp.asarray(x), (None if dy is None else jnp.asarray(dy))
-            else:
-                import tensorflow as tf
+                return jnp.asarray(x), None if dy is None else jnp.asarray(dy)
+            import tensorflow as tf
 
-                x, dy = tf.constant(x), (None if dy is None else tf.constant(dy))
-            self._made = {key: (x, dy)}  # one row's inputs at a time
-        return self._made[key]
+            return tf.constant(x), None if dy is None else tf.constant(dy)
+
+        return self.once(problem, mode, make)
 
     def _build(self, problem, arrays, mode, strategy):
         import numpy as np
@@ -606,7 +619,7 @@ class KerasCalls:
         # TensorFlow on CPU returns finished tensors
 
     def release(self) -> None:
-        self._made = {}
+        self.forget_row()
         self.keras.utils.clear_session()
 
     def overhead(self) -> dict:

@@ -88,15 +88,13 @@ class SharedConv2D(keras.layers.Layer):
         self._selector = Selector(strategy=strategy, budget=tune_budget)
         channels_last = self.data_format == "channels_last"
         self._layouts = ("BHWC", "BHWCN") if channels_last else ("BCHW", "BCNHW")
-        # per dtype of a converted variable: whether it must be cast to the compute dtype
+        # per dtype of a variable's value: whether it must be cast to the compute dtype; a
+        # plain dict, set past Keras' attribute tracking (a dict set as a layer's attribute
+        # becomes a TrackedDict, whose lookups are Python code on every call). The decisions,
+        # by (input shape, mode), are the selector's memo, of the policy ``_policy``.
         # (Keras' InputSpec is not used: its check cost 10-16 µs on every eager call, more than
         # the rest of the dispatch; the input's rank is checked where a new shape is met)
-        # (input shape, mode) -> (choice, strategy call) under the policy ``_policy``: the
-        # per-call lookup; the selector's memo keeps every decision, by backend and dtype too.
-        # Both caches are plain dicts, set past Keras' attribute tracking: a dict set as a
-        # layer's attribute becomes a TrackedDict, whose lookups cost microseconds a call
         object.__setattr__(self, "_cast_needed", {})
-        object.__setattr__(self, "_memo", {})
         self._new_policy()
 
     def build(self, input_shape: tuple[Any, ...]) -> None:
@@ -185,16 +183,16 @@ class SharedConv2D(keras.layers.Layer):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         # the per-call path, kept short: in eager mode its every line is paid on every call,
-        # and after a framework's eager ops it runs with cold caches (each line of it cost
-        # 3-7x its time in a loop of its own, docs/layers.md)
+        # and after a framework's eager ops it runs with cold caches
         if self.dtype_policy is not self._policy:  # a new policy: new dtypes, new decisions
             self._new_policy()
         kernel = self._computed(self.kernel)
         b = None if self.bias is None else self._computed(self.bias)
         mode = "train" if training else "forward"
-        hit = self._memo.get((tuple(inputs.shape), mode))
+        shape = tuple(inputs.shape)
+        hit = self._selector.memo.get((shape, mode))
         if hit is None:
-            hit = self._dispatch(inputs, kernel, b, mode)
+            hit = self._dispatch(shape, inputs, kernel, b, mode)
         self._selector.last = hit[0]
         return hit[1](inputs, kernel, b)
 
@@ -203,7 +201,7 @@ class SharedConv2D(keras.layers.Layer):
         # variables stored in the compute dtype: their values are in it (inside Keras'
         # __call__, the autocast scope, if any, is the layer's compute dtype), so no check
         self._plain = policy.variable_dtype == policy.compute_dtype
-        self._memo.clear()
+        self._selector.memo.clear()
         self._cast_needed.clear()
 
     def _filters(self, kernel: Any) -> Any:
@@ -233,16 +231,11 @@ class SharedConv2D(keras.layers.Layer):
             value = keras.ops.cast(value, self.compute_dtype)
         return value
 
-    def _dispatch(self, x: Any, w: Any, b: Any, mode: str) -> Any:
-        """``(choice, the strategy's call)`` for this input shape and mode, chosen once per
-        shape; ``w`` is the layer's kernel (the candidates make the filters from it, see
-        ``_filters``)."""
+    def _dispatch(self, shape: tuple, x: Any, w: Any, b: Any, mode: str) -> tuple:
+        """``(choice, the strategy's call)`` for an input of ``shape`` in ``mode``, met for the
+        first time under this policy; ``w`` is the layer's kernel (the candidates make the
+        filters from it, see ``_filters``)."""
         backend = keras.backend.backend()
-        shape = tuple(x.shape)
-        memo = self._selector.memo.get((backend, self.compute_dtype, shape, mode))
-        if memo is not None:
-            self._memo[(shape, mode)] = memo
-            return memo
         problem = self._problem(shape)
         # the kernel is part of what is timed (see _filters): decisions made before it was are
         # not reused
@@ -263,8 +256,7 @@ class SharedConv2D(keras.layers.Layer):
             # thread, so the candidates compile and run outside whatever Keras is tracing
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 choice, fn = pool.submit(choosers[backend], problem, mode, layout, x, w, b).result()
-        self._selector.memo[(backend, self.compute_dtype, shape, mode)] = (choice, fn)
-        self._memo[(shape, mode)] = (choice, fn)
+        self._selector.memo[(shape, mode)] = (choice, fn)
         return choice, fn
 
     def _choose(
